@@ -1,0 +1,1 @@
+"""Shared library of the study: audio, data, front end, training, extraction, probes."""

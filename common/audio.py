@@ -1,0 +1,85 @@
+"""Decoding audio files to mono float32 at a chosen sample rate.
+
+soundfile (libsndfile) reads WAV, FLAC and MP3 fast; anything it refuses goes through
+librosa's audioread fallback. Every problem with a file ends in an `AudioError` whose
+message is the reason, so callers can skip the file and name it in a manifest.
+"""
+import struct
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+# Peak below this (about -80 dBFS) counts as silence: nothing to learn from.
+SILENCE_PEAK = 1e-4
+
+
+class AudioError(Exception):
+    """The file cannot be used; the message says why (unreadable, empty, truncated, silent)."""
+
+
+def _wav_promised_frames(path, block_align):
+    """Frames the WAV header's data chunk declares (libsndfile quietly reports only what is there)."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        while len(header := f.read(8)) == 8:
+            size = struct.unpack("<I", header[4:])[0]
+            if header[:4] == b"data":
+                return size // block_align
+            f.seek(size + size % 2, 1)
+    return None
+
+
+def _read(path):
+    """Return (samples x channels float32, sample rate, frames the header promised or None)."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            promised = None
+            if f.format == "WAV":
+                bits = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64, "PCM_U8": 8}
+                if f.subtype in bits:
+                    promised = _wav_promised_frames(path, f.channels * bits[f.subtype] // 8)
+            elif f.format == "FLAC":
+                promised = f.frames
+            return f.read(dtype="float32", always_2d=True), f.samplerate, promised
+    except Exception as sf_error:  # libsndfile's errors carry no common type
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # librosa warns about audioread itself
+                y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+        except Exception as error:
+            raise AudioError(f"unreadable ({sf_error}; {type(error).__name__}: {error})") from None
+        return np.atleast_2d(y).T, sr, None
+
+
+def resample(y, orig_sr, target_sr):
+    if orig_sr == target_sr:
+        return y
+    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+
+
+def load_audio(path, sample_rate, expected_seconds=None):
+    """Decode `path` to a mono float32 array at `sample_rate`.
+
+    `expected_seconds`, when the metadata knows the clip's length, lets a truncated
+    file be told apart from a short one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError("missing file")
+    data, sr, promised = _read(path)
+    if data.size == 0:
+        raise AudioError("empty (no samples)")
+    if promised is not None and len(data) < promised:
+        raise AudioError(f"truncated ({len(data)} of {promised} frames)")
+    if expected_seconds and len(data) / sr < 0.9 * expected_seconds:
+        raise AudioError(f"truncated ({len(data) / sr:.2f} s of {expected_seconds:.2f} s)")
+    if not np.isfinite(data).all():
+        raise AudioError("corrupt (non-finite samples)")
+    y = data.mean(axis=1)
+    if np.abs(y).max() < SILENCE_PEAK:
+        raise AudioError("silent")
+    return resample(y, sr, sample_rate).astype(np.float32)

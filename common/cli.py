@@ -1,0 +1,42 @@
+"""Command-line plumbing shared by every script: one-line errors and exit code 2.
+
+A researcher who mistypes an option or forgets to download a dataset should read one
+line that says what is wrong and what to do, not a traceback.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = REPO_ROOT / "data"
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad option, missing data, corrupt file)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad option ends in a single line on stderr and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_data_options(parser):
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                        help="folder that holds the datasets (default: data/)")
+    parser.add_argument("--demo", action="store_true",
+                        help="use the embedded demo datasets (rendered on first use, no network)")
+
+
+def run(main):
+    """Run `main()`; a UserError or Ctrl-C ends the program with one line and exit code 2."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept, run the same command again to resume",
+              file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,61 @@
+"""Demo TinySOL: single notes of the same 14 instruments, in TinySOL's layout.
+
+Each instrument plays every pitch class once, at an octave drawn inside its real range
+(so the pitch-class task is balanced), at one of three dynamics, through the nearest
+General-MIDI program. Files, names and the metadata CSV follow TinySOL exactly.
+"""
+import csv
+
+import numpy as np
+import soundfile as sf
+
+from common.demo.synth import Score, note_name
+from common.tinysol import HEADER
+
+SAMPLE_RATE = 44100
+NOTE_SECONDS, FILE_SECONDS = 1.5, 2.0
+# abbr, GM program, family, full name, folder, lowest and highest MIDI note. The accordion
+# plays GM's harmonica (22), a free reed too: the SoundFont's accordion samples are
+# detuned by up to 70 cents above C5, which would make wrong pitch labels.
+INSTRUMENTS = (
+    ("BTb", 58, "Brass", "Bass Tuba", "Bass_Tuba", 29, 65),
+    ("Hn", 60, "Brass", "French Horn", "Horn", 35, 77),
+    ("Tbn", 57, "Brass", "Trombone", "Trombone", 40, 72),
+    ("TpC", 56, "Brass", "Trumpet in C", "Trumpet_C", 54, 84),
+    ("Acc", 22, "Keyboards", "Accordion", "Accordion", 43, 93),
+    ("Cb", 43, "Strings", "Contrabass", "Contrabass", 28, 67),
+    ("Va", 41, "Strings", "Viola", "Viola", 48, 88),
+    ("Vc", 42, "Strings", "Violoncello", "Violoncello", 36, 84),
+    ("Vn", 40, "Strings", "Violin", "Violin", 55, 96),
+    ("Bn", 70, "Winds", "Bassoon", "Bassoon", 34, 75),
+    ("ClBb", 71, "Winds", "Clarinet in Bb", "Clarinet_Bb", 50, 91),
+    ("Fl", 73, "Winds", "Flute", "Flute", 60, 96),
+    ("Ob", 68, "Winds", "Oboe", "Oboe", 58, 91),
+    ("ASax", 65, "Winds", "Alto Saxophone", "Sax_Alto", 49, 80),
+)
+DYNAMICS = (("pp", 0, 40, 0.15), ("mf", 2, 80, 0.4), ("ff", 4, 120, 0.8))  # name, id, velocity, peak
+
+
+def write(folder, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for abbr, program, family, full, subfolder, low, high in INSTRUMENTS:
+        folds = rng.permutation(np.arange(12) % 5)
+        for pitch_class, fold in zip(range(12), folds):
+            octaves = [m for m in range(low, high + 1) if m % 12 == pitch_class]
+            midi = int(rng.choice(octaves))
+            dyn, dyn_id, velocity, peak = DYNAMICS[rng.integers(len(DYNAMICS))]
+            string = str(int(rng.integers(1, 5))) if family == "Strings" else None
+            name = f"{abbr}-ord-{note_name(midi)}-{dyn}-{string + 'c' if string else 'N'}-N.wav"
+            path = f"{family}/{subfolder}/ordinario/{name}"
+            score = Score()
+            score.note(program, midi, 0.05, 0.05 + NOTE_SECONDS, velocity)
+            audio = score.render(SAMPLE_RATE, FILE_SECONDS, peak=peak).mean(axis=1)
+            (folder / "audio" / path).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / "audio" / path, audio, SAMPLE_RATE, subtype="PCM_24")
+            rows.append([path, int(fold), family, abbr, full, "ord", "ordinario", note_name(midi), midi,
+                         dyn, dyn_id, 0, f"{string}.0" if string else "", "FALSE"])
+    with open(folder / "TinySOL_metadata.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows)

@@ -1,0 +1,166 @@
+"""Fetching the real datasets: progress bar, resumable, checksum-verified, safe to extract.
+
+A download goes to `<name>.part`; an interrupted one continues from there with an HTTP
+Range request. The file gets its real name only after its checksum matched, so a file
+under its real name is always complete. Archives are extracted member by member after
+checking that no member would land outside the target folder.
+"""
+import hashlib
+import shutil
+import socket
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.cli import UserError
+
+CHUNK = 1 << 20
+TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Remote:
+    filename: str
+    url: str
+    algorithm: str  # "md5" or "sha256", as the dataset publishes it
+    digest: str
+
+
+class DownloadError(UserError):
+    pass
+
+
+class ChecksumError(DownloadError):
+    pass
+
+
+def file_digest(path, algorithm):
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path, remote):
+    actual = file_digest(path, remote.algorithm)
+    if actual != remote.digest:
+        raise ChecksumError(f"{path} is corrupt: {remote.algorithm} {actual} != expected {remote.digest}")
+
+
+def download(remote, folder):
+    """Make `folder/remote.filename` exist and match its checksum; return its path."""
+    target = Path(folder) / remote.filename
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            if have and response.status != 206:  # the server ignored the Range: start over
+                have = 0
+            total = response.headers.get("Content-Length")
+            total = int(total) + have if total is not None else None
+            with open(part, "ab" if have else "wb") as out, \
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=remote.filename) as bar:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # the part file is already complete
+            pass
+        else:
+            raise DownloadError(f"downloading {remote.url} failed: HTTP {error.code}") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(f"cannot download {remote.url} ({reason})") from None
+    try:
+        verify(part, remote)
+    except ChecksumError:
+        part.unlink()  # a corrupt download is not resumed: the next try starts clean
+        raise
+    part.replace(target)
+    return target
+
+
+def _inside(folder, member_name):
+    destination = (folder / member_name).resolve()
+    return destination == folder or folder in destination.parents
+
+
+def extract(archive, folder):
+    """Extract a .zip or .tar(.gz) into `folder`, refusing any member that would escape it.
+
+    Members land in a scratch folder first and move into `folder` at the end, so an
+    interrupted extraction never looks like a finished one.
+    """
+    folder = Path(folder).resolve()
+    archive = Path(archive)
+    scratch = folder.parent / f".{folder.name}.extracting"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            members = z.infolist()
+            _refuse_escapes(archive, scratch, [(m.filename, None) for m in members])
+            for m in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False):
+                z.extract(m, scratch)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            members = t.getmembers()
+            _refuse_escapes(archive, scratch, [(m.name, m.linkname if (m.issym() or m.islnk()) else None)
+                                               for m in members if not m.isdev()])
+            if any(m.isdev() for m in members):
+                raise DownloadError(f"refusing to extract {archive.name}: it holds device files")
+            for m in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False):
+                t.extract(m, scratch, filter="data")
+    else:
+        shutil.rmtree(scratch)
+        raise DownloadError(f"{archive} is neither a zip nor a tar archive")
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in scratch.iterdir():
+        destination = folder / entry.name
+        if destination.is_dir() and entry.is_dir():
+            shutil.copytree(entry, destination, dirs_exist_ok=True)
+        else:
+            entry.replace(destination)
+    shutil.rmtree(scratch)
+
+
+def _refuse_escapes(archive, folder, members):
+    for name, link in members:
+        if not _inside(folder, name) or (link is not None and not _inside(folder, Path(name).parent / link)):
+            shutil.rmtree(folder)
+            raise DownloadError(f"refusing to extract {archive.name}: member {name!r} "
+                                f"would be written outside its folder")
+
+
+def concatenate(parts, target):
+    """Join split archive volumes (MTAT's mp3.zip.001..003) into one file."""
+    tmp = Path(target).with_name(Path(target).name + ".tmp")
+    with open(tmp, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as f:
+                shutil.copyfileobj(f, out, CHUNK)
+    tmp.replace(target)
+    return Path(target)
+
+
+def fetch_all(remotes, folder, dataset, demo_hint=True):
+    """Download every remote into `folder`; when that is impossible, one line says what to do."""
+    try:
+        return [download(r, folder) for r in remotes]
+    except ChecksumError:
+        raise
+    except DownloadError as error:
+        names = ", ".join(r.filename for r in remotes)
+        hint = "; or run with --demo to use the embedded demo data" if demo_hint else ""
+        raise DownloadError(f"{dataset} is not in {folder} and could not be downloaded ({error}): "
+                            f"place {names} there by hand (see data/README.md){hint}") from None

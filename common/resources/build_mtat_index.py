@@ -1,0 +1,37 @@
+"""Derive the shipped MTAT index from the real metadata (run once by a maintainer).
+
+Input: jukemir's magnatagatune.json.gz (../shared/data/mtat/ in the development tree).
+Output, beside this file:
+  mtat_index.tsv.gz  one row per clip of the Lee et al. 2017 / Won et al. 2020 split
+                     (split set and at least one top-50 tag): clip_id, split, seconds,
+                     mp3_path, tags (top-50 tags, comma-separated)
+  mtat_tags.txt      the 188 tag names of annotations_final.csv, one per line
+The project reads only these two files at run time.
+
+    python common/resources/build_mtat_index.py ../shared/data/mtat/magnatagatune.json.gz
+"""
+import gzip
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(source):
+    meta = json.load(gzip.open(source))
+    rows = sorted(((int(v["extra"]["clip_id"]), v) for v in meta.values() if v["split"] and v["y"]),
+                  key=lambda r: r[0])
+    lines = ["clip_id\tsplit\tseconds\tmp3_path\ttags"]
+    for clip_id, v in rows:
+        lines.append(f"{clip_id}\t{v['split']}\t{v['clip']['clip_duration']:.3f}\t"
+                     f"{v['extra']['mp3_path']}\t{','.join(v['y'])}")
+    with gzip.GzipFile(HERE / "mtat_index.tsv.gz", "wb", mtime=0) as f:
+        f.write(("\n".join(lines) + "\n").encode())
+    tags = sorted({t for v in meta.values() for t in (v["y_all"] or [])})
+    (HERE / "mtat_tags.txt").write_text("\n".join(tags) + "\n")
+    print(f"{len(rows)} clips, {len(tags)} tags")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,44 @@
+"""TinySOL (pitch and instrument tasks), in its official layout under data/TinySOL/:
+
+  TinySOL_metadata.csv      Path, Fold, Family, Instrument (abbr.), ..., Pitch ID (MIDI), ...
+  audio/                    TinySOL.tar.gz extracted here; `Path` is relative to this folder
+
+2,913 single notes of 14 instruments. Split by the `Fold` column: folds 0-2 train, 3 valid,
+4 test.
+"""
+import csv
+from pathlib import Path
+
+from common.dataset import Clip
+from common.download import Remote, extract, fetch_all
+
+HEADER = ("Path,Fold,Family,Instrument (abbr.),Instrument (in full),Technique (abbr.),"
+          "Technique (in full),Pitch,Pitch ID,Dynamics,Dynamics ID,Instance ID,"
+          "String ID (if applicable),Needed digital retuning").split(",")
+INSTRUMENTS = ("Acc", "ASax", "Bn", "BTb", "Cb", "ClBb", "Fl", "Hn", "Ob", "Tbn", "TpC", "Va", "Vc", "Vn")
+FOLD_SPLIT = {0: "train", 1: "train", 2: "train", 3: "valid", 4: "test"}
+
+REMOTES = (
+    Remote("TinySOL.tar.gz", "https://zenodo.org/record/3685367/files/TinySOL.tar.gz?download=1",
+           "md5", "36030a7fe389da86c3419e5ee48e3b7f"),
+    Remote("TinySOL_metadata.csv", "https://zenodo.org/record/3685367/files/TinySOL_metadata.csv?download=1",
+           "md5", "a86c9bb115f69e61f2f25872e397fc4a"),
+)
+
+
+def read(root):
+    root = Path(root)
+    with open(root / "TinySOL_metadata.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [Clip(Path(r["Path"]).stem, f"audio/{r['Path']}", FOLD_SPLIT[int(r["Fold"])],
+                 {"pitch": int(r["Pitch ID"]), "instrument": r["Instrument (abbr.)"]})
+            for r in rows]
+
+
+def ensure(root):
+    root = Path(root)
+    if (root / "TinySOL_metadata.csv").exists() and (root / "audio").is_dir():
+        return
+    archive, _ = fetch_all(REMOTES, root, "TinySOL")
+    if not (root / "audio").is_dir():
+        extract(archive, root / "audio")

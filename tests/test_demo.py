@@ -1,0 +1,73 @@
+import csv
+import gzip
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from common import beatport, mtat, tinysol
+from common.dataset import load_dataset
+from common.demo import mtat as demo_mtat
+from common.demo.synth import Score
+
+
+def test_demo_mtat_is_in_mtats_layout(data_root):
+    root = data_root / "demo" / "MTAT"
+    with open(root / "annotations_final.csv", newline="") as f:
+        header = next(csv.reader(f, delimiter="\t"))
+    assert header[0] == "clip_id" and header[-1] == "mp3_path" and len(header) == 190
+    assert (root / "annotations_final.csv").read_text().startswith('"clip_id"\t"')
+    dataset = load_dataset("MTAT", data_root, demo=True)
+    assert {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")} == set(mtat.AUDIO_FOLDERS)
+    info = sf.info(root / dataset.clips[0].path)
+    assert (info.format, info.samplerate, info.channels) == ("MP3", 16000, 1)
+    vocabulary = {t for c in dataset.clips for t in c.labels["tags"]}
+    assert {"guitar", "piano", "strings", "violin", "flute", "synth", "drums", "choir", "sitar", "harp",
+            "fast", "slow", "loud", "quiet", "soft"} <= vocabulary <= set(mtat.TOP50)
+    assert all(len(dataset.split(s)) > 0 for s in ("train", "valid", "test"))
+    with gzip.open(root / mtat.INDEX_NAME, "rt") as f:
+        assert f.readline().strip().split("\t") == ["clip_id", "split", "seconds", "mp3_path", "tags"]
+
+
+def test_demo_tinysol_is_in_tinysols_layout_and_labels_are_right(data_root):
+    root = data_root / "demo" / "TinySOL"
+    with open(root / "TinySOL_metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == tinysol.HEADER
+    clips = tinysol.read(root)
+    assert {c.labels["instrument"] for c in clips} == set(tinysol.INSTRUMENTS)
+    assert {int(r["Fold"]) for r in rows} == {0, 1, 2, 3, 4}
+    for instrument in tinysol.INSTRUMENTS:  # every pitch class once per instrument: a balanced task
+        assert sorted(c.labels["pitch"] % 12 for c in clips if c.labels["instrument"] == instrument) == list(range(12))
+    assert all(int(r["Pitch ID"]) == librosa.note_to_midi(r["Pitch"]) for r in rows)
+    # The pitch labels are what is heard: pyin on a sample of the rendered notes.
+    for clip in clips[::9]:
+        y, sr = librosa.load(root / clip.path, sr=22050)
+        f0, voiced, _ = librosa.pyin(y[: int(1.4 * sr)], fmin=30, fmax=4200, sr=sr, frame_length=4096)
+        heard = librosa.hz_to_midi(np.nanmedian(f0[voiced]))
+        assert abs(heard - clip.labels["pitch"]) < 0.5, clip.path
+
+
+def test_demo_beatport_is_in_its_layout_with_24_keys(data_root):
+    root = data_root / "demo" / "beatport_key"
+    clips = beatport.read(root)
+    assert {c.labels["key"] for c in clips} == set(beatport.KEYS)
+    assert len(list((root / "keys").glob("*.txt"))) > len(clips)  # unusable annotations are dropped
+    assert any(t.read_text().split()[0] in beatport.FLAT_TO_SHARP for t in (root / "keys").glob("*.txt"))
+    assert (root / "split.tsv").exists()
+    assert sf.info(root / clips[0].path).channels == 2
+
+
+def test_rendering_is_deterministic():
+    recipe, tags = demo_mtat._arrange(("rock",), np.random.default_rng(3))
+    again, tags_again = demo_mtat._arrange(("rock",), np.random.default_rng(3))
+    assert recipe == again and tags == tags_again and "rock" in tags
+    np.testing.assert_array_equal(demo_mtat.render(recipe), demo_mtat.render(again))
+
+
+def test_score_renders_the_asked_duration_and_level():
+    score = Score()
+    score.note(0, 69, 0.0, 0.5, 100)
+    audio = score.render(16000, 1.0, peak=0.5)
+    assert audio.shape == (16000, 2) and np.abs(audio).max() == pytest.approx(0.5)

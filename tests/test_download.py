@@ -1,0 +1,163 @@
+import hashlib
+import io
+import socket
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from common import download, mtat, tinysol
+from common.download import ChecksumError, DownloadError, Remote
+
+
+class Server:
+    """A tiny HTTP server on 127.0.0.1 that serves bytes, honours Range, and logs requests."""
+
+    def __init__(self):
+        self.files, self.requests = {}, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serve(self, name, data):
+        self.files[f"/{name}"] = data
+        return Remote(name, f"{self.url}/{name}", "sha256", hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def test_download_verifies_and_names_the_file_only_when_complete(server, tmp_path):
+    remote = server.serve("blob.bin", b"x" * 3_000_000)
+    path = download.download(remote, tmp_path)
+    assert path.read_bytes() == b"x" * 3_000_000
+    assert not (tmp_path / "blob.bin.part").exists()
+    download.download(remote, tmp_path)  # present: not fetched again
+    assert len(server.requests) == 1
+
+
+def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
+    data = bytes(np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8))
+    remote = server.serve("blob.bin", data)
+    (tmp_path / "blob.bin.part").write_bytes(data[:40_000])
+    path = download.download(remote, tmp_path)
+    assert path.read_bytes() == data
+    assert server.requests == [("/blob.bin", "bytes=40000-")]
+
+
+def test_checksum_mismatch_is_detected_and_not_kept(server, tmp_path):
+    remote = server.serve("blob.bin", b"good data")
+    server.files["/blob.bin"] = b"tampered!"
+    with pytest.raises(ChecksumError, match="corrupt"):
+        download.download(remote, tmp_path)
+    assert not (tmp_path / "blob.bin").exists() and not (tmp_path / "blob.bin.part").exists()
+
+
+def test_offline_gives_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    remotes = tuple(Remote(r.filename, f"http://127.0.0.1:{port}/{r.filename}", r.algorithm, r.digest)
+                    for r in tinysol.REMOTES)
+    monkeypatch.setattr(tinysol, "REMOTES", remotes)
+    with pytest.raises(DownloadError) as error:
+        tinysol.ensure(tmp_path / "TinySOL")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "TinySOL.tar.gz, TinySOL_metadata.csv" in message and "--demo" in message
+
+
+def _zip(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_archive_members_escaping_their_folder_are_refused(tmp_path):
+    (tmp_path / "evil.zip").write_bytes(_zip({"ok.txt": b"fine", "../escaped.txt": b"gotcha"}))
+    with pytest.raises(DownloadError, match="outside"):
+        download.extract(tmp_path / "evil.zip", tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
+
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as t:
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+        t.addfile(link)
+    with pytest.raises(DownloadError, match="outside"):
+        download.extract(tmp_path / "evil.tar.gz", tmp_path / "out")
+
+
+def _wav_bytes(seconds=0.5, sr=16000, fmt="WAV"):
+    buffer = io.BytesIO()
+    y = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * sr)) / sr)
+    sf.write(buffer, y.astype(np.float32), sr, format=fmt)
+    return buffer.getvalue()
+
+
+def test_mtat_is_fetched_joined_extracted_and_read(server, tmp_path, monkeypatch):
+    clips = mtat.read_index()[:3]
+    archive = _zip({c.path: _wav_bytes() for c in clips})
+    third = len(archive) // 3
+    parts = [archive[:third], archive[third:2 * third], archive[2 * third:]]
+    header = ["clip_id", *mtat.all_tags(), "mp3_path"]
+    lines = ["\t".join(f'"{h}"' for h in header)]
+    for c in clips:
+        values = [c.id, *("1" if t in c.labels["tags"] else "0" for t in mtat.all_tags()), c.path]
+        lines.append("\t".join(f'"{v}"' for v in values))
+    remotes = [server.serve(f"mp3.zip.00{i + 1}", p) for i, p in enumerate(parts)]
+    remotes.append(server.serve("annotations_final.csv", ("\n".join(lines) + "\n").encode()))
+    monkeypatch.setattr(mtat, "REMOTES", tuple(remotes))
+    root = tmp_path / "MTAT"
+    for folder in set(mtat.AUDIO_FOLDERS) - {c.path[0] for c in clips}:
+        (root / folder).mkdir(parents=True)  # the archive's other folders, which this one lacks
+    mtat.ensure(root)
+    assert all((root / c.path).exists() for c in clips)
+    assert not (root / "mp3.zip").exists()
+    read = {c.id: c for c in mtat.read(root)}
+    for c in clips:
+        assert read[c.id].labels["tags"] == c.labels["tags"] and read[c.id].split == c.split
+
+
+def test_tinysol_archive_is_extracted_into_audio(server, tmp_path, monkeypatch):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as t:
+        data = _wav_bytes(sr=44100)
+        info = tarfile.TarInfo("Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    csv_text = ",".join(tinysol.HEADER) + "\n" + \
+        "Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav,4,Strings,Cb,Contrabass,ord,ordinario,A2,45,mf,2,1,2.0,FALSE\n"
+    monkeypatch.setattr(tinysol, "REMOTES", (server.serve("TinySOL.tar.gz", buffer.getvalue()),
+                                             server.serve("TinySOL_metadata.csv", csv_text.encode())))
+    tinysol.ensure(tmp_path / "TinySOL")
+    (clip,) = tinysol.read(tmp_path / "TinySOL")
+    assert (tmp_path / "TinySOL" / clip.path).exists()
+    assert clip.split == "test" and clip.labels == {"pitch": 45, "instrument": "Cb"}

@@ -1,0 +1,76 @@
+import csv
+
+import pytest
+
+from common import beatport, mtat, tinysol
+from common.dataset import load_dataset
+
+
+def test_shipped_mtat_index_is_the_standard_split():
+    clips = mtat.read_index()
+    counts = {s: sum(c.split == s for c in clips) for s in ("train", "valid", "test")}
+    assert counts == {"train": 15247, "valid": 1529, "test": 4332}
+    assert all(c.labels["tags"] and set(c.labels["tags"]) <= set(mtat.TOP50) for c in clips)
+    assert sum(c.seconds for c in clips if c.split == "train") / 60 == pytest.approx(7400.9, abs=0.05)
+    assert not {"35644", "55753", "57881"} & {c.id for c in clips}  # the known corrupt clips
+    assert len(mtat.all_tags()) == 188 and set(mtat.TOP50) <= set(mtat.all_tags())
+
+
+def test_mtat_reads_official_annotations_format(tmp_path):
+    tags = mtat.all_tags()
+    header = ["clip_id", *tags, "mp3_path"]
+    row = {t: "0" for t in tags} | {"classical": "1", "violin": "1", "baroque": "1"}
+    path = "f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3"
+    with open(tmp_path / "annotations_final.csv", "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerow(["2", *(row[t] for t in tags), path])
+    assert mtat.read_annotations(tmp_path / "annotations_final.csv") == {"2": (path, ("classical", "violin"))}
+    clips = {c.id: c for c in mtat.read(tmp_path)}
+    assert clips["2"].split == "test" and clips["2"].path == path
+    assert clips["2"].labels["tags"] == ("classical", "violin")  # from the CSV, top-50 only
+    assert len(clips) == 21108  # clips missing from the CSV keep the index's tags
+
+
+@pytest.mark.parametrize("text,key", [
+    ("D minor\n", "D minor"), ("Eb minor", "D# minor"), ("Bb major", "A# major"), ("f# Minor", "F# minor"),
+    ("A minor | C major", None), ("other", None), ("", None), ("C dorian", None)])
+def test_beatport_keys_are_parsed_to_24_sharp_classes(text, key):
+    assert beatport.parse_key(text) == key
+
+
+def test_beatport_split_is_stratified_and_stored(tmp_path):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "keys").mkdir()
+    for i in range(60):
+        name = f"{1000 + i} Artist - Title {i} (Original Mix)"
+        (tmp_path / "audio" / f"{name}.mp3").write_bytes(b"")
+        (tmp_path / "keys" / f"{name}.txt").write_text(["A minor", "C major", "Gb major"][i % 3])
+    (tmp_path / "keys" / "9999 orphan.txt").write_text("A minor")  # annotation without audio
+    clips = beatport.read(tmp_path)
+    assert len(clips) == 60
+    for key in ("A minor", "C major", "F# major"):
+        splits = [c.split for c in clips if c.labels["key"] == key]
+        assert {s: splits.count(s) for s in ("train", "valid", "test")} == {"train": 12, "valid": 4, "test": 4}
+    stored = (tmp_path / "split.tsv").read_text()
+    (tmp_path / "keys" / f"{1000} Artist - Title 0 (Original Mix).txt").write_text("C major")
+    assert (tmp_path / "split.tsv").read_text() == stored
+    assert [c.split for c in beatport.read(tmp_path)] == [c.split for c in clips]
+
+
+def test_tinysol_reads_folds_and_labels(tmp_path):
+    with open(tmp_path / "TinySOL_metadata.csv", "w") as f:
+        f.write(",".join(tinysol.HEADER) + "\n")
+        for fold in range(5):
+            f.write(f"Strings/Contrabass/ordinario/Cb-ord-A{fold}-mf-2c-N.wav,{fold},Strings,Cb,Contrabass,"
+                    f"ord,ordinario,A{fold},{21 + 12 * fold},mf,2,1,2.0,FALSE\n")
+    clips = tinysol.read(tmp_path)
+    assert [c.split for c in clips] == ["train", "train", "train", "valid", "test"]
+    assert clips[2].labels == {"pitch": 45, "instrument": "Cb"}
+    assert clips[2].path == "audio/Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav"
+
+
+def test_unknown_dataset_is_a_user_error(tmp_path):
+    from common.cli import UserError
+    with pytest.raises(UserError, match="choose from MTAT, TinySOL, beatport_key"):
+        load_dataset("GTZAN", tmp_path)
