@@ -31,5 +31,6 @@ class LogMel(nn.Module):
         return torch.matmul(self.mel_basis, parts[..., 0].square() + parts[..., 1].square())
 
     def forward(self, waveforms):
-        """(batch, samples) -> (batch, n_mels, frames) log-mel in dB."""
-        return 10.0 * torch.log10(self.power(waveforms).clamp(min=self.amin))
+        """(batch, samples) -> (batch, n_mels, frames) log-mel in dB, always in float32."""
+        with torch.autocast(waveforms.device.type, enabled=False):  # dB of tiny powers needs float32
+            return 10.0 * torch.log10(self.power(waveforms).clamp(min=self.amin))

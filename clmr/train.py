@@ -1,0 +1,42 @@
+"""Pretrain CLMR (SampleCNN) on an MTAT subset by contrastive learning, without labels.
+
+Each clip gives two random 2.68 s crops; both go through CLMR's augmentation chain
+(clmr/augment.py, batched on the training device), the encoder and the projection head,
+and the NT-Xent loss (temperature 0.5) pulls the two views of a clip together and pushes
+the other clips of the batch away. Reference configuration: batch 48, Adam 3e-4, weight
+decay 1e-6. The loop itself (data, checkpoints, resume, DDP) is common/training.py.
+
+    python clmr/train.py --subset 5
+    python clmr/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from clmr.augment import augment  # noqa: E402
+from common.cli import run  # noqa: E402
+from common.training import pretrain  # noqa: E402
+
+DEFAULTS = {"batch_size": 48, "lr": 3e-4, "weight_decay": 1e-6, "crops_per_clip": 1}
+SAMPLE_RATE, TEMPERATURE = 22050, 0.5
+
+
+def nt_xent(z, temperature=TEMPERATURE):
+    """NT-Xent over 2N projections where rows i and i + N are the two views of one clip."""
+    z = F.normalize(z.float(), dim=1)
+    n = len(z) // 2
+    similarity = z @ z.T / temperature
+    similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(similarity, positives)
+
+
+def contrastive_loss(model, batch):
+    return nt_xent(model(augment(batch.audio, SAMPLE_RATE)))
+
+
+if __name__ == "__main__":
+    run(lambda: pretrain("clmr", contrastive_loss, DEFAULTS, __doc__.split("\n")[0], supervised=False, views=2))

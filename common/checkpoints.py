@@ -1,0 +1,33 @@
+"""Checkpoint files: written atomically, read with `torch.load(weights_only=True)`.
+
+weights_only refuses to unpickle anything but tensors and plain containers, so a
+tampered or foreign file raises a clear error instead of running code. Every checkpoint
+names its model, so one model's weights are never loaded into another.
+"""
+import pickle
+
+import torch
+
+from common.atomic import atomic_path
+from common.cli import UserError
+
+
+def save(path, payload):
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path, model_name=None, map_location="cpu"):
+    """The checkpoint's dict; `model_name`, when given, must match the one it was saved for."""
+    if not path.exists():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} is not a readable checkpoint of this project ({reason})") from None
+    if not isinstance(payload, dict) or "model_name" not in payload or "model" not in payload:
+        raise UserError(f"{path} is not a checkpoint of this project (no model name or weights)")
+    if model_name is not None and payload["model_name"] != model_name:
+        raise UserError(f"{path} is a checkpoint of {payload['model_name']}, not of {model_name}")
+    return payload

@@ -1,0 +1,60 @@
+"""DistributedDataParallel set-up from torchrun's environment (NCCL on GPU, gloo on CPU).
+
+Run as `torchrun --nproc_per_node=N <model>/train.py ...`; a plain `python` run is a
+world of one and all of this reduces to no-ops.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def mean(self, value):
+        """Average a float over all processes."""
+        if self.size == 1:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.item() / self.size
+
+    def any(self, flag):
+        return self.mean(1.0 if flag else 0.0) > 0
+
+    def barrier(self):
+        if self.size > 1:
+            dist.barrier()
+
+    def close(self):
+        if self.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def start(device_name):
+    """The process's World; under torchrun this joins the process group."""
+    device = resolve_device(device_name)
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(rank=rank, size=size, device=device)

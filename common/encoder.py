@@ -1,0 +1,22 @@
+"""What every model of the study is: a waveform encoder with a fixed input and embedding.
+
+Everything downstream (training, feature extraction) only relies on this interface, so a
+sixth model needs nothing but its own folder.
+"""
+from torch import nn
+
+
+class AudioEncoder(nn.Module):
+    name: str
+    sample_rate: int       # Hz of the waveforms it takes
+    input_seconds: float   # length of one input window
+    emb_dim: int           # size of `embed`'s output
+    n_mels: int | None     # mel bins of its front end (None: raw waveform)
+
+    @property
+    def input_samples(self):
+        return round(self.input_seconds * self.sample_rate)
+
+    def embed(self, waveforms):
+        """(batch, input_samples) float waveforms -> (batch, emb_dim) embeddings."""
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""What a model is pretrained on: the clips of an MTAT subset, or a folder of the user's audio.
+
+Either way the result is a list of clip keys, the decoded-audio cache they are read from,
+and (for the tagging models) a multi-hot tag matrix.
+"""
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common import subsets
+from common.cli import UserError
+from common.dataset import Clip, Dataset, load_dataset
+from common.mtat import TOP50
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"}
+
+
+@dataclass
+class PretrainingData:
+    name: str                 # "MTAT", "demo" or "audio-<folder>": the <data> of runs/<data>/...
+    subset: str
+    keys: list
+    cache: object             # AudioCache
+    minutes: float
+    tags: tuple | None        # tag vocabulary, for the supervised models
+    labels: np.ndarray | None  # (clips, tags) multi-hot float32, rows in `keys` order
+
+
+def _multi_hot(clips, vocabulary):
+    index = {t: i for i, t in enumerate(vocabulary)}
+    labels = np.zeros((len(clips), len(vocabulary)), dtype=np.float32)
+    for row, clip in enumerate(clips):
+        labels[row, [index[t] for t in clip.labels["tags"] if t in index]] = 1.0
+    return labels
+
+
+def _finish(name, subset, dataset, clips, sample_rate, vocabulary):
+    cache = dataset.audio(sample_rate, clips=clips)
+    usable = [c for c in clips if c.id in cache]
+    if not usable:
+        raise UserError(f"none of the {len(clips)} clips of {dataset.root} could be decoded "
+                        f"(see {cache.directory / 'manifest.json'})")
+    minutes = float(sum(cache.seconds(c.id) for c in usable) / 60)
+    labels = _multi_hot(usable, vocabulary) if vocabulary else None
+    return PretrainingData(name, subset, [c.id for c in usable], cache, minutes, vocabulary, labels)
+
+
+def mtat_subset(subset, sample_rate, data_root, demo, supervised):
+    dataset = load_dataset("MTAT", data_root, demo=demo)
+    clips = subsets.select(dataset.clips, subset)
+    return _finish("demo" if demo else "MTAT", subset, dataset, clips, sample_rate, TOP50 if supervised else None)
+
+
+def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
+    """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags)."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise UserError(f"--audio-dir {folder} is not a folder")
+    if supervised and tags_file is None:
+        raise UserError("this model learns from tags: give --tags FILE (CSV with columns path,tags; tags "
+                        "separated by ';') with --audio-dir, or pretrain clmr or tmae, which need none")
+    tags = {}
+    if tags_file is not None:
+        with open(tags_file, newline="", encoding="utf-8") as f:
+            tags = {r["path"]: tuple(t.strip() for t in r["tags"].split(";") if t.strip())
+                    for r in csv.DictReader(f)}
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and
+                   ".cache" not in p.relative_to(folder).parts)
+    clips = [Clip(str(p.relative_to(folder)), str(p.relative_to(folder)), "train",
+                  {"tags": tags.get(str(p.relative_to(folder)), ())}) for p in files]
+    if supervised:
+        clips = [c for c in clips if c.labels["tags"]]
+    if not clips:
+        raise UserError(f"no usable audio files (WAV, FLAC, MP3, OGG, AIFF) under {folder}"
+                        + (" with tags in --tags" if supervised else ""))
+    vocabulary = tuple(sorted({t for c in clips for t in c.labels["tags"]})) if supervised else None
+    return _finish(f"audio-{folder.name}", "all", Dataset(folder.name, folder, clips), clips, sample_rate,
+                   vocabulary)

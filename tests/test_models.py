@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.dataset import load_dataset
+from common.models import MODELS, build
+from common.training import Batch
+
+REPO = Path(__file__).resolve().parent.parent
+# name: (params, emb_dim, input seconds, n_mels, relative tolerance on params), SPEC section 4
+TABLE = {"vggish": (3.7e6, 512, 3.75, 128, 0.03), "musicnn": (12.0e6, 200, 3.00, 96, 0.03),
+         "ast": (87.0e6, 768, 5.12, 128, 0.03), "clmr": (2.5e6, 512, 2.68, None, 0.07),
+         "tmae": (7.2e6, 256, 4.85, 96, 0.03)}
+
+
+def test_models_json_matches_the_reference_table():
+    out = subprocess.run([sys.executable, "-m", "common.models", "--json"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == set(TABLE)
+    for name, (params, emb_dim, seconds, n_mels, tolerance) in TABLE.items():
+        row = rows[name]
+        assert abs(row["params"] - params) / params <= tolerance, name
+        assert row["emb_dim"] == emb_dim and row["n_mels"] == n_mels
+        assert abs(row["input_seconds"] - seconds) <= 0.02
+        assert row["sample_rate"] == (22050 if name == "clmr" else 16000)
+
+
+def load_train_script(name):
+    """The objective defined in <name>/train.py (loaded the way the registry loads models)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"train_{name}", REPO / name / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OBJECTIVES = {"vggish": "tagging_loss", "musicnn": "tagging_loss", "ast": "tagging_loss",
+              "clmr": "contrastive_loss", "tmae": "masked_patch_loss"}
+
+
+@pytest.fixture(scope="module")
+def demo_batch(data_root):
+    """Two real demo clips with their tags, per sample rate."""
+    dataset = load_dataset("MTAT", data_root, demo=True)
+    clips = [c for c in dataset.split("train")][:4]
+    from common.mtat import TOP50
+    labels = torch.tensor([[t in c.labels["tags"] for t in TOP50] for c in clips], dtype=torch.float32)
+    caches = {sr: dataset.audio(sr, clips=clips) for sr in (16000, 22050)}
+    return clips, labels, caches
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch):
+    clips, labels, caches = demo_batch
+    torch.manual_seed(0)
+    model = build(name)
+    cache = caches[model.sample_rate]
+    audio = torch.from_numpy(cache.random_crops([c.id for c in clips], model.input_samples, np.random.default_rng(0)))
+    model.eval()
+    with torch.no_grad():
+        embedding = model.embed(audio)
+        out = model(audio)
+    assert embedding.shape == (len(clips), model.emb_dim) and torch.isfinite(embedding).all()
+    if name == "tmae":
+        predicted, target, mask = out
+        assert predicted.shape == target.shape == (len(clips), 114, 256)
+        assert mask.sum(dim=1).tolist() == [114 - int(114 * 0.25)] * len(clips)
+    elif name == "clmr":
+        assert out.shape == (len(clips), 64)
+    else:
+        assert out.shape == (len(clips), 50)
+
+    objective = getattr(load_train_script(name), OBJECTIVES[name])
+    views = 2 if name == "clmr" else 1
+    batch = Batch(audio.repeat(views, 1), labels, views)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4 if name == "ast" else 1e-3)
+    losses = []
+    for _ in range(4):
+        torch.manual_seed(0)  # the same dropout, masks and augmentations at every step
+        loss = objective(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
