@@ -1,0 +1,50 @@
+"""Turning clips into one embedding each: windowing, batched inference, averaging.
+
+A clip is cut into non-overlapping windows of the model's input length; a last partial
+window is dropped (it would be mostly padding), except that a clip shorter than one
+window becomes one zero-padded window. Windows of consecutive clips share batches, and
+each clip's embedding is the mean of its windows' embeddings. Clips are streamed: only
+one batch of audio is in memory at a time, and the output is written into a
+memory-mapped file.
+"""
+import numpy as np
+import torch
+
+
+def windows(y, length):
+    """(n_windows, length) non-overlapping windows of `y` (see the module's docstring)."""
+    count = len(y) // length
+    if count == 0:
+        return np.pad(y, (0, length - len(y)))[None]
+    return y[: count * length].reshape(count, length)
+
+
+@torch.inference_mode()
+def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, progress=None):
+    """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i]."""
+    amp = device.type == "cuda"
+    pending, owners, counts = [], [], np.zeros(n_clips, dtype=np.int64)
+    out[:] = 0.0
+
+    def flush():
+        batch = torch.from_numpy(np.concatenate(pending)).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            embeddings = encoder.embed(batch).float().cpu().numpy()
+        np.add.at(out, np.concatenate(owners), embeddings)
+        pending.clear()
+        owners.clear()
+
+    for i in range(n_clips):
+        clip_windows = windows(audio_of(i), encoder.input_samples)
+        for start in range(0, len(clip_windows), batch_size):
+            part = clip_windows[start:start + batch_size]
+            pending.append(part)
+            owners.append(np.full(len(part), i))
+            counts[i] += len(part)
+            if sum(len(p) for p in pending) >= batch_size:
+                flush()
+        if progress is not None:
+            progress.update()
+    if pending:
+        flush()
+    out /= counts[:, None]

@@ -1,0 +1,156 @@
+"""Extract clip embeddings for a downstream task from every checkpoint of a model.
+
+    python extract_features.py --model vggish --task instrument --demo
+    python extract_features.py --model handcrafted --task pitch --demo
+    python extract_features.py --model clmr --task tagging --checkpoints untrained 5 full --snr clean 10
+
+For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained weights
+and every trained subset; --checkpoints narrows), every clip of the task's dataset is read
+from the decoded-audio cache at the model's sample rate, cut into windows of its input
+length, embedded, and averaged (common/extraction.py). With --snr, white Gaussian noise at
+each SNR (seeded per clip: common/noise.py) is added first; noisy features are computed
+for the test split only, the only clips the probes are evaluated on. `handcrafted` is the
+librosa feature set of common/handcrafted.py and needs no checkpoint.
+
+Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
+clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...}.npy plus
+meta.json (minutes of pretraining data, source, step). The rows of a noisy file are the
+test clips, in index order. Files are written atomically and finished files are skipped,
+so an interrupted run resumes.
+"""
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common import checkpoints, handcrafted
+from common.atomic import atomic_path, write_json, write_text
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.dataset import load_dataset
+from common.distributed import resolve_device
+from common.extraction import embed_clips
+from common.models import MODELS, build, model_class
+from common.noise import CLEAN, add_noise, parse_snr, snr_name
+from common.subsets import SUBSETS
+from common.tasks import TASKS
+
+HANDCRAFTED = "handcrafted"
+
+
+def parse_args():
+    parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, choices=MODELS + (HANDCRAFTED,))
+    parser.add_argument("--task", required=True, choices=tuple(TASKS))
+    add_data_options(parser)
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
+    parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
+    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
+    parser.add_argument("--checkpoints", nargs="+", metavar="NAME",
+                        help="only these checkpoints: untrained, a subset (1, 2, ..., full), or <subset>-seed<k>")
+    parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0], metavar="DB",
+                        help="clean and/or SNRs in dB (default: clean 20 10 0)")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--device", default="auto")
+    return parser.parse_args()
+
+
+def find_checkpoints(model, runs_dir, runs_data, wanted):
+    """{name: path} of the model's checkpoints: untrained, then each trained subset (and seed)."""
+    root = runs_dir / runs_data / model
+    order = {subset: i for i, subset in enumerate(SUBSETS)}
+    found = {}
+    for run_dir in sorted(root.glob("*/seed*"), key=lambda p: (p.name != "seed0", p.name,
+                                                               order.get(p.parent.name, -1), p.parent.name)):
+        suffix = "" if run_dir.name == "seed0" else f"-{run_dir.name}"
+        if (run_dir / "untrained.pt").exists():
+            found.setdefault(f"untrained{suffix}", run_dir / "untrained.pt")
+        if (run_dir / "last.pt").exists():
+            found[f"{run_dir.parent.name}{suffix}"] = run_dir / "last.pt"
+    if not found:
+        demo = " --demo" if runs_data == "demo" else ""
+        raise UserError(f"no checkpoints of {model} under {root}: pretrain one first, e.g. "
+                        f"python {model}/train.py{demo} --subset 1")
+    if wanted:
+        missing = [w for w in wanted if w not in found]
+        if missing:
+            raise UserError(f"no checkpoint {', '.join(missing)} of {model} under {root}: "
+                            f"choose from {', '.join(found)}")
+        found = {name: found[name] for name in wanted}
+    return found
+
+
+def write_index(path, clips, task):
+    """The task's clip list; an existing index must match it (every model shares its rows)."""
+    text = "clip_id,label,split\n" + "".join(f"{_csv(c.id)},{_csv(task.label(c))},{c.split}\n" for c in clips)
+    if path.exists():
+        if path.read_text() != text:
+            raise UserError(f"{path} lists other clips than this extraction would: delete {path.parent} to "
+                            f"extract every model again")
+        return
+    write_text(path, text)
+
+
+def _csv(value):
+    return f'"{value}"' if ("," in value or '"' in value) else value
+
+
+def main():
+    args = parse_args()
+    task = TASKS[args.task]
+    dataset = load_dataset(task.dataset, args.data_root, demo=args.demo)
+    data_name = "demo" if args.demo else "real"
+    task_dir = args.features_dir / data_name / task.name
+    device = resolve_device(args.device)
+    if args.model == HANDCRAFTED:
+        sample_rate, sources = handcrafted.SAMPLE_RATE, {"none": None}
+    else:
+        runs_data = args.runs_data or ("demo" if args.demo else "MTAT")
+        sources = find_checkpoints(args.model, args.runs_dir, runs_data, args.checkpoints)
+        sample_rate = model_class(args.model).sample_rate
+    cache = dataset.audio(sample_rate)
+    clips = [c for c in dataset.clips if c.id in cache]
+    write_index(task_dir / "index.csv", clips, task)
+    test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
+
+    for name, source in sources.items():
+        out_dir = task_dir / args.model / name
+        todo = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
+        if not todo:
+            print(f"{args.model} {name}: done already")
+            continue
+        if source is None:
+            encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
+        else:
+            state = checkpoints.load(source, args.model)
+            encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
+            encoder.load_state_dict(state["model"])
+            encoder.to(device).eval()
+            minutes = 0.0 if name.startswith("untrained") else state["minutes"]
+            meta = {"model": args.model, "checkpoint": name, "minutes": minutes, "subset": state["subset"],
+                    "step": state["step"], "source": str(source)}
+        write_json(out_dir / "meta.json", meta)
+        for snr in todo:
+            rows = list(range(len(clips))) if snr == CLEAN else test_rows
+
+            def audio_of(i, rows=rows, snr=snr):
+                y = cache.clip(clips[rows[i]].id)
+                return y if snr == CLEAN else add_noise(y, snr, clips[rows[i]].id)
+
+            target = out_dir / f"{snr_name(snr)}.npy"
+            dim = handcrafted.DIM if encoder is None else encoder.emb_dim
+            with atomic_path(target) as tmp, tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}",
+                                                  unit="clip", leave=False) as bar:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), dim))
+                if encoder is None:
+                    for i in range(len(rows)):
+                        out[i] = handcrafted.features(audio_of(i), sample_rate)
+                        bar.update()
+                else:
+                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, bar)
+                out.flush()
+                del out
+            print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")
+
+
+if __name__ == "__main__":
+    run(main)

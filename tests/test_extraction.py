@@ -1,0 +1,117 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.extraction import embed_clips, windows
+from common.noise import add_noise
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_windows_drop_the_partial_tail_and_pad_short_clips():
+    y = np.arange(10, dtype=np.float32)
+    np.testing.assert_array_equal(windows(y, 4), [[0, 1, 2, 3], [4, 5, 6, 7]])
+    np.testing.assert_array_equal(windows(y[:3], 4), [[0, 1, 2, 0]])
+    assert windows(y, 5).shape == (2, 5)
+
+
+class MeanEncoder(torch.nn.Module):
+    """Embeds a window as (its mean, its first sample): averaging is easy to check."""
+    input_samples, emb_dim = 4, 2
+
+    def embed(self, x):
+        return torch.stack([x.mean(dim=1), x[:, 0]], dim=1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_clip_embedding_is_the_mean_over_its_windows_whatever_the_batching(batch_size):
+    clips = [np.arange(10, dtype=np.float32), np.ones(3, np.float32), np.arange(16, dtype=np.float32) * 2]
+    out = np.zeros((3, 2), np.float32)
+    embed_clips(MeanEncoder(), lambda i: clips[i], 3, out, batch_size, torch.device("cpu"))
+    expected = [[(1.5 + 5.5) / 2, (0 + 4) / 2], [0.75, 1.0], [np.mean([3, 11, 19, 27]), np.mean([0, 8, 16, 24])]]
+    np.testing.assert_allclose(out, expected)
+
+
+@pytest.mark.parametrize("snr", [20.0, 10.0, 0.0, -5.0])
+def test_noise_is_added_at_the_asked_snr_and_seeded_per_clip(snr):
+    y = np.sin(np.arange(160_000) / 7).astype(np.float32) * 0.3
+    noisy = add_noise(y, snr, "clip-1")
+    measured = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((noisy - y).astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr, abs=0.05)
+    np.testing.assert_array_equal(noisy, add_noise(y, snr, "clip-1"))
+    assert not np.array_equal(noisy, add_noise(y, snr, "clip-2"))
+
+
+def extract(*options, features, runs, check=True):
+    out = subprocess.run([sys.executable, "extract_features.py", "--demo", "--data-root", str(REPO / "data"),
+                          "--features-dir", str(features), "--runs-dir", str(runs), *options],
+                         cwd=REPO, capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tmae_runs(tmp_path_factory, data_root):
+    runs = tmp_path_factory.mktemp("runs")
+    out = subprocess.run([sys.executable, "tmae/train.py", "--demo", "--subset", "1", "--max-steps", "2",
+                          "--batch-size", "4", "--runs-dir", str(runs)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return runs
+
+
+def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
+    features = tmp_path / "features"
+    extract("--model", "tmae", "--task", "instrument", features=features, runs=tmae_runs)
+    task_dir = features / "demo" / "instrument"
+    index = task_dir.joinpath("index.csv").read_text().splitlines()
+    n_clips, n_test = len(index) - 1, sum(line.endswith(",test") for line in index)
+    for checkpoint in ("untrained", "1"):
+        assert np.load(task_dir / "tmae" / checkpoint / "clean.npy").shape == (n_clips, 256)
+        for snr in ("snr20", "snr10", "snr0"):
+            assert np.load(task_dir / "tmae" / checkpoint / f"{snr}.npy").shape == (n_test, 256)
+    trained, untrained = (np.load(task_dir / "tmae" / c / "clean.npy") for c in ("1", "untrained"))
+    assert not np.allclose(trained, untrained)
+    assert not np.allclose(np.load(task_dir / "tmae" / "1" / "snr0.npy"), trained[[
+        i for i, line in enumerate(index[1:]) if line.endswith(",test")]])
+
+    # An interrupted run: one file missing. Only it is made again, with the same numbers.
+    kept = task_dir / "tmae" / "1" / "snr10.npy"
+    kept_mtime = kept.stat().st_mtime_ns
+    redone = task_dir / "tmae" / "1" / "snr0.npy"
+    before = np.load(redone)
+    redone.unlink()
+    out = extract("--model", "tmae", "--task", "instrument", features=features, runs=tmae_runs)
+    assert "tmae untrained: done already" in out.stdout
+    assert kept.stat().st_mtime_ns == kept_mtime
+    np.testing.assert_array_equal(np.load(redone), before)  # deterministic, noise included
+
+
+def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):
+    extract("--model", "handcrafted", "--task", "pitch", "--snr", "clean", features=tmp_path, runs=tmp_path / "none")
+    features = np.load(tmp_path / "demo" / "pitch" / "handcrafted" / "none" / "clean.npy")
+    assert features.shape[1] == 130 and np.isfinite(features).all()
+    extract("--model", "tmae", "--task", "pitch", "--checkpoints", "1", "--snr", "clean", features=tmp_path,
+            runs=tmae_runs)
+    assert sorted(p.name for p in (tmp_path / "demo" / "pitch" / "tmae").iterdir()) == ["1"]
+
+
+def test_error_lines(tmp_path, tmae_runs):
+    def error(*options, runs=tmae_runs):
+        out = extract(*options, features=tmp_path, runs=runs, check=False)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        return out.stderr
+
+    assert "invalid choice: 'vgg'" in error("--model", "vgg", "--task", "pitch")
+    assert "invalid choice: 'genre'" in error("--model", "tmae", "--task", "genre")
+    assert "python vggish/train.py --demo --subset 1" in error("--model", "vggish", "--task", "pitch")
+    assert "choose from untrained, 1" in error("--model", "tmae", "--task", "pitch", "--checkpoints", "5")
+    foreign = tmp_path / "runs"
+    shutil.copytree(tmae_runs / "demo" / "tmae", foreign / "demo" / "clmr")
+    assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)
