@@ -1,0 +1,144 @@
+"""Fit probes on extracted features and write the study's numbers.
+
+    python downstream.py --model vggish --task tagging --demo
+    python downstream.py --model handcrafted --task pitch --demo --seeds 5
+
+For every checkpoint of the model found under features/<data>/<task>/<model>/, the clean
+features are standardised with their train-split statistics and probes (linear, mlp1,
+mlp2; several seeds) are fitted on the train split with early stopping on the valid split
+(common/probes.py: all of them at once, batched, on the device). Every probe is then
+evaluated on the clean test split and on every noisy version of it (common/metrics.py).
+
+Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
+metric): model, checkpoint, minutes, probe, seed, snr, metric, value; and prints the best
+probe per checkpoint on clean audio. A finished results file is not computed again
+unless --overwrite.
+"""
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import write_text
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.distributed import resolve_device
+from common.metrics import PRIMARY, task_metrics
+from common.models import MODELS
+from common.noise import CLEAN
+from common.probes import PROBES, ProbeSpec, fit, predict
+from common.subsets import SUBSETS
+from common.tasks import TASKS
+
+COLUMNS = ("model", "checkpoint", "minutes", "probe", "seed", "snr", "metric", "value")
+
+
+def parse_args():
+    parser = ArgumentParser(prog="python downstream.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, choices=MODELS + ("handcrafted",))
+    parser.add_argument("--task", required=True, choices=tuple(TASKS))
+    add_data_options(parser)
+    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
+    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    parser.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES))
+    parser.add_argument("--seeds", type=int, default=3, help="probe seeds per checkpoint and kind (default 3)")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--overwrite", action="store_true", help="fit again even if the results file exists")
+    return parser.parse_args()
+
+
+def read_index(path, task):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if task.multilabel:
+        targets = np.array([[t in r["label"].split(";") for t in task.classes] for r in rows], dtype=np.float32)
+    else:
+        targets = np.array([task.classes.index(r["label"]) for r in rows])
+    splits = {s: np.array([i for i, r in enumerate(rows) if r["split"] == s]) for s in ("train", "valid", "test")}
+    return targets, splits
+
+
+def checkpoint_order(name):
+    """untrained first, then subsets from smallest to full, then anything else."""
+    base = name.split("-seed")[0]
+    return (0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1, name)
+
+
+def summary(rows, task):
+    primary = PRIMARY[task]
+    table = {}
+    for r in rows:
+        if r["snr"] == CLEAN and r["metric"] == primary:
+            table.setdefault((r["checkpoint"], r["minutes"]), {}).setdefault(r["probe"], []).append(float(r["value"]))
+    lines = [f"{'checkpoint':<12} {'minutes':>8}  best probe  {primary} (mean over seeds)"]
+    for (checkpoint, minutes), probes in sorted(table.items(), key=lambda kv: checkpoint_order(kv[0][0])):
+        probe, values = max(probes.items(), key=lambda kv: np.mean(kv[1]))
+        lines.append(f"{checkpoint:<12} {minutes or '-':>8}  {probe:<10}  {np.mean(values):.4f} "
+                     f"(+/- {np.std(values):.4f})")
+    return "\n".join(lines)
+
+
+def main():
+    args = parse_args()
+    task = TASKS[args.task]
+    data_name = "demo" if args.demo else "real"
+    task_dir = args.features_dir / data_name / task.name
+    model_dir = task_dir / args.model
+    target = args.results_dir / data_name / task.name / f"{args.model}.csv"
+    if target.exists() and not args.overwrite:
+        with open(target, newline="") as f:
+            print(f"{target} exists (--overwrite to fit again)\n{summary(list(csv.DictReader(f)), task.name)}")
+        return
+    checkpoints = sorted((p.name for p in model_dir.iterdir() if (p / "clean.npy").exists()), key=checkpoint_order) \
+        if model_dir.is_dir() else []
+    if not checkpoints or not (task_dir / "index.csv").exists():
+        demo = " --demo" if args.demo else ""
+        raise UserError(f"no features of {args.model} for {task.name} under {model_dir}: make them with "
+                        f"python extract_features.py --model {args.model} --task {task.name}{demo}")
+    targets, splits = read_index(task_dir / "index.csv", task)
+    if min(len(rows) for rows in splits.values()) == 0:
+        raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
+
+    clean, noisy, minutes = [], [], []
+    for name in checkpoints:
+        features = np.load(model_dir / name / "clean.npy")
+        mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
+        clean.append((features - mean) / std)
+        noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("snr*.npy"))})
+        meta = json.loads((model_dir / name / "meta.json").read_text())
+        minutes.append("" if meta["minutes"] is None else f"{meta['minutes']:.2f}")
+
+    specs = [ProbeSpec(kind, k, seed) for k in range(len(checkpoints)) for kind in args.probes
+             for seed in range(args.seeds)]
+    n_outputs = len(task.classes)
+    print(f"fitting {len(specs)} probes ({len(checkpoints)} checkpoints x {len(args.probes)} kinds x "
+          f"{args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
+    fitted = fit(task.name, specs, clean, targets, splits, n_outputs, resolve_device(args.device), epochs=args.epochs)
+
+    rows = []
+    test = splits["test"]
+    for kind, (module, sets, members) in fitted.items():
+        evaluations = {CLEAN: predict(module, sets, [c[test] for c in clean])}
+        for snr in sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: -float(s[3:])):
+            evaluations[snr] = predict(module, sets, [n[snr] for n in noisy])
+        for snr, outputs in evaluations.items():
+            for g, i in enumerate(members):
+                spec = specs[i]
+                for metric, value in task_metrics(task.name, targets[test], outputs[g]).items():
+                    rows.append({"model": args.model, "checkpoint": checkpoints[spec.feature_set],
+                                 "minutes": minutes[spec.feature_set], "probe": kind, "seed": spec.seed,
+                                 "snr": snr if snr == CLEAN else snr[3:], "metric": metric, "value": f"{value:.6f}"})
+    rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
+                             r["snr"] != CLEAN, -float(r["snr"]) if r["snr"] != CLEAN else 0, r["metric"]))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(target, buffer.getvalue())
+    print(f"{len(rows)} rows -> {target}\n{summary(rows, task.name)}")
+
+
+if __name__ == "__main__":
+    run(main)
