@@ -18,9 +18,12 @@ meta.json (minutes of pretraining data, source, step). The rows of a noisy file 
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
+import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from common import checkpoints, handcrafted
@@ -51,6 +54,8 @@ def parse_args():
                         help="clean and/or SNRs in dB (default: clean 20 10 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="auto: bfloat16 on CUDA and on CPUs with native bfloat16 units, else float32")
     return parser.parse_args()
 
 
@@ -79,6 +84,32 @@ def find_checkpoints(model, runs_dir, runs_data, wanted):
     return found
 
 
+def resolve_precision(name, device):
+    if name == "auto":
+        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        name = "bfloat16" if native else "float32"
+    return getattr(torch, name)
+
+
+def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
+    """Pitch and instrument read the same TinySOL clips: a file one of them made serves the other."""
+    for sibling in TASKS.values():
+        if sibling.dataset != task.dataset or sibling.name == task.name:
+            continue
+        sibling_dir = task_dir.parent / sibling.name
+        done = sibling_dir / model / checkpoint / target.name
+        if done.exists() and _clip_ids(sibling_dir / "index.csv") == _clip_ids(task_dir / "index.csv"):
+            with atomic_path(target) as tmp:
+                shutil.copyfile(done, tmp)
+            return True
+    return False
+
+
+def _clip_ids(index):
+    with open(index, newline="", encoding="utf-8") as f:
+        return [row["clip_id"] for row in csv.DictReader(f)]
+
+
 def write_index(path, clips, task):
     """The task's clip list; an existing index must match it (every model shares its rows)."""
     text = "clip_id,label,split\n" + "".join(f"{_csv(c.id)},{_csv(task.label(c))},{c.split}\n" for c in clips)
@@ -101,6 +132,7 @@ def main():
     data_name = "demo" if args.demo else "real"
     task_dir = args.features_dir / data_name / task.name
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     if args.model == HANDCRAFTED:
         sample_rate, sources = handcrafted.SAMPLE_RATE, {"none": None}
     else:
@@ -127,7 +159,7 @@ def main():
             encoder.to(device).eval()
             minutes = 0.0 if name.startswith("untrained") else state["minutes"]
             meta = {"model": args.model, "checkpoint": name, "minutes": minutes, "subset": state["subset"],
-                    "step": state["step"], "source": str(source)}
+                    "step": state["step"], "source": str(source), "precision": str(precision)}
         write_json(out_dir / "meta.json", meta)
         for snr in todo:
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
@@ -137,6 +169,9 @@ def main():
                 return y if snr == CLEAN else add_noise(y, snr, clips[rows[i]].id)
 
             target = out_dir / f"{snr_name(snr)}.npy"
+            if copy_from_sibling_task(target, task_dir, task, args.model, name):
+                print(f"{args.model} {name} {snr_name(snr)}: copied from a task on the same clips -> {target}")
+                continue
             dim = handcrafted.DIM if encoder is None else encoder.emb_dim
             with atomic_path(target) as tmp, tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}",
                                                   unit="clip", leave=False) as bar:
@@ -146,7 +181,7 @@ def main():
                         out[i] = handcrafted.features(audio_of(i), sample_rate)
                         bar.update()
                 else:
-                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, bar)
+                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, precision, bar)
                 out.flush()
                 del out
             print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")

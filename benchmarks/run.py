@@ -35,6 +35,13 @@ def timed(fn, min_seconds=2.0):
     return calls / elapsed
 
 
+def once(fn):
+    """Calls per second of one call of `fn` (for measurements that take minutes)."""
+    start = time.perf_counter()
+    fn()
+    return 1 / (time.perf_counter() - start)
+
+
 @contextmanager
 def quiet_stderr():
     """Silence C libraries that write to file descriptor 2 directly."""
@@ -95,7 +102,67 @@ def frontend(args):
     report("frontend", ours, baseline, "items/s", ">= 10")
 
 
-BENCHMARKS = {"loader": loader, "frontend": frontend}
+def extract(args):
+    """Audio seconds embedded per second by extract_features.py's path vs the bare forward pass."""
+    from common.extraction import embed_clips, windows
+    from common.models import build
+    torch.set_num_threads(2)
+    dataset = load_dataset("MTAT", args.data_root, demo=True)
+    encoder = build("vggish").eval()
+    cache = dataset.audio(encoder.sample_rate)
+    keys = [c.id for c in dataset.split("train")][:96]
+    seconds = sum(len(windows(cache.clip(k), encoder.input_samples)) for k in keys) * encoder.input_seconds
+    out = np.zeros((len(keys), encoder.emb_dim), np.float32)
+    ours = timed(lambda: embed_clips(encoder, lambda i: cache.clip(keys[i]), len(keys), out, 16,
+                                     torch.device("cpu")), min_seconds=5) * seconds
+    batches = torch.from_numpy(np.concatenate([windows(cache.clip(k), encoder.input_samples) for k in keys]))
+
+    def bare():
+        with torch.inference_mode():
+            for batch in batches.split(16):
+                encoder.embed(batch)
+    report("extract", ours, timed(bare, min_seconds=5) * seconds, "audio s/s", ">= 0.77")
+
+
+def probes(args):
+    """All 9 probes (3 kinds x 3 seeds) batched vs scikit-learn one after another, same features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from common.metrics import accuracy
+    from common.probes import PROBES, ProbeSpec, fit, predict
+    # MTAT-sized synthetic features: 14 classes in 512 dimensions, 15,000 train clips
+    rng = np.random.default_rng(0)
+    n, dim, classes = 17_000, 512, 14
+    y = rng.integers(0, classes, n)
+    x = (rng.standard_normal((classes, dim))[y] * 0.3 + rng.standard_normal((n, dim))).astype(np.float32)
+    splits = {"train": np.arange(15_000), "valid": np.arange(15_000, 16_000), "test": np.arange(16_000, n)}
+    specs = [ProbeSpec(kind, 0, seed) for kind in PROBES for seed in range(3)]
+    scores = {}
+
+    def ours():
+        fitted = fit("instrument", specs, [x], y, splits, classes, torch.device("cpu"), epochs=20)
+        outputs = np.concatenate([predict(m, sets, [x[splits["test"]]]) for m, sets, _ in fitted.values()])
+        scores["ours"] = max(accuracy(y[splits["test"]], o.argmax(1)) for o in outputs)
+
+    def reference():
+        best = 0.0
+        for kind in PROBES:
+            for seed in range(3):
+                model = (LogisticRegression(max_iter=200) if kind == "linear" else
+                         MLPClassifier({"mlp1": (256,), "mlp2": (256, 128)}[kind], max_iter=20, early_stopping=True,
+                                       random_state=seed))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(x[splits["train"]], y[splits["train"]])
+                best = max(best, accuracy(y[splits["test"]], model.predict(x[splits["test"]])))
+        scores["reference"] = best
+
+    ours_rate, reference_rate = once(ours), once(reference)
+    report("probes", ours_rate, reference_rate, "grids/s", ">= 10")
+    print(json.dumps({"name": "probes_score", "ours": scores["ours"], "baseline": scores["reference"]}), flush=True)
+
+
+BENCHMARKS = {"loader": loader, "frontend": frontend, "extract": extract, "probes": probes}
 
 
 def main():

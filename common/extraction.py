@@ -20,15 +20,18 @@ def windows(y, length):
 
 
 @torch.inference_mode()
-def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, progress=None):
-    """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i]."""
-    amp = device.type == "cuda"
+def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=torch.float32, progress=None):
+    """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i].
+
+    With `precision` bfloat16 the forward pass runs under autocast (the log-mel front end
+    stays in float32); on CPUs with native bfloat16 units that about halves AST's time.
+    """
     pending, owners, counts = [], [], np.zeros(n_clips, dtype=np.int64)
     out[:] = 0.0
 
     def flush():
         batch = torch.from_numpy(np.concatenate(pending)).to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
             embeddings = encoder.embed(batch).float().cpu().numpy()
         np.add.at(out, np.concatenate(owners), embeddings)
         pending.clear()

@@ -11,7 +11,7 @@ how the loss is computed; this file does the rest, identically for all five mode
   steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss, bfloat16
            autocast on CUDA; a non-finite loss stops the run before it touches the weights
   outputs  runs/<data>/<model>/<subset>/seed<k>/: config.json, untrained.pt, last.pt,
-           checkpoints/step<N>.pt, log.csv
+           checkpoints/step<N>.pt, log.csv, and finished.json once the run has ended
 
 Randomness is reproducible by construction: the epoch order comes from a generator seeded
 with (seed, epoch), and everything random inside step s (crop positions, dropout,
@@ -265,5 +265,7 @@ def _train(model_name, objective, args, world, supervised, views):
         if log_file:
             log_file.close()
     if world.is_main:
+        write_json(run_dir / "finished.json", {"step": step, "epoch": epoch, "max_steps": args.max_steps,
+                                                "epochs": args.epochs})
         print(f"trained {model_name} for {step} steps ({epoch} epochs) on {data.minutes:.1f} minutes "
               f"({len(data.keys)} clips): {run_dir}")

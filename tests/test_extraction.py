@@ -33,7 +33,7 @@ class MeanEncoder(torch.nn.Module):
 def test_clip_embedding_is_the_mean_over_its_windows_whatever_the_batching(batch_size):
     clips = [np.arange(10, dtype=np.float32), np.ones(3, np.float32), np.arange(16, dtype=np.float32) * 2]
     out = np.zeros((3, 2), np.float32)
-    embed_clips(MeanEncoder(), lambda i: clips[i], 3, out, batch_size, torch.device("cpu"))
+    embed_clips(MeanEncoder(), lambda i: clips[i], 3, out, batch_size, torch.device("cpu"), torch.float32)
     expected = [[(1.5 + 5.5) / 2, (0 + 4) / 2], [0.75, 1.0], [np.mean([3, 11, 19, 27]), np.mean([0, 8, 16, 24])]]
     np.testing.assert_allclose(out, expected)
 

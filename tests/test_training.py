@@ -15,6 +15,7 @@ import torch
 
 from common import checkpoints
 from common.cli import UserError
+from common.demo import mtat as demo_mtat
 from common.models import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def test_each_train_py_writes_the_results_layout(model, tmp_path, data_root):
     train(model, tmp_path, "--subset", "1", "--max-steps", "3", "--batch-size", "2")
     run = tmp_path / "demo" / model / "1" / "seed0"
     config = json.loads((run / "config.json").read_text())
-    assert config["n_clips"] == 10 and config["minutes"] == pytest.approx(1.0)
+    assert config["n_clips"] == 10 and config["minutes"] == pytest.approx(10 * demo_mtat.CLIP_SECONDS / 60, abs=1e-3)
     assert config["args"]["batch_size"] == 2 and config["model"]["name"] == model
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))

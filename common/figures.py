@@ -1,0 +1,160 @@
+"""The study's three figures, drawn from the tidy results CSVs (results/<data>/<task>/<model>.csv).
+
+Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the same plots:
+  1. metric against pretraining minutes (log axis), one panel per task, a line per model
+     with the spread over probe seeds, the untrained model as its own hollow marker at the
+     left, and the hand-crafted features as a horizontal band;
+  2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
+  3. the effect of probe size (linear, mlp1, mlp2) for each model's largest subset.
+Every point is the task's primary metric on the test split, mean over seeds, with the
+probe kind chosen per model and task by its mean clean score (in figures 1 and 2).
+"""
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from common.metrics import PRIMARY  # noqa: E402
+from common.models import MODELS  # noqa: E402
+from common.probes import PROBES  # noqa: E402
+from common.tasks import TASKS  # noqa: E402
+
+COLOURS = dict(zip(MODELS, plt.get_cmap("tab10").colors))
+TASK_TITLES = {"tagging": "Tagging (MTAT)", "pitch": "Pitch class (TinySOL)",
+               "instrument": "Instrument (TinySOL)", "key": "Key (Beatport)"}
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
+
+
+def load(results_dir):
+    """Every results CSV under results_dir as one frame, keeping only the primary metric."""
+    frames = [pd.read_csv(p, dtype={"checkpoint": str, "snr": str}).assign(task=p.parent.name)
+              for p in sorted(Path(results_dir).glob("*/*.csv"))]
+    if not frames:
+        raise FileNotFoundError(f"no results CSVs under {results_dir}")
+    df = pd.concat(frames, ignore_index=True)
+    return df[df.metric == df.task.map(PRIMARY)]
+
+
+def _tasks(df):
+    return [t for t in TASKS if t in set(df.task)]
+
+
+def _best_probe(rows):
+    clean = rows[rows.snr == "clean"]
+    return clean.groupby("probe").value.mean().idxmax()
+
+
+def _stats(rows):
+    grouped = rows.groupby("checkpoint").agg(minutes=("minutes", "first"), mean=("value", "mean"),
+                                             std=("value", "std"))
+    return grouped.fillna({"std": 0.0})
+
+
+def minutes_figure(df):
+    tasks = _tasks(df)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = df[(df.task == task) & (df.snr == "clean")]
+        trained_minutes = rows[rows.model != "handcrafted"].minutes.dropna()
+        trained_minutes = trained_minutes[trained_minutes > 0]
+        left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
+        for model in [m for m in MODELS if m in set(rows.model)]:
+            mine = rows[rows.model == model]
+            stats = _stats(mine[mine.probe == _best_probe(mine)])
+            trained = stats[stats.minutes > 0].sort_values("minutes")
+            ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
+                        color=COLOURS[model], label=model)
+            untrained = stats[stats.index.str.startswith("untrained")]
+            if len(untrained):
+                ax.errorbar([left], untrained["mean"].iloc[:1], yerr=untrained["std"].iloc[:1], marker="o",
+                            mfc="white", ms=6, capsize=2, color=COLOURS[model])
+        hand = rows[rows.model == "handcrafted"]
+        if len(hand):
+            values = hand[hand.probe == _best_probe(hand)].value
+            ax.axhline(values.mean(), color="black", ls="--", lw=1, label="hand-crafted")
+            ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color="black", alpha=0.08)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
+        ax.set_title(TASK_TITLES[task])
+        ax.set_xlabel("pretraining minutes (hollow: untrained)")
+        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _largest(rows):
+    """Rows of the checkpoint with the most pretraining minutes (the untrained one if nothing else)."""
+    return rows[rows.checkpoint == rows.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
+
+
+def snr_figure(df):
+    tasks = _tasks(df)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = df[df.task == task]
+        levels = sorted({s for s in rows.snr if s != "clean"}, key=float) + ["clean"]
+        for model in [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model)):
+            mine = _largest(rows[rows.model == model])
+            mine = mine[mine.probe == _best_probe(mine)]
+            means = [mine[mine.snr == s].value.mean() for s in levels]
+            stds = [mine[mine.snr == s].value.std() for s in levels]
+            ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker="o", ms=4, capsize=2,
+                        color=COLOURS.get(model, "black"), ls="--" if model == "handcrafted" else "-",
+                        label=f"{model} ({mine.checkpoint.iloc[0]})")
+        ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
+        ax.set_title(TASK_TITLES[task])
+        ax.set_xlabel("signal-to-noise ratio")
+        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def probe_figure(df):
+    tasks = _tasks(df)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = df[(df.task == task) & (df.snr == "clean")]
+        models = [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model))
+        width = 0.8 / len(PROBES)
+        for i, probe in enumerate(PROBES):
+            means, stds = [], []
+            for model in models:
+                values = _largest(rows[rows.model == model])
+                values = values[values.probe == probe].value
+                means.append(values.mean())
+                stds.append(values.std() if len(values) > 1 else 0.0)
+            ax.bar(np.arange(len(models)) + (i - 1) * width, means, width, yerr=stds, capsize=2, label=probe)
+        ax.set_xticks(range(len(models)), models, rotation=30)
+        ax.set_title(TASK_TITLES[task])
+        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=8, title="probe")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure}
+
+
+def render_all(results_dir, figures_dir):
+    """Draw the three figures from results_dir and save them as PNG in figures_dir; return the paths."""
+    df = load(results_dir)
+    Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in FIGURES.items():
+        fig = draw(df)
+        path = Path(figures_dir) / f"{name}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,172 @@
+"""The whole study in one command: pretrain, extract, probe, draw.
+
+    python reproduce.py                    # the real study (GPU advised): every model, subset, task
+    python reproduce.py --demo             # the same on the demo data, sized for a 2-core CPU
+    python reproduce.py --demo --quick     # a smaller grid: a few minutes
+    python reproduce.py --models vggish clmr --tasks pitch key
+
+1. pretraining: <model>/train.py for every model and subset of the grid (the untrained
+   weights come with every run);
+2. extraction: extract_features.py for every model and task, clean and noisy, plus the
+   hand-crafted features;
+3. probes: downstream.py for every model and task;
+4. figures: the three figures of common/figures.py in figures/<data>/, and a summary table.
+Every step skips what is already finished, so a stopped study resumes where it stopped.
+The grids (subsets, training budgets, SNRs, probe seeds) are the GRIDS table below.
+"""
+import csv
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import figures
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.metrics import PRIMARY
+from common.models import MODELS
+from common.subsets import SUBSETS
+from common.tasks import TASKS
+
+# Per grid: subsets per model ("*" for the others), training options per model, SNRs, seeds.
+# The demo grids are sized from the CPU costs of SPEC section 9: AST's forward pass costs
+# ten times the others', so on the demo it is pretrained on fewer subsets.
+GRIDS = {
+    "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0"], "seeds": 3},
+    "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},
+                   "snr": ["clean", "0"], "seeds": 2},
+    "demo": {"subsets": {"*": ("1", "2", "5", "10", "20"), "ast": ("1", "5", "20")},
+             "train": {"vggish": ["--max-steps", "30", "--batch-size", "16"],
+                       "musicnn": ["--max-steps", "30", "--batch-size", "16"],
+                       "ast": ["--max-steps", "6", "--batch-size", "4"],
+                       "clmr": ["--max-steps", "20", "--batch-size", "16"],
+                       "tmae": ["--max-steps", "40", "--batch-size", "32"]},
+             "snr": ["clean", "20", "10", "0"], "seeds": 3},
+    "demo-quick": {"subsets": {"*": ("1", "5"), "ast": ("5",)},
+                   "train": {"vggish": ["--max-steps", "8", "--batch-size", "16"],
+                             "musicnn": ["--max-steps", "8", "--batch-size", "16"],
+                             "ast": ["--max-steps", "2", "--batch-size", "4"],
+                             "clmr": ["--max-steps", "6", "--batch-size", "16"],
+                             "tmae": ["--max-steps", "15", "--batch-size", "32"]},
+                   "snr": ["clean", "0"], "seeds": 2},
+}
+
+
+def parse_args():
+    parser = ArgumentParser(prog="python reproduce.py", description=__doc__.split("\n")[0])
+    add_data_options(parser)
+    parser.add_argument("--quick", action="store_true", help="a smaller grid (fewer subsets, steps, SNRs, seeds)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
+    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
+    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    parser.add_argument("--figures-dir", type=Path, default=REPO_ROOT / "figures")
+    parser.add_argument("--device", default="auto")
+    return parser.parse_args()
+
+
+def invoke(script, options):
+    """Run one of the repository's scripts in this process, as if from the command line."""
+    saved = sys.argv
+    sys.argv = [script, *map(str, options)]
+    try:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise UserError(f"{script} {' '.join(map(str, options))} failed (exit code {stop.code})") from None
+    finally:
+        sys.argv = saved
+
+
+def training_done(run_dir, options):
+    """True if the run finished with at least the asked number of steps."""
+    finished = run_dir / "finished.json"
+    if not finished.exists():
+        return False
+    asked = options[options.index("--max-steps") + 1] if "--max-steps" in options else None
+    return asked is None or json.loads(finished.read_text())["step"] >= int(asked)
+
+
+def jobs(args, grid, data_name):
+    """Every step of the study, in order: (description, script, prepare). `prepare()`, called
+    just before the step runs, gives its options, or None when its work is already done."""
+    common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
+    runs_data = "demo" if args.demo else "MTAT"
+    for model in args.models:
+        train_options = grid["train"].get(model, grid["train"].get("*", []))
+        for subset in grid["subsets"].get(model, grid["subsets"]["*"]):
+            def prepare(model=model, subset=subset, train_options=train_options):
+                run_dir = args.runs_dir / runs_data / model / subset / "seed0"
+                if training_done(run_dir, train_options):
+                    return None
+                resume = ["--resume"] if (run_dir / "last.pt").exists() else []
+                return common + ["--subset", subset, "--runs-dir", args.runs_dir, *train_options, *resume]
+            yield f"pretrain {model} on subset {subset}", f"{model}/train.py", prepare
+    dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
+    for task in args.tasks:
+        for model in args.models + ["handcrafted"]:
+            options = common + dirs + ["--model", model, "--task", task, "--snr", *grid["snr"]]
+            yield f"extract {model} features for {task}", "extract_features.py", lambda options=options: options
+    for task in args.tasks:
+        for model in args.models + ["handcrafted"]:
+            def prepare(model=model, task=task):
+                results = args.results_dir / data_name / task / f"{model}.csv"
+                features = args.features_dir / data_name / task / model
+                stale = results.exists() and any(p.stat().st_mtime > results.stat().st_mtime
+                                                 for p in features.glob("*/*.npy"))
+                if results.exists() and not stale:
+                    return None
+                return common + ["--features-dir", args.features_dir, "--results-dir", args.results_dir,
+                                 "--model", model, "--task", task, "--seeds", grid["seeds"]] + ["--overwrite"] * stale
+            yield f"fit probes on {model} features for {task}", "downstream.py", prepare
+
+
+def summary_table(results_dir, tasks):
+    """Per task: the best trained model, its untrained twin, and the hand-crafted features (clean)."""
+    lines = [f"{'task':<11} {'metric':<15} {'best trained model':<28} {'its untrained':>13} {'hand-crafted':>13}"]
+    for task in tasks:
+        rows = []
+        for path in sorted((results_dir / task).glob("*.csv")):
+            with open(path, newline="") as f:
+                rows += [r for r in csv.DictReader(f) if r["snr"] == "clean" and r["metric"] == PRIMARY[task]]
+        scores = {}
+        for r in rows:
+            scores.setdefault((r["model"], r["checkpoint"], r["probe"]), []).append(float(r["value"]))
+        best = {}
+        for (model, checkpoint, probe), values in scores.items():
+            key = (model, checkpoint)
+            best[key] = max(best.get(key, -np.inf), float(np.mean(values)))
+        trained = {k: v for k, v in best.items() if k[0] != "handcrafted" and not k[1].startswith("untrained")}
+        if not trained:
+            continue
+        (model, checkpoint), value = max(trained.items(), key=lambda kv: kv[1])
+        untrained = best.get((model, "untrained"), float("nan"))
+        hand = best.get(("handcrafted", "none"), float("nan"))
+        lines.append(f"{task:<11} {PRIMARY[task]:<15} {f'{model} ({checkpoint}): {value:.3f}':<28} "
+                     f"{untrained:>13.3f} {hand:>13.3f}")
+    return "\n".join(lines)
+
+
+def main():
+    args = parse_args()
+    data_name = "demo" if args.demo else "real"
+    grid = GRIDS[f"{data_name}{'-quick' if args.quick else ''}"]
+    started = time.time()
+    plan = list(jobs(args, grid, data_name))
+    for number, (description, script, prepare) in enumerate(plan, start=1):
+        options = prepare()
+        print(f"\n[{number}/{len(plan)} | {(time.time() - started) / 60:.1f} min] {description}"
+              + (": done already" if options is None else ""), flush=True)
+        if options is not None:
+            invoke(script, options)
+    paths = figures.render_all(args.results_dir / data_name, args.figures_dir / data_name)
+    print(f"\nfigures: {', '.join(str(p) for p in paths)}")
+    print(f"\nsummary ({data_name}, clean test split, best probe, mean over seeds; "
+          f"{(time.time() - started) / 60:.1f} min in all):\n{summary_table(args.results_dir / data_name, args.tasks)}")
+
+
+if __name__ == "__main__":
+    run(main)

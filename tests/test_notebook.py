@@ -1,0 +1,53 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(script, *options):
+    out = subprocess.run([sys.executable, script, "--demo", "--data-root", str(REPO / "data"), *map(str, options)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def demo_results(tmp_path_factory, data_root):
+    """A small real demo study: tmae on two subsets, hand-crafted features, pitch and instrument."""
+    root = tmp_path_factory.mktemp("study")
+    dirs = ["--features-dir", root / "features"]
+    for subset in ("1", "2"):
+        run("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir", root / "runs")
+    for task in ("pitch", "instrument"):
+        for model in ("tmae", "handcrafted"):
+            run("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10", "--runs-dir",
+                root / "runs", *dirs)
+            run("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--results-dir", root / "results",
+                *dirs)
+    return root
+
+
+def test_results_notebook_runs_headless_and_saves_the_figures(demo_results, monkeypatch):
+    monkeypatch.setenv("STUDY_DATA", "demo")
+    monkeypatch.setenv("STUDY_RESULTS", str(demo_results / "results"))
+    monkeypatch.setenv("STUDY_FIGURES", str(demo_results / "figures"))
+    notebook = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    saved = sorted(p.name for p in (demo_results / "figures" / "demo").glob("*.png"))
+    assert saved == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
+    assert all((demo_results / "figures" / "demo" / name).stat().st_size > 10_000 for name in saved)
+    images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 3
+
+
+def test_reproduce_renders_the_same_figures(demo_results, tmp_path):
+    from common import figures
+    paths = figures.render_all(demo_results / "results" / "demo", tmp_path)
+    assert [p.name for p in paths] == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
