@@ -143,6 +143,9 @@ def pretrain(model_name, objective, defaults, description, supervised, views=1):
     world = distributed.start(args.device)
     try:
         _train(model_name, objective, args, world, supervised, views)
+        # Leave together: a process tearing down its group while another still writes its
+        # checkpoints can abort in gloo's background threads ("terminate called ...").
+        world.barrier()
     finally:
         world.close()
 
