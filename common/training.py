@@ -20,7 +20,6 @@ therefore the complete random state, and `--resume` continues exactly where it s
 """
 import argparse
 import csv
-import json
 import platform
 import signal
 import sys
