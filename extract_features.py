@@ -19,7 +19,9 @@ test clips, in index order. Files are written atomically and finished files are 
 so an interrupted run resumes.
 """
 import csv
+import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +30,10 @@ from tqdm import tqdm
 
 from common import checkpoints, handcrafted
 from common.atomic import atomic_path, write_json, write_text
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
 from common.dataset import load_dataset
-from common.distributed import resolve_device
-from common.extraction import embed_clips
+from common.distributed import add_precision_option, resolve_device, resolve_precision
+from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import MODELS, build, model_class
 from common.noise import CLEAN, add_noise, parse_snr, snr_name
 from common.subsets import SUBSETS
@@ -52,10 +54,12 @@ def parse_args():
                         help="only these checkpoints: untrained, a subset (1, 2, ..., full), or <subset>-seed<k>")
     parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0], metavar="DB",
                         help="clean and/or SNRs in dB (default: clean 20 10 0)")
+    parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
+                        help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
+                             "rougher study")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="auto: bfloat16 on CUDA and on CPUs with native bfloat16 units, else float32")
+    add_precision_option(parser)
     return parser.parse_args()
 
 
@@ -84,13 +88,6 @@ def find_checkpoints(model, runs_dir, runs_data, wanted):
     return found
 
 
-def resolve_precision(name, device):
-    if name == "auto":
-        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        name = "bfloat16" if native else "float32"
-    return getattr(torch, name)
-
-
 def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
     """Pitch and instrument read the same TinySOL clips: a file one of them made serves the other."""
     for sibling in TASKS.values():
@@ -108,6 +105,24 @@ def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
 def _clip_ids(index):
     with open(index, newline="", encoding="utf-8") as f:
         return [row["clip_id"] for row in csv.DictReader(f)]
+
+
+def sample_per_split(clips, n):
+    """At most n clips of each split, taken in turn from each combination of the dataset's
+    labels in a seeded order (so a key or an instrument keeps its share), in dataset order.
+    The dataset's labels, not the task's: tasks on one dataset share the sample and features."""
+    rng = np.random.default_rng(0)
+    kept = set()
+    for split in ("train", "valid", "test"):
+        members = [c for c in clips if c.split == split]
+        taken = Counter()
+        turns = []
+        for position, i in enumerate(rng.permutation(len(members))):
+            label = repr(sorted(members[i].labels.items()))
+            turns.append((taken[label], position, members[i].id))
+            taken[label] += 1
+        kept.update(clip_id for _, _, clip_id in sorted(turns)[:n])
+    return [c for c in clips if c.id in kept]
 
 
 def write_index(path, clips, task):
@@ -141,25 +156,41 @@ def main():
         sample_rate = model_class(args.model).sample_rate
     cache = dataset.audio(sample_rate)
     clips = [c for c in dataset.clips if c.id in cache]
+    if args.clips_per_split:
+        clips = sample_per_split(clips, args.clips_per_split)
     write_index(task_dir / "index.csv", clips, task)
     test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
 
     for name, source in sources.items():
         out_dir = task_dir / args.model / name
+        state = None if source is None else checkpoints.load(source, args.model)
+        if state is not None and (out_dir / "meta.json").exists():
+            extracted_at = json.loads((out_dir / "meta.json").read_text()).get("step")
+            if extracted_at != state["step"]:  # e.g. the run was resumed for more steps since
+                print(f"{args.model} {name}: the checkpoint moved on since its features were extracted "
+                      f"(step {extracted_at} -> {state['step']}): extracting again")
+                for stale in out_dir.glob("*.npy"):
+                    stale.unlink()
         todo = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
         if not todo:
             print(f"{args.model} {name}: done already")
             continue
-        if source is None:
+        if state is None:
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
-            state = checkpoints.load(source, args.model)
             encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
             encoder.load_state_dict(state["model"])
             encoder.to(device).eval()
+            checkpoint_precision = precision
+            if args.precision == "auto" and precision == torch.bfloat16:
+                probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:4]]
+                if not bfloat16_keeps_differences(encoder, np.stack(probe), device):
+                    print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
+                          f"checkpoint's embeddings: extracting in float32")
+                    checkpoint_precision = torch.float32
             minutes = 0.0 if name.startswith("untrained") else state["minutes"]
             meta = {"model": args.model, "checkpoint": name, "minutes": minutes, "subset": state["subset"],
-                    "step": state["step"], "source": str(source), "precision": str(precision)}
+                    "step": state["step"], "source": str(source), "precision": str(checkpoint_precision)}
         write_json(out_dir / "meta.json", meta)
         for snr in todo:
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
@@ -181,7 +212,7 @@ def main():
                         out[i] = handcrafted.features(audio_of(i), sample_rate)
                         bar.update()
                 else:
-                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, precision, bar)
+                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, checkpoint_precision, bar)
                 out.flush()
                 del out
             print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")

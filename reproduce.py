@@ -2,7 +2,7 @@
 
     python reproduce.py                    # the real study (GPU advised): every model, subset, task
     python reproduce.py --demo             # the same on the demo data, sized for a 2-core CPU
-    python reproduce.py --demo --quick     # a smaller grid: a few minutes
+    python reproduce.py --demo --quick     # a smaller grid, under runs/quick/, features/quick/, ...: minutes
     python reproduce.py --models vggish clmr --tasks pitch key
 
 1. pretraining: <model>/train.py for every model and subset of the grid (the untrained
@@ -11,8 +11,9 @@
    hand-crafted features;
 3. probes: downstream.py for every model and task;
 4. figures: the three figures of common/figures.py in figures/<data>/, and a summary table.
-Every step skips what is already finished, so a stopped study resumes where it stopped.
-The grids (subsets, training budgets, SNRs, probe seeds) are the GRIDS table below.
+Every step skips what is already finished, so a stopped study resumes where it stopped
+(and a run trained further since is extracted and probed again). The grids (subsets,
+training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
 """
 import csv
 import json
@@ -30,42 +31,49 @@ from common.models import MODELS
 from common.subsets import SUBSETS
 from common.tasks import TASKS
 
-# Per grid: subsets per model ("*" for the others), training options per model, SNRs, seeds.
-# The demo grids are sized from the CPU costs of SPEC section 9: AST's forward pass costs
-# ten times the others', so on the demo it is pretrained on fewer subsets.
+# Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
+# seeds, and (quick demo) how many clips of each split the features are extracted for.
+# The demo grids are sized from the CPU costs of SPEC section 9 (AST's forward pass costs
+# five times the others'). On the demo the CNNs train for tens of steps only; at their
+# reference learning rate (1e-3) Adam's first steps add a near rank-one change to every
+# layer and the embedding collapses onto two or three directions (pitch at chance), so the
+# demo grids use 1e-4.
+DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--batch-size", "16", "--lr", "1e-4"],
+              "ast": ["--batch-size", "4"], "clmr": ["--batch-size", "16"], "tmae": ["--batch-size", "32"]}
+DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60}
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0"], "seeds": 3},
     "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},
                    "snr": ["clean", "0"], "seeds": 2},
-    "demo": {"subsets": {"*": ("1", "2", "5", "10", "20"), "ast": ("1", "5", "20")},
-             "train": {"vggish": ["--max-steps", "30", "--batch-size", "16"],
-                       "musicnn": ["--max-steps", "30", "--batch-size", "16"],
-                       "ast": ["--max-steps", "6", "--batch-size", "4"],
-                       "clmr": ["--max-steps", "20", "--batch-size", "16"],
-                       "tmae": ["--max-steps", "40", "--batch-size", "32"]},
+    "demo": {"subsets": {"*": ("1", "5", "20")},
+             "train": {m: [*o, "--max-steps", str(DEMO_STEPS[m])] for m, o in DEMO_TRAIN.items()},
              "snr": ["clean", "20", "10", "0"], "seeds": 3},
-    "demo-quick": {"subsets": {"*": ("1", "5"), "ast": ("5",)},
-                   "train": {"vggish": ["--max-steps", "8", "--batch-size", "16"],
-                             "musicnn": ["--max-steps", "8", "--batch-size", "16"],
-                             "ast": ["--max-steps", "2", "--batch-size", "4"],
-                             "clmr": ["--max-steps", "6", "--batch-size", "16"],
-                             "tmae": ["--max-steps", "15", "--batch-size", "32"]},
-                   "snr": ["clean", "0"], "seeds": 2},
+    "demo-quick": {"subsets": {"*": ("5",)},
+                   "train": {m: [*o, "--max-steps", str(max(2, DEMO_STEPS[m] // 3))] for m, o in DEMO_TRAIN.items()},
+                   "snr": ["clean", "0"], "seeds": 2, "clips_per_split": 48},
 }
+
+
+OUTPUTS = ("runs", "features", "results", "figures")
 
 
 def parse_args():
     parser = ArgumentParser(prog="python reproduce.py", description=__doc__.split("\n")[0])
     add_data_options(parser)
-    parser.add_argument("--quick", action="store_true", help="a smaller grid (fewer subsets, steps, SNRs, seeds)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smaller grid (fewer subsets, steps, SNRs, seeds; on the demo, 48 clips per split)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
-    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
-    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
-    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
-    parser.add_argument("--figures-dir", type=Path, default=REPO_ROOT / "figures")
+    for name in OUTPUTS:
+        parser.add_argument(f"--{name}-dir", type=Path,
+                            help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
+                                 f"the full one)")
     parser.add_argument("--device", default="auto")
-    return parser.parse_args()
+    args = parser.parse_args()
+    for name in OUTPUTS:
+        if getattr(args, f"{name}_dir") is None:
+            setattr(args, f"{name}_dir", REPO_ROOT / name / ("quick" if args.quick else ""))
+    return args
 
 
 def invoke(script, options):
@@ -109,6 +117,8 @@ def jobs(args, grid, data_name):
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:
             options = common + dirs + ["--model", model, "--task", task, "--snr", *grid["snr"]]
+            if "clips_per_split" in grid:
+                options += ["--clips-per-split", grid["clips_per_split"]]
             yield f"extract {model} features for {task}", "extract_features.py", lambda options=options: options
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:

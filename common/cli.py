@@ -40,3 +40,23 @@ def run(main):
         print("interrupted: finished work is kept, run the same command again to resume",
               file=sys.stderr)
         sys.exit(130)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive number")
+    return value

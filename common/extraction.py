@@ -20,6 +20,21 @@ def windows(y, length):
 
 
 @torch.inference_mode()
+def bfloat16_keeps_differences(encoder, batch, device, tolerance=0.2):
+    """Whether bfloat16 autocast reproduces, within `tolerance`, float32's differences between
+    the embeddings of a few windows (numpy, (n, samples)). A probe sees only those differences,
+    and some networks bury them under a large common part: untrained CLMR's embeddings differ
+    between clips by 0.03% of their size, below bfloat16's resolution (0.4%); the others'
+    bfloat16 error is 0.2-5%."""
+    x = torch.from_numpy(batch).float().to(device)
+    exact = encoder.embed(x).float()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        rounded = encoder.embed(x).float()
+    exact, rounded = exact - exact.mean(0), rounded - rounded.mean(0)
+    return bool((exact - rounded).norm() <= tolerance * exact.norm())
+
+
+@torch.inference_mode()
 def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=torch.float32, progress=None):
     """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i].
 

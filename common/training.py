@@ -9,7 +9,8 @@ how the loss is computed; this file does the rest, identically for all five mode
   model    built with the seed, saved as untrained.pt before any update (the study's
            "untrained model"), wrapped in DistributedDataParallel under torchrun
   steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss, bfloat16
-           autocast on CUDA; a non-finite loss stops the run before it touches the weights
+           autocast on CUDA and on CPUs with native bfloat16 (--precision); a non-finite
+           loss stops the run before it touches the weights
   outputs  runs/<data>/<model>/<subset>/seed<k>/: config.json, untrained.pt, last.pt,
            checkpoints/step<N>.pt, log.csv, and finished.json once the run has ended
 
@@ -18,7 +19,6 @@ with (seed, epoch), and everything random inside step s (crop positions, dropout
 masking, augmentations) from generators seeded with (seed, rank, s). The step counter is
 therefore the complete random state, and `--resume` continues exactly where it stopped.
 """
-import argparse
 import csv
 import platform
 import signal
@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from common import checkpoints, distributed
 from common.atomic import write_json
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_float, positive_int
 from common.models import build, describe, model_class
 from common.pretraining_data import audio_folder, mtat_subset
 from common.subsets import SUBSETS
@@ -47,26 +47,6 @@ class Batch:
     audio: torch.Tensor          # (views * batch, samples): view v of item i is row v * batch + i
     labels: torch.Tensor | None  # (batch, tags) for the supervised models
     views: int
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive number")
-    return value
 
 
 def parse_args(model_name, description, defaults):
@@ -86,6 +66,7 @@ def parse_args(model_name, description, defaults):
                         help="random crops of each clip per epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    distributed.add_precision_option(parser)
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
     parser.add_argument("--save-every", type=positive_int, default=500,
                         help="steps between checkpoints (last.pt and checkpoints/step<N>.pt)")
@@ -190,7 +171,7 @@ def _train(model_name, objective, args, world, supervised, views):
 
     net = DistributedDataParallel(model) if world.size > 1 else model
     labels = torch.from_numpy(data.labels).to(world.device) if data.labels is not None else None
-    use_amp = world.device.type == "cuda"
+    use_amp = distributed.resolve_precision(args.precision, world.device) == torch.bfloat16
     steps_per_epoch = len(_epoch_plan(len(data.keys), args.crops_per_clip, args.seed, 0, world, args.batch_size))
     total = min(args.max_steps or 1 << 62, args.epochs * steps_per_epoch)
     log_rows = _read_log(run_dir / "log.csv", step)

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.extraction import embed_clips, windows
+from common.extraction import bfloat16_keeps_differences, embed_clips, windows
+from common.models import build
 from common.noise import add_noise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +37,18 @@ def test_clip_embedding_is_the_mean_over_its_windows_whatever_the_batching(batch
     embed_clips(MeanEncoder(), lambda i: clips[i], 3, out, batch_size, torch.device("cpu"), torch.float32)
     expected = [[(1.5 + 5.5) / 2, (0 + 4) / 2], [0.75, 1.0], [np.mean([3, 11, 19, 27]), np.mean([0, 8, 16, 24])]]
     np.testing.assert_allclose(out, expected)
+
+
+def test_bfloat16_is_refused_where_it_erases_the_differences_between_clips():
+    # Untrained CLMR's embeddings differ between clips by far less than bfloat16 resolves;
+    # TMAE's survive it. (Harmonic tones at four pitches stand in for audio.)
+    torch.manual_seed(0)
+    for name, faithful in (("clmr", False), ("tmae", True)):
+        encoder = build(name).eval()
+        t = np.arange(encoder.input_samples) / encoder.sample_rate
+        batch = np.stack([0.3 * np.sin(2 * np.pi * f * t) + 0.1 * np.sin(4 * np.pi * f * t)
+                          for f in (110, 220, 330, 440)]).astype(np.float32)
+        assert bfloat16_keeps_differences(encoder, batch, torch.device("cpu")) == faithful, name
 
 
 @pytest.mark.parametrize("snr", [20.0, 10.0, 0.0, -5.0])
@@ -90,6 +104,23 @@ def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     assert "tmae untrained: done already" in out.stdout
     assert kept.stat().st_mtime_ns == kept_mtime
     np.testing.assert_array_equal(np.load(redone), before)  # deterministic, noise included
+
+
+def test_a_checkpoint_trained_further_is_extracted_again(tmp_path, tmae_runs):
+    runs, features = tmp_path / "runs", tmp_path / "features"
+    shutil.copytree(tmae_runs, runs)
+    extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=features, runs=runs)
+    clean = features / "demo" / "pitch" / "tmae" / "1" / "clean.npy"
+    before = np.load(clean)
+    out = subprocess.run([sys.executable, "tmae/train.py", "--demo", "--subset", "1", "--max-steps", "3",
+                          "--batch-size", "4", "--runs-dir", str(runs), "--resume"], cwd=REPO, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=features, runs=runs)
+    assert "tmae 1: the checkpoint moved on since its features were extracted (step 2 -> 3)" in out.stdout
+    assert "tmae untrained: done already" in out.stdout
+    assert not np.allclose(np.load(clean), before)
+    assert json.loads((clean.parent / "meta.json").read_text())["step"] == 3
 
 
 def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):

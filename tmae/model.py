@@ -63,8 +63,9 @@ class TMAE(AudioEncoder):
         order = torch.rand(b, n, device=x.device).argsort(dim=1)
         visible = order[:, :keep]
         encoded = self.norm(self.blocks(torch.gather(x, 1, visible[..., None].expand(-1, -1, x.shape[-1]))))
-        tokens = self.mask_token.expand(b, n, -1).clone()
-        tokens.scatter_(1, visible[..., None].expand(-1, -1, DECODER_WIDTH), self.decoder_in(encoded))
+        encoded = self.decoder_in(encoded)
+        tokens = self.mask_token.to(encoded.dtype).expand(b, n, -1).clone()  # bfloat16 under autocast
+        tokens.scatter_(1, visible[..., None].expand(-1, -1, DECODER_WIDTH), encoded)
         predicted = self.predict(self.decoder_norm(self.decoder(tokens + self.decoder_positions)))
         mask = torch.ones(b, n, device=x.device)
         mask.scatter_(1, visible, 0.0)

@@ -15,8 +15,9 @@ from common.beatport import FLAT_TO_SHARP, KEYS
 from common.demo.music import Music
 from common.demo.synth import Score
 
+VERSION = 2  # raise when the rendering changes: old renderings are replaced (2: 5.2 s clips)
 SAMPLE_RATE = 44100
-CLIP_SECONDS = 8.0
+CLIP_SECONDS = 5.2  # one window for every model, as the demo MTAT clips
 PER_KEY = 4
 SHARP_TO_FLAT = {sharp: flat for flat, sharp in FLAT_TO_SHARP.items()}
 PROGRESSIONS = {"major": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 4, 3, 4)),

@@ -19,6 +19,7 @@ from common.demo.music import Music
 from common.demo.synth import Score
 from common.mtat import INDEX_NAME, all_tags
 
+VERSION = 1  # raise when the rendering changes: old renderings are replaced
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 5.2  # one window for every model (AST's 5.12 s is the longest): extraction costs per window
 # Clips per genre and split. 20 single-genre train clips per genre fill the subsets of

@@ -1,8 +1,14 @@
 """Demo TinySOL: single notes of the same 14 instruments, in TinySOL's layout.
 
-Each instrument plays every pitch class once, at an octave drawn inside its real range
-(so the pitch-class task is balanced), at one of three dynamics, through the nearest
-General-MIDI program. Files, names and the metadata CSV follow TinySOL exactly.
+Each instrument plays six pitches, each at two of the three dynamics, at an octave drawn
+inside its real range, through the nearest General-MIDI program; over the 14 instruments
+every pitch class is played 14 times, so the pitch-class task is balanced. The two
+dynamics of a pitch go to different folds, one of them a training fold (0-2): as in the
+real TinySOL, where an instrument's whole range is recorded at several dynamics, a
+validation or test note's pitch is heard in training on the same instrument. (With one
+note per pitch class and instrument, a probe that recognises the instrument would be
+wrong by construction on every test note.) Files, names and the metadata CSV follow
+TinySOL exactly.
 """
 import csv
 
@@ -12,6 +18,7 @@ import soundfile as sf
 from common.demo.synth import Score, note_name
 from common.tinysol import HEADER
 
+VERSION = 2  # 2: each pitch at two dynamics (see above)
 SAMPLE_RATE = 44100
 NOTE_SECONDS, FILE_SECONDS = 1.5, 2.0
 # abbr, GM program, family, full name, folder, lowest and highest MIDI note. The accordion
@@ -38,13 +45,18 @@ DYNAMICS = (("pp", 0, 40, 0.15), ("mf", 2, 80, 0.4), ("ff", 4, 120, 0.8))  # nam
 
 def write(folder, seed=0):
     rng = np.random.default_rng(seed)
+    # Seven shuffles of the 12 pitch classes, halved: 14 sets of six, each pitch class in 7.
+    pitch_sets = [half for _ in range(7) for half in np.split(rng.permutation(12), 2)]
     rows = []
-    for abbr, program, family, full, subfolder, low, high in INSTRUMENTS:
-        folds = rng.permutation(np.arange(12) % 5)
-        for pitch_class, fold in zip(range(12), folds):
-            octaves = [m for m in range(low, high + 1) if m % 12 == pitch_class]
-            midi = int(rng.choice(octaves))
-            dyn, dyn_id, velocity, peak = DYNAMICS[rng.integers(len(DYNAMICS))]
+    for (abbr, program, family, full, subfolder, low, high), pitch_classes in zip(INSTRUMENTS, pitch_sets):
+        first_folds = rng.permutation([0, 1, 2, 0, 1, 2])
+        second_folds = rng.permutation([3, 3, 4, 4, *rng.integers(0, 3, size=2)])
+        notes = []
+        for pitch_class, *folds in zip(pitch_classes, first_folds, second_folds):
+            midi = int(rng.choice([m for m in range(low, high + 1) if m % 12 == pitch_class]))
+            dynamics = rng.choice(len(DYNAMICS), 2, replace=False)
+            notes += [(midi, fold, DYNAMICS[d]) for fold, d in zip(folds, dynamics)]
+        for midi, fold, (dyn, dyn_id, velocity, peak) in notes:
             string = str(int(rng.integers(1, 5))) if family == "Strings" else None
             name = f"{abbr}-ord-{note_name(midi)}-{dyn}-{string + 'c' if string else 'N'}-N.wav"
             path = f"{family}/{subfolder}/ordinario/{name}"
