@@ -162,7 +162,83 @@ def probes(args):
     print(json.dumps({"name": "probes_score", "ours": scores["ours"], "baseline": scores["reference"]}), flush=True)
 
 
-BENCHMARKS = {"loader": loader, "frontend": frontend, "extract": extract, "probes": probes}
+def train(args):
+    """Optimizer steps per second of each train.py (crops read from the decoded cache) vs a
+    reference-style loop (a DataLoader that decodes every item's crop from its MP3), with the
+    same model, objective, batch and precision; and the share of a train.py step spent
+    waiting for data (from its log.csv)."""
+    import csv
+    import importlib.util
+    import subprocess
+    import tempfile
+    from torch.utils.data import DataLoader
+
+    from common.distributed import resolve_precision
+    from common.models import MODELS, build, model_class
+    from common.mtat import TOP50
+    from common.subsets import select
+    from common.training import Batch
+    torch.set_num_threads(2)
+    repo = Path(__file__).resolve().parent.parent
+    dataset = load_dataset("MTAT", args.data_root, demo=True)
+    clips = select(dataset.split("train"), "5")
+    precision = resolve_precision("auto", torch.device("cpu"))
+    for name in MODELS:
+        batch_size, steps = (4, 4) if name == "ast" else (8, 6)
+        with tempfile.TemporaryDirectory() as runs:
+            subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(args.data_root),
+                            "--subset", "5", "--max-steps", str(steps), "--batch-size", str(batch_size),
+                            "--runs-dir", runs], check=True, capture_output=True)
+            with open(Path(runs) / "demo" / name / "5" / "seed0" / "log.csv", newline="") as f:
+                rows = list(csv.DictReader(f))[1:]  # the first step warms up
+        step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
+        waiting = np.mean([float(r["data_s"]) for r in rows]) / step_seconds
+
+        spec = importlib.util.spec_from_file_location(f"{name}_train", repo / name / "train.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        objective = next(getattr(script, f) for f in ("tagging_loss", "contrastive_loss", "masked_patch_loss")
+                         if hasattr(script, f))
+        supervised, views = objective.__name__ == "tagging_loss", 2 if name == "clmr" else 1
+        cls = model_class(name)
+        torch.manual_seed(0)
+        model = build(name, **({"n_tags": len(TOP50)} if supervised else {})).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        class DecodingDataset(torch.utils.data.Dataset):  # the reference repositories' way
+            def __len__(self):
+                return len(clips)
+
+            def __getitem__(self, i):
+                crops = []
+                for _ in range(views):
+                    offset = np.random.random() * max(clips[i].seconds - cls.input_seconds, 0)
+                    y, _ = librosa.load(dataset.root / clips[i].path, sr=cls.sample_rate, offset=offset,
+                                        duration=cls.input_seconds)
+                    crops.append(np.pad(y, (0, round(cls.input_seconds * cls.sample_rate) - len(y))))
+                labels = np.array([t in clips[i].labels["tags"] for t in TOP50], np.float32)
+                return np.stack(crops), labels
+
+        loader = DataLoader(DecodingDataset(), batch_size=batch_size, shuffle=True, num_workers=1, drop_last=True)
+        times = []
+        with quiet_stderr():
+            batches = iter(loader)
+            for _ in range(steps):
+                started = time.perf_counter()
+                audio, labels = next(batches)
+                batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+                    loss = objective(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - started)
+        report(f"train_{name}", 1 / step_seconds, 1 / np.mean(times[1:]), "steps/s", ">= 3")
+        print(json.dumps({"name": f"train_{name}_data_wait", "ours": round(float(waiting), 4), "unit": "of step time",
+                          "target": "< 0.05"}), flush=True)
+
+
+BENCHMARKS = {"loader": loader, "frontend": frontend, "extract": extract, "probes": probes, "train": train}
 
 
 def main():

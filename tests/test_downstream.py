@@ -95,6 +95,7 @@ def test_tagging_rows_for_every_checkpoint_and_snr_and_no_refit(study):
 
 
 def test_missing_features_name_the_command_that_makes_them(tmp_path):
-    out = run("downstream.py", "--model", "clmr", "--task", "key", check=False, features_dir=tmp_path)
+    out = run("downstream.py", "--model", "clmr", "--task", "key", check=False, features_dir=tmp_path,
+              results_dir=tmp_path / "results")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "python extract_features.py --model clmr --task key --demo" in out.stderr

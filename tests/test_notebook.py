@@ -50,3 +50,28 @@ def test_reproduce_renders_the_same_figures(demo_results, tmp_path):
     from common import figures
     paths = figures.render_all(demo_results / "results" / "demo", tmp_path)
     assert [p.name for p in paths] == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
+
+
+def test_reproduce_quick_runs_the_study_then_skips_what_is_done(tmp_path, data_root):
+    def reproduce():
+        out = subprocess.run([sys.executable, "reproduce.py", "--demo", "--quick", "--data-root", str(data_root),
+                              "--models", "tmae", "--tasks", "pitch", *[
+                                  option for name in ("runs", "features", "results", "figures")
+                                  for option in (f"--{name}-dir", str(tmp_path / name))]],
+                             cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    first = reproduce()
+    assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first
+    index = (tmp_path / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
+    assert sum(line.endswith(",train") for line in index) == 48  # the quick grid's sample
+    assert sorted(p.name for p in (tmp_path / "figures" / "demo").glob("*.png")) == [
+        "metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
+    summary = first.split("summary (demo")[1].splitlines()
+    assert summary[1].split()[:2] == ["task", "metric"] and summary[2].split()[:3] == ["pitch", "accuracy", "tmae"]
+
+    again = reproduce()
+    skipped = [line for line in again.splitlines() if line.startswith("[") and line.endswith(": done already")]
+    assert len(skipped) == 3  # the pretraining and both probe fits; extraction finds its files done:
+    assert "tmae 5: done already" in again and "handcrafted none: done already" in again
