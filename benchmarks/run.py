@@ -215,7 +215,7 @@ def train(args):
                     offset = np.random.random() * max(clips[i].seconds - cls.input_seconds, 0)
                     y, _ = librosa.load(dataset.root / clips[i].path, sr=cls.sample_rate, offset=offset,
                                         duration=cls.input_seconds)
-                    crops.append(np.pad(y, (0, round(cls.input_seconds * cls.sample_rate) - len(y))))
+                    crops.append(np.pad(y, (0, cls.input_samples - len(y))))
                 labels = np.array([t in clips[i].labels["tags"] for t in TOP50], np.float32)
                 return np.stack(crops), labels
 

@@ -13,9 +13,11 @@ class AudioEncoder(nn.Module):
     emb_dim: int           # size of `embed`'s output
     n_mels: int | None     # mel bins of its front end (None: raw waveform)
 
-    @property
-    def input_samples(self):
-        return round(self.input_seconds * self.sample_rate)
+    input_samples: int     # samples in one input window, set from the two above
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.input_samples = round(cls.input_seconds * cls.sample_rate)  # known before any instance
 
     def embed(self, waveforms):
         """(batch, input_samples) float waveforms -> (batch, emb_dim) embeddings."""

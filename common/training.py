@@ -132,7 +132,7 @@ def pretrain(model_name, objective, defaults, description, supervised, views=1):
 
 def _train(model_name, objective, args, world, supervised, views):
     model_cls = model_class(model_name)
-    sample_rate, input_samples = model_cls.sample_rate, round(model_cls.input_seconds * model_cls.sample_rate)
+    sample_rate, input_samples = model_cls.sample_rate, model_cls.input_samples
     if args.audio_dir is not None:
         data = audio_folder(args.audio_dir, sample_rate, args.tags, supervised)
     elif args.tags is not None:

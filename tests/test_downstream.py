@@ -1,11 +1,10 @@
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_demo_script
 
 from common.demo import mtat as demo_mtat
 from common.probes import PROBES, ProbeSpec, fit, predict
@@ -40,12 +39,7 @@ def test_batched_probes_equal_probes_trained_one_at_a_time(task, classes):
 
 
 def run(script, *options, check=True, **dirs):
-    command = [sys.executable, script, "--demo", "--data-root", str(REPO / "data"), *options]
-    command += [f"--{k.replace('_', '-')}={v}" for k, v in dirs.items()]
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stderr[-2000:]
-    return out
+    return run_demo_script(script, *options, *[f"--{k.replace('_', '-')}={v}" for k, v in dirs.items()], check=check)
 
 
 @pytest.fixture(scope="module")

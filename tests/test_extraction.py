@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_demo_script
 
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import build
@@ -62,12 +63,8 @@ def test_noise_is_added_at_the_asked_snr_and_seeded_per_clip(snr):
 
 
 def extract(*options, features, runs, check=True):
-    out = subprocess.run([sys.executable, "extract_features.py", "--demo", "--data-root", str(REPO / "data"),
-                          "--features-dir", str(features), "--runs-dir", str(runs), *options],
-                         cwd=REPO, capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stderr[-2000:]
-    return out
+    return run_demo_script("extract_features.py", "--features-dir", features, "--runs-dir", runs, *options,
+                           check=check)
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,11 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import run_demo_script
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(script, *options):
-    out = subprocess.run([sys.executable, script, "--demo", "--data-root", str(REPO / "data"), *map(str, options)],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +14,12 @@ def demo_results(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("study")
     dirs = ["--features-dir", root / "features"]
     for subset in ("1", "2"):
-        run("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir", root / "runs")
+        run_demo_script("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir", root / "runs")
     for task in ("pitch", "instrument"):
         for model in ("tmae", "handcrafted"):
-            run("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10", "--runs-dir",
+            run_demo_script("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10", "--runs-dir",
                 root / "runs", *dirs)
-            run("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--results-dir", root / "results",
+            run_demo_script("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--results-dir", root / "results",
                 *dirs)
     return root
 
@@ -54,13 +47,9 @@ def test_reproduce_renders_the_same_figures(demo_results, tmp_path):
 
 def test_reproduce_quick_runs_the_study_then_skips_what_is_done(tmp_path, data_root):
     def reproduce():
-        out = subprocess.run([sys.executable, "reproduce.py", "--demo", "--quick", "--data-root", str(data_root),
-                              "--models", "tmae", "--tasks", "pitch", *[
-                                  option for name in ("runs", "features", "results", "figures")
-                                  for option in (f"--{name}-dir", str(tmp_path / name))]],
-                             cwd=REPO, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return out.stdout
+        return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *[
+            option for name in ("runs", "features", "results", "figures")
+            for option in (f"--{name}-dir", tmp_path / name)]).stdout
 
     first = reproduce()
     assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_demo_script
 
 from common import checkpoints
 from common.cli import UserError
@@ -22,12 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def train(model, runs, *extra, env=None, check=True):
-    out = subprocess.run([sys.executable, f"{model}/train.py", "--demo", "--data-root", str(REPO / "data"),
-                          "--runs-dir", str(runs), *extra], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, **(env or {})})
-    if check:
-        assert out.returncode == 0, out.stderr[-2000:]
-    return out
+    return run_demo_script(f"{model}/train.py", "--runs-dir", runs, *extra, env=env, check=check)
 
 
 def weights(path):
