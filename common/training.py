@@ -1,7 +1,8 @@
 """The one pretraining loop every model's train.py hands its objective to.
 
 A train.py says what its model learns from (tags or not, one or two views of a clip) and
-how the loss is computed; this file does the rest, identically for all five models:
+how the loss is computed (the three tagging models share `tagging_loss`, below); this
+file does the rest, identically for all five models:
 
   data     the clips of an MTAT subset (or --audio-dir), decoded once into the cache;
            each epoch visits every clip `crops_per_clip` times in a fixed shuffled order,
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -47,6 +49,12 @@ class Batch:
     audio: torch.Tensor          # (views * batch, samples): view v of item i is row v * batch + i
     labels: torch.Tensor | None  # (batch, tags) for the supervised models
     views: int
+
+
+def tagging_loss(model, batch):
+    """The objective of the three tagging models (vggish, musicnn, ast): binary cross-entropy
+    on the clip's top-50 tags."""
+    return F.binary_cross_entropy_with_logits(model(batch.audio), batch.labels)
 
 
 def parse_args(model_name, description, defaults):

@@ -12,16 +12,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import torch.nn.functional as F  # noqa: E402
-
 from common.cli import run  # noqa: E402
-from common.training import pretrain  # noqa: E402
+from common.training import pretrain, tagging_loss  # noqa: E402
 
 DEFAULTS = {"batch_size": 64, "lr": 1e-3, "weight_decay": 1e-5, "crops_per_clip": 8}
-
-
-def tagging_loss(model, batch):
-    return F.binary_cross_entropy_with_logits(model(batch.audio), batch.labels)
 
 
 if __name__ == "__main__":
