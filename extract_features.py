@@ -102,6 +102,15 @@ def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
     return False
 
 
+def _weights_file_changed(out_dir, source):
+    """Whether the checkpoint file was written again since features were extracted from it
+    (checkpoints are replaced atomically, so a new save is a new modification time); only
+    then is the checkpoint, up to a gigabyte for AST with its optimizer, worth loading to
+    compare steps."""
+    meta = out_dir / "meta.json"
+    return meta.exists() and json.loads(meta.read_text()).get("source_mtime_ns") != source.stat().st_mtime_ns
+
+
 def _clip_ids(index):
     with open(index, newline="", encoding="utf-8") as f:
         return [row["clip_id"] for row in csv.DictReader(f)]
@@ -163,8 +172,9 @@ def main():
 
     for name, source in sources.items():
         out_dir = task_dir / args.model / name
-        state = None if source is None else checkpoints.load(source, args.model)
-        if state is not None and (out_dir / "meta.json").exists():
+        state = None
+        if source is not None and _weights_file_changed(out_dir, source):
+            state = checkpoints.load(source, args.model)
             extracted_at = json.loads((out_dir / "meta.json").read_text()).get("step")
             if extracted_at != state["step"]:  # e.g. the run was resumed for more steps since
                 print(f"{args.model} {name}: the checkpoint moved on since its features were extracted "
@@ -175,9 +185,10 @@ def main():
         if not todo:
             print(f"{args.model} {name}: done already")
             continue
-        if state is None:
+        if source is None:
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
+            state = state or checkpoints.load(source, args.model)
             encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
             encoder.load_state_dict(state["model"])
             encoder.to(device).eval()
@@ -190,7 +201,8 @@ def main():
                     checkpoint_precision = torch.float32
             minutes = 0.0 if name.startswith("untrained") else state["minutes"]
             meta = {"model": args.model, "checkpoint": name, "minutes": minutes, "subset": state["subset"],
-                    "step": state["step"], "source": str(source), "precision": str(checkpoint_precision)}
+                    "step": state["step"], "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
+                    "precision": str(checkpoint_precision)}
         write_json(out_dir / "meta.json", meta)
         for snr in todo:
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
