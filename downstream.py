@@ -10,13 +10,16 @@ mlp2; several seeds) are fitted on the train split with early stopping on the va
 evaluated on the clean test split and on every noisy version of it (common/metrics.py).
 
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
-metric): model, checkpoint, minutes, probe, seed, snr, metric, value; and prints the best
-probe per checkpoint on clean audio. A finished results file is not computed again
+metric): model, checkpoint, subset (untrained, 1, ..., full), draw (0 is the study's
+subset), step (of pretraining), minutes, probe, seed, snr, metric, value; and prints the
+best probe per checkpoint on clean audio. Every feature set extracted for the model is
+probed: the weights a run kept along the way too (checkpoint names such as 5@1000). A finished results file is not computed again
 unless --overwrite.
 """
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,9 @@ from common.probes import PROBES, ProbeSpec, fit, predict
 from common.subsets import SUBSETS
 from common.tasks import TASKS
 
-COLUMNS = ("model", "checkpoint", "minutes", "probe", "seed", "snr", "metric", "value")
+COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "snr", "metric", "value")
+# <subset or untrained>[-draw<k>][-seed<k>][@<step>], as extract_features.py names checkpoints
+CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?$")
 
 
 def parse_args():
@@ -61,9 +66,15 @@ def read_index(path, task):
 
 
 def checkpoint_order(name):
-    """untrained first, then subsets from smallest to full, then anything else."""
-    base = name.split("-seed")[0]
-    return (0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1, name)
+    """untrained first, then subsets from smallest to full, then anything else; within a
+    subset by draw, seed, and the kept weights by step before the last ones."""
+    match = CHECKPOINT_NAME.match(name)
+    if not match:
+        return len(SUBSETS) + 2, 0, 0, 0, name
+    base = match["base"]
+    position = 0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1
+    step = int(match["step"]) if match["step"] else float("inf")
+    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, name
 
 
 def summary(rows, task):
@@ -101,14 +112,16 @@ def main():
     if min(len(rows) for rows in splits.values()) == 0:
         raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
 
-    clean, noisy, minutes = [], [], []
+    clean, noisy, described = [], [], []
     for name in checkpoints:
         features = np.load(model_dir / name / "clean.npy")
         mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
         clean.append((features - mean) / std)
         noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("snr*.npy"))})
         meta = json.loads((model_dir / name / "meta.json").read_text())
-        minutes.append("" if meta["minutes"] is None else f"{meta['minutes']:.2f}")
+        described.append({"subset": meta.get("subset") or "", "draw": "" if meta.get("draw") is None else meta["draw"],
+                          "step": meta.get("step", ""),
+                          "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 
     specs = [ProbeSpec(kind, k, seed) for k in range(len(checkpoints)) for kind in args.probes
              for seed in range(args.seeds)]
@@ -128,7 +141,7 @@ def main():
                 spec = specs[i]
                 for metric, value in task_metrics(task.name, targets[test], outputs[g]).items():
                     rows.append({"model": args.model, "checkpoint": checkpoints[spec.feature_set],
-                                 "minutes": minutes[spec.feature_set], "probe": kind, "seed": spec.seed,
+                                 **described[spec.feature_set], "probe": kind, "seed": spec.seed,
                                  "snr": snr if snr == CLEAN else snr[3:], "metric": metric, "value": f"{value:.6f}"})
     rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
                              r["snr"] != CLEAN, -float(r["snr"]) if r["snr"] != CLEAN else 0, r["metric"]))

@@ -5,7 +5,8 @@
     python extract_features.py --model clmr --task tagging --checkpoints untrained 5 full --snr clean 10
 
 For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained weights
-and every trained subset; --checkpoints narrows), every clip of the task's dataset is read
+and every trained subset and draw; --checkpoints narrows, and names the weights a run kept
+along the way, e.g. 5@1000 or 5@all), every clip of the task's dataset is read
 from the decoded-audio cache at the model's sample rate, cut into windows of its input
 length, embedded, and averaged (common/extraction.py). With --snr, white Gaussian noise at
 each SNR (seeded per clip: common/noise.py) is added first; noisy features are computed
@@ -14,7 +15,7 @@ librosa feature set of common/handcrafted.py and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
 clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...}.npy plus
-meta.json (minutes of pretraining data, source, step). The rows of a noisy file are the
+meta.json (minutes of pretraining data, subset, draw, step, source). The rows of a noisy file are the
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
@@ -51,7 +52,9 @@ def parse_args():
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
     parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
     parser.add_argument("--checkpoints", nargs="+", metavar="NAME",
-                        help="only these checkpoints: untrained, a subset (1, 2, ..., full), or <subset>-seed<k>")
+                        help="only these checkpoints: untrained, a subset (1, 2, ..., full), with -draw<k> and "
+                             "-seed<k> where runs have them, and <name>@<step> (or <name>@all) for the weights a "
+                             "run kept along the way")
     parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0], metavar="DB",
                         help="clean and/or SNRs in dB (default: clean 20 10 0)")
     parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
@@ -63,29 +66,49 @@ def parse_args():
     return parser.parse_args()
 
 
+def _run_order(run_dir):
+    """seed0 first, then subsets from smallest to full, each with its draws in order."""
+    subset, _, draw = run_dir.parent.name.partition("-draw")
+    position = SUBSETS.index(subset) if subset in SUBSETS else len(SUBSETS)
+    return run_dir.name != "seed0", run_dir.name, position, int(draw or 0), run_dir.parent.name
+
+
 def find_checkpoints(model, runs_dir, runs_data, wanted):
-    """{name: path} of the model's checkpoints: untrained, then each trained subset (and seed)."""
+    """{name: path} of the model's checkpoints: untrained, then each trained subset (and draw and
+    seed) at its last step; and, when `wanted` names them, the weights a run kept along the way:
+    <name>@<step>, or <name>@all for every one of them."""
     root = runs_dir / runs_data / model
-    order = {subset: i for i, subset in enumerate(SUBSETS)}
-    found = {}
-    for run_dir in sorted(root.glob("*/seed*"), key=lambda p: (p.name != "seed0", p.name,
-                                                               order.get(p.parent.name, -1), p.parent.name)):
+    found, kept = {}, {}
+    for run_dir in sorted(root.glob("*/seed*"), key=_run_order):
         suffix = "" if run_dir.name == "seed0" else f"-{run_dir.name}"
+        name = f"{run_dir.parent.name}{suffix}"
         if (run_dir / "untrained.pt").exists():
             found.setdefault(f"untrained{suffix}", run_dir / "untrained.pt")
         if (run_dir / "last.pt").exists():
-            found[f"{run_dir.parent.name}{suffix}"] = run_dir / "last.pt"
+            found[name] = run_dir / "last.pt"
+        for path in sorted((run_dir / "checkpoints").glob("step*.pt")):
+            kept[f"{name}@{int(path.stem[4:])}"] = path
     if not found:
         demo = " --demo" if runs_data == "demo" else ""
         raise UserError(f"no checkpoints of {model} under {root}: pretrain one first, e.g. "
                         f"python {model}/train.py{demo} --subset 1")
-    if wanted:
-        missing = [w for w in wanted if w not in found]
-        if missing:
-            raise UserError(f"no checkpoint {', '.join(missing)} of {model} under {root}: "
-                            f"choose from {', '.join(found)}")
-        found = {name: found[name] for name in wanted}
-    return found
+    if not wanted:
+        return found
+    chosen, missing = {}, []
+    for name in wanted:
+        if name.endswith("@all"):
+            along = {k: v for k, v in kept.items() if k.rsplit("@", 1)[0] == name[:-4]}
+            chosen.update(along)
+            missing += [] if along else [name]
+        elif name in found or name in kept:
+            chosen[name] = found.get(name) or kept[name]
+        else:
+            missing.append(name)
+    if missing:
+        also = f"; kept along the way: {', '.join(kept)} (or <name>@all)" if kept else ""
+        raise UserError(f"no checkpoint {', '.join(missing)} of {model} under {root}: "
+                        f"choose from {', '.join(found)}{also}")
+    return chosen
 
 
 def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
@@ -199,9 +222,11 @@ def main():
                     print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
                           f"checkpoint's embeddings: extracting in float32")
                     checkpoint_precision = torch.float32
-            minutes = 0.0 if name.startswith("untrained") else state["minutes"]
-            meta = {"model": args.model, "checkpoint": name, "minutes": minutes, "subset": state["subset"],
-                    "step": state["step"], "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
+            untrained = name.startswith("untrained")
+            meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else state["minutes"],
+                    "subset": "untrained" if untrained else state["subset"],
+                    "draw": None if untrained else state.get("draw", 0), "step": state["step"],
+                    "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
                     "precision": str(checkpoint_precision)}
         write_json(out_dir / "meta.json", meta)
         for snr in todo:

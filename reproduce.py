@@ -4,9 +4,10 @@
     python reproduce.py --demo             # the same on the demo data, sized for a 2-core CPU
     python reproduce.py --demo --quick     # a smaller grid, under runs/quick/, features/quick/, ...: minutes
     python reproduce.py --models vggish clmr --tasks pitch key
+    python reproduce.py --demo --draws 3   # also two more draws of every limited subset
 
-1. pretraining: <model>/train.py for every model and subset of the grid (the untrained
-   weights come with every run);
+1. pretraining: <model>/train.py for every model and subset of the grid, and for each
+   draw of the limited subsets (--draws; the untrained weights come with every run);
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features;
 3. probes: downstream.py for every model and task;
@@ -25,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from common import figures
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
 from common.metrics import PRIMARY
 from common.models import MODELS
-from common.subsets import SUBSETS
+from common.subsets import SUBSETS, training_set_name
 from common.tasks import TASKS
 
 # Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
@@ -64,6 +65,9 @@ def parse_args():
                         help="a smaller grid (fewer subsets, steps, SNRs, seeds; on the demo, 48 clips per split)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
+    parser.add_argument("--draws", type=positive_int, default=1,
+                        help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
+                             "N - 1 seeded genre-balanced draws of the same sizes")
     for name in OUTPUTS:
         parser.add_argument(f"--{name}-dir", type=Path,
                             help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
@@ -105,14 +109,20 @@ def jobs(args, grid, data_name):
     runs_data = "demo" if args.demo else "MTAT"
     for model in args.models:
         train_options = grid["train"].get(model, grid["train"].get("*", []))
-        for subset in grid["subsets"].get(model, grid["subsets"]["*"]):
-            def prepare(model=model, subset=subset, train_options=train_options):
-                run_dir = args.runs_dir / runs_data / model / subset / "seed0"
-                if training_done(run_dir, train_options):
-                    return None
-                resume = ["--resume"] if (run_dir / "last.pt").exists() else []
-                return common + ["--subset", subset, "--runs-dir", args.runs_dir, *train_options, *resume]
-            yield f"pretrain {model} on subset {subset}", f"{model}/train.py", prepare
+        for draw in range(args.draws):
+            for subset in grid["subsets"].get(model, grid["subsets"]["*"]):
+                if draw and subset == "full":
+                    continue  # full is the whole train split: it has no draws
+
+                def prepare(model=model, subset=subset, draw=draw, train_options=train_options):
+                    run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw) / "seed0"
+                    if training_done(run_dir, train_options):
+                        return None
+                    resume = ["--resume"] if (run_dir / "last.pt").exists() else []
+                    return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options,
+                                     *resume]
+                yield (f"pretrain {model} on subset {training_set_name(subset, draw)}", f"{model}/train.py",
+                       prepare)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:

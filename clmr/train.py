@@ -1,10 +1,13 @@
 """Pretrain CLMR (SampleCNN) on an MTAT subset by contrastive learning, without labels.
 
-Each clip gives two random 2.68 s crops; both go through CLMR's augmentation chain
-(clmr/augment.py, batched on the training device), the encoder and the projection head,
-and the NT-Xent loss (temperature 0.5) pulls the two views of a clip together and pushes
-the other clips of the batch away. Reference configuration: batch 48, Adam 3e-4, weight
-decay 1e-6. The loop itself (data, checkpoints, resume, DDP) is common/training.py.
+Each clip gives two random 2.68 s crops once per epoch; both go through CLMR's
+augmentation chain (clmr/augment.py, batched on the training device), the encoder and the
+projection head, and the NT-Xent loss (temperature 0.5) pulls the two views of a clip
+together and pushes the other clips of the batch away. The study's configuration is the
+default: batch 10, Adam 3e-4 at a constant rate without weight decay (CLMR's code applies
+its 1e-6 only with LARS), and, as its Lightning trainer sets no epoch limit, Lightning's
+default of 1,000 epochs; weights kept every 50 (our choice). The loop itself (data,
+checkpoints, resume, DDP) is common/training.py.
 
     python clmr/train.py --subset 5
     python clmr/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
@@ -20,7 +23,8 @@ from clmr.augment import augment  # noqa: E402
 from common.cli import run  # noqa: E402
 from common.training import pretrain  # noqa: E402
 
-DEFAULTS = {"batch_size": 48, "lr": 3e-4, "weight_decay": 1e-6, "crops_per_clip": 1}
+DEFAULTS = {"epochs": 1000, "batch_size": 10, "lr": 3e-4, "weight_decay": 0.0, "lr_schedule": "constant",
+            "crops": "random", "crops_per_clip": 1, "checkpoint_every": 50}
 SAMPLE_RATE, TEMPERATURE = 22050, 0.5
 
 

@@ -191,7 +191,10 @@ class AudioCache:
         """One uniformly placed crop of `length` samples per key, stacked: (len(keys), length)."""
         positions = np.fromiter((self._position[k] for k in keys), dtype=np.int64, count=len(keys))
         room = np.maximum(self.lengths[positions] - length, 0)
-        offsets = (rng.random(len(keys)) * (room + 1)).astype(np.int64)
+        return self.crops(keys, (rng.random(len(keys)) * (room + 1)).astype(np.int64), length)
+
+    def crops(self, keys, offsets, length):
+        """The crop of `length` samples at offsets[i] of keys[i], stacked: (len(keys), length)."""
         out = np.empty((len(keys), length), dtype=np.float32)
         for row, key, offset in zip(out, keys, offsets):
             self.crop(key, int(offset), length, out=row)

@@ -52,6 +52,16 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 0 or a positive integer")
+    return value
+
+
 def positive_float(text):
     try:
         value = float(text)

@@ -1,13 +1,17 @@
-"""The study's three figures, drawn from the tidy results CSVs (results/<data>/<task>/<model>.csv).
+"""The study's figures, drawn from the tidy results CSVs (results/<data>/<task>/<model>.csv).
 
 Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the same plots:
   1. metric against pretraining minutes (log axis), one panel per task, a line per model
-     with the spread over probe seeds, the untrained model as its own hollow marker at the
-     left, and the hand-crafted features as a horizontal band;
+     through the study's subsets (draw 0) with the spread over seeds as error bars, the
+     spread over subset draws (where there are several) as a shaded band, the untrained
+     model as its own hollow marker at the left, and the hand-crafted features as a
+     horizontal band;
   2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
-  3. the effect of probe size (linear, mlp1, mlp2) for each model's largest subset.
+  3. the effect of probe size (linear, mlp1, mlp2) for each model's largest subset;
+  4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
+     against pretraining step, a line per model and subset ending at its last step.
 Every point is the task's primary metric on the test split, mean over seeds, with the
-probe kind chosen per model and task by its mean clean score (in figures 1 and 2).
+probe kind chosen per model and task by its mean clean score (in figures 1, 2 and 4).
 """
 from pathlib import Path
 
@@ -32,7 +36,7 @@ METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": 
 
 def load(results_dir):
     """Every results CSV under results_dir as one frame, keeping only the primary metric."""
-    frames = [pd.read_csv(p, dtype={"checkpoint": str, "snr": str}).assign(task=p.parent.name)
+    frames = [pd.read_csv(p, dtype={"checkpoint": str, "subset": str, "snr": str}).assign(task=p.parent.name)
               for p in sorted(Path(results_dir).glob("*/*.csv"))]
     if not frames:
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
@@ -49,10 +53,20 @@ def _best_probe(rows):
     return clean.groupby("probe").value.mean().idxmax()
 
 
-def _stats(rows):
-    grouped = rows.groupby("checkpoint").agg(minutes=("minutes", "first"), mean=("value", "mean"),
-                                             std=("value", "std"))
-    return grouped.fillna({"std": 0.0})
+def _last_weights(rows):
+    """Rows of each run's last weights (not the weights kept along the way, e.g. 5@1000)."""
+    return rows[~rows.checkpoint.str.contains("@")]
+
+
+def _by_subset(rows):
+    """Per trained subset: minutes, mean and spread over seeds of the study's draw 0, and the
+    lowest and highest mean of its draws (equal to the mean when there is one draw)."""
+    trained = rows[rows.subset != "untrained"]
+    per_draw = trained.groupby(["subset", "draw"]).agg(minutes=("minutes", "mean"), mean=("value", "mean"))
+    study = trained[trained.draw == 0].groupby("subset").agg(minutes=("minutes", "mean"), mean=("value", "mean"),
+                                                             std=("value", "std"))
+    spread = per_draw.groupby("subset")["mean"].agg(low="min", high="max")
+    return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
 
 
 def minutes_figure(df):
@@ -64,14 +78,16 @@ def minutes_figure(df):
         trained_minutes = trained_minutes[trained_minutes > 0]
         left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
         for model in [m for m in MODELS if m in set(rows.model)]:
-            mine = rows[rows.model == model]
-            stats = _stats(mine[mine.probe == _best_probe(mine)])
-            trained = stats[stats.minutes > 0].sort_values("minutes")
+            mine = _last_weights(rows[rows.model == model])
+            mine = mine[mine.probe == _best_probe(mine)]
+            trained = _by_subset(mine)
             ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
                         color=COLOURS[model], label=model)
-            untrained = stats[stats.index.str.startswith("untrained")]
+            if (trained.high > trained.low).any():
+                ax.fill_between(trained.minutes, trained.low, trained.high, color=COLOURS[model], alpha=0.15, lw=0)
+            untrained = mine[mine.subset == "untrained"].value
             if len(untrained):
-                ax.errorbar([left], untrained["mean"].iloc[:1], yerr=untrained["std"].iloc[:1], marker="o",
+                ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
                             mfc="white", ms=6, capsize=2, color=COLOURS[model])
         hand = rows[rows.model == "handcrafted"]
         if len(hand):
@@ -82,7 +98,7 @@ def minutes_figure(df):
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
         ax.set_title(TASK_TITLES[task])
-        ax.set_xlabel("pretraining minutes (hollow: untrained)")
+        ax.set_xlabel("pretraining minutes (hollow: untrained; band: subset draws)")
         ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -91,7 +107,10 @@ def minutes_figure(df):
 
 
 def _largest(rows):
-    """Rows of the checkpoint with the most pretraining minutes (the untrained one if nothing else)."""
+    """Rows of the study's checkpoint with the most pretraining minutes (the untrained one if
+    nothing else): the last weights of draw 0."""
+    rows = _last_weights(rows)
+    rows = rows[(rows.draw == 0) | rows.draw.isna()]
     return rows[rows.checkpoint == rows.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
 
 
@@ -143,15 +162,48 @@ def probe_figure(df):
     return fig
 
 
-FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure}
+def steps_figure(df):
+    """Metric against pretraining step for every run whose kept weights were extracted."""
+    tasks = _tasks(df)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = df[(df.task == task) & (df.snr == "clean") & (df.model != "handcrafted")]
+        for model in [m for m in MODELS if m in set(rows.model)]:
+            mine = rows[rows.model == model]
+            mine = mine[mine.probe == _best_probe(mine)]
+            runs = mine.checkpoint.str.split("@").str[0]
+            for run in sorted(set(runs[mine.checkpoint.str.contains("@")])):
+                seed = run.partition("-seed")[2]
+                start = mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")  # step 0
+                points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
+                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker="o", ms=3, capsize=2,
+                            color=COLOURS[model], label=f"{model} {run}")
+        ax.set_title(TASK_TITLES[task])
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def has_steps(df):
+    return bool(df.checkpoint.str.contains("@").any())
+
+
+FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure,
+           "metric_vs_steps": steps_figure}
 
 
 def render_all(results_dir, figures_dir):
-    """Draw the three figures from results_dir and save them as PNG in figures_dir; return the paths."""
+    """Draw the figures from results_dir and save them as PNG in figures_dir; return the paths.
+    The training-time figure is drawn only when kept weights along the way were probed."""
     df = load(results_dir)
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     paths = []
     for name, draw in FIGURES.items():
+        if name == "metric_vs_steps" and not has_steps(df):
+            continue
         fig = draw(df)
         path = Path(figures_dir) / f"{name}.png"
         fig.savefig(path, dpi=120)

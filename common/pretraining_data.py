@@ -21,6 +21,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"}
 class PretrainingData:
     name: str                 # "MTAT", "demo" or "audio-<folder>": the <data> of runs/<data>/...
     subset: str
+    draw: int                 # 0: the study's subset; k >= 1: another draw of the same size (common/subsets.py)
     keys: list
     cache: object             # AudioCache
     minutes: float
@@ -36,7 +37,7 @@ def _multi_hot(clips, vocabulary):
     return labels
 
 
-def _finish(name, subset, dataset, clips, sample_rate, vocabulary):
+def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary):
     cache = dataset.audio(sample_rate, clips=clips)
     usable = [c for c in clips if c.id in cache]
     if not usable:
@@ -44,13 +45,14 @@ def _finish(name, subset, dataset, clips, sample_rate, vocabulary):
                         f"(see {cache.directory / 'manifest.json'})")
     minutes = float(sum(cache.seconds(c.id) for c in usable) / 60)
     labels = _multi_hot(usable, vocabulary) if vocabulary else None
-    return PretrainingData(name, subset, [c.id for c in usable], cache, minutes, vocabulary, labels)
+    return PretrainingData(name, subset, draw, [c.id for c in usable], cache, minutes, vocabulary, labels)
 
 
-def mtat_subset(subset, sample_rate, data_root, demo, supervised):
+def mtat_subset(subset, draw, sample_rate, data_root, demo, supervised):
     dataset = load_dataset("MTAT", data_root, demo=demo)
-    clips = subsets.select(dataset.clips, subset)
-    return _finish("demo" if demo else "MTAT", subset, dataset, clips, sample_rate, TOP50 if supervised else None)
+    clips = subsets.select(dataset.clips, subset, draw)
+    return _finish("demo" if demo else "MTAT", subset, draw, dataset, clips, sample_rate,
+                   TOP50 if supervised else None)
 
 
 def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
@@ -76,5 +78,5 @@ def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
         raise UserError(f"no usable audio files (WAV, FLAC, MP3, OGG, AIFF) under {folder}"
                         + (" with tags in --tags" if supervised else ""))
     vocabulary = tuple(sorted({t for c in clips for t in c.labels["tags"]})) if supervised else None
-    return _finish(f"audio-{folder.name}", "all", Dataset(folder.name, folder, clips), clips, sample_rate,
+    return _finish(f"audio-{folder.name}", "all", 0, Dataset(folder.name, folder, clips), clips, sample_rate,
                    vocabulary)

@@ -1,17 +1,25 @@
-"""Limited-data subsets of the MTAT train split (the study's x-axis).
+"""Limited-data subsets of the MTAT train split (the study's x-axis), and draws of them.
 
-`N` tracks per genre: from the train clips whose top-50 tags contain exactly one of the
-ten genres, the first N of each genre in a fixed pseudo-random order (a hash of the clip
-id, so no random generator's version can change it). Taking a prefix of one fixed order
-makes the subsets nested: every clip of a smaller subset is in every larger one.
-`full` is the whole train split.
+`N` tracks per genre, as the study takes them: from the train clips whose top-50 tags
+contain exactly one of the ten genres, the first N of each genre in the train split's
+order (ascending clip id). A clip is a 29-second segment of a song, so a small subset holds
+neighbouring segments of few songs: that is the study's data, reproduced as it is.
+`full` is the whole train split. Every list is a prefix of one fixed order per genre,
+so the subsets are nested: every clip of a smaller subset is in every larger one.
 
-    python -m common.subsets           # the table for the real MTAT (no audio needed)
-    python -m common.subsets --demo    # the same for the demo data (rendered on first use)
+Draws are an axis the study lacks: with 10 clips, which 10 clips matters. Draw 0 is the
+study's subset; draw k >= 1 takes the first N of each genre in an order fixed by a hash of
+(k, clip id): a genre-balanced random draw of the same size, nested within the draw, that
+no random generator's version can change.
+
+    python -m common.subsets                     # the table for the real MTAT (no audio needed)
+    python -m common.subsets --list 1            # the clip ids of subset 1, one per line
+    python -m common.subsets --list 5 --draw 2   # ... of another draw of subset 5
+    python -m common.subsets --demo              # the same for the demo data (rendered on first use)
 """
 import hashlib
 
-from common.cli import ArgumentParser, UserError, add_data_options, run
+from common.cli import ArgumentParser, UserError, add_data_options, non_negative_int, run
 
 GENRES = ("classical", "techno", "electronic", "rock", "indian", "opera", "pop", "new age",
           "country", "choral")
@@ -25,8 +33,9 @@ def genre_of(clip):
     return genres[0] if len(genres) == 1 else None
 
 
-def _order(clip):
-    return hashlib.sha1(clip.id.encode()).hexdigest()
+def training_set_name(subset, draw=0):
+    """How runs, features and results name a training set: "5", or "5-draw2" for another draw."""
+    return str(subset) if draw == 0 else f"{subset}-draw{draw}"
 
 
 def available(clips):
@@ -38,31 +47,46 @@ def available(clips):
     return tuple(str(n) for n in TRACKS_PER_GENRE if n <= min(counts.values())) + ("full",)
 
 
-def select(clips, subset):
-    """The train clips of `subset` ("1", ..., "100" or "full"), in a fixed order."""
+def _draw_order(draw):
+    """The order clips of one genre are taken in: the split's own for the study's draw 0."""
+    if draw == 0:
+        return None
+    return lambda clip_id: hashlib.sha1(f"draw{draw}:{clip_id}".encode()).hexdigest()
+
+
+def select(clips, subset, draw=0):
+    """The train clips of `subset` ("1", ..., "100" or "full") in draw `draw`, in the split's order."""
     subset = str(subset)
     train = [c for c in clips if c.split == "train"]
     if subset == "full":
+        if draw != 0:
+            raise UserError("draws are of the limited subsets (1 to 100): full is the whole train split")
         return train
     choices = available(clips)
     if subset not in choices:
         raise UserError(f"subset {subset!r} is not available here: choose from {', '.join(choices)}")
+    if draw < 0:
+        raise UserError(f"invalid draw {draw}: draws are 0 (the study's subset), 1, 2, ...")
     n = int(subset)
-    chosen = []
+    chosen = set()
     for genre in GENRES:
-        chosen += sorted((c for c in train if genre_of(c) == genre), key=_order)[:n]
-    return chosen
+        members = [c.id for c in train if genre_of(c) == genre]
+        order = _draw_order(draw)
+        chosen.update((sorted(members, key=order) if order else members)[:n])
+    return [c for c in train if c.id in chosen]
 
 
 def minutes(clips):
     return sum(c.seconds for c in clips) / 60.0
 
 
-def table(clips):
+def table(clips, draw=0):
     """Rows of (subset, clips, minutes) for every subset these clips can fill."""
     rows = []
     for subset in available(clips):
-        chosen = select(clips, subset)
+        if subset == "full" and draw:
+            continue
+        chosen = select(clips, subset, draw)
         rows.append((subset, len(chosen), minutes(chosen)))
     return rows
 
@@ -70,6 +94,10 @@ def table(clips):
 def main():
     parser = ArgumentParser(prog="python -m common.subsets", description=__doc__.split("\n")[0])
     add_data_options(parser)
+    parser.add_argument("--list", metavar="SUBSET", choices=SUBSETS,
+                        help="print the clip ids of this subset, one per line, instead of the table")
+    parser.add_argument("--draw", type=non_negative_int, default=0,
+                        help="0: the study's subsets (default); 1, 2, ...: seeded genre-balanced draws of the same size")
     args = parser.parse_args()
     if args.demo:
         from common.dataset import load_dataset
@@ -79,9 +107,12 @@ def main():
         from common.mtat import read_index
         clips = read_index()
         title = "MTAT (real metadata)"
-    print(f"{title}: limited-data subsets of the train split")
+    if args.list:
+        print("\n".join(c.id for c in select(clips, args.list, args.draw)))
+        return
+    print(f"{title}: limited-data subsets of the train split" + (f", draw {args.draw}" if args.draw else ""))
     print(f"{'subset':>7} {'clips':>7} {'minutes':>9}")
-    for subset, n, mins in table(clips):
+    for subset, n, mins in table(clips, args.draw):
         print(f"{subset:>7} {n:>7,} {mins:>9.1f}")
 
 

@@ -4,16 +4,21 @@ A train.py says what its model learns from (tags or not, one or two views of a c
 how the loss is computed (the three tagging models share `tagging_loss`, below); this
 file does the rest, identically for all five models:
 
-  data     the clips of an MTAT subset (or --audio-dir), decoded once into the cache;
-           each epoch visits every clip `crops_per_clip` times in a fixed shuffled order,
-           and each visit reads a random crop of the model's input length
+  data     the clips of an MTAT subset and draw (or --audio-dir), decoded once into the
+           cache; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
+           with --crops tile (the study's way) the clip's consecutive segments of the
+           model's input length (the last one zero-padded), with --crops random as many
+           uniformly placed crops (epoch_items)
   model    built with the seed, saved as untrained.pt before any update (the study's
            "untrained model"), wrapped in DistributedDataParallel under torchrun
-  steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss, bfloat16
-           autocast on CUDA and on CPUs with native bfloat16 (--precision); a non-finite
-           loss stops the run before it touches the weights
-  outputs  runs/<data>/<model>/<subset>/seed<k>/: config.json, untrained.pt, last.pt,
-           checkpoints/step<N>.pt, log.csv, and finished.json once the run has ended
+  steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss (or a constant
+           rate, as CLMR's code has), bfloat16 autocast on CUDA and on CPUs with native
+           bfloat16 (--precision); a non-finite loss stops the run before it touches
+           the weights
+  outputs  runs/<data>/<model>/<subset>[-draw<k>]/seed<k>/: config.json, untrained.pt,
+           last.pt (every --save-every steps: what --resume continues from),
+           checkpoints/step<N>.pt (kept every --checkpoint-every epochs, as the study
+           kept its weights), log.csv, and finished.json once the run has ended
 
 Randomness is reproducible by construction: the epoch order comes from a generator seeded
 with (seed, epoch), and everything random inside step s (crop positions, dropout,
@@ -21,6 +26,7 @@ masking, augmentations) from generators seeded with (seed, rank, s). The step co
 therefore the complete random state, and `--resume` continues exactly where it stopped.
 """
 import csv
+import json
 import platform
 import signal
 import sys
@@ -36,10 +42,11 @@ from tqdm import tqdm
 
 from common import checkpoints, distributed
 from common.atomic import write_json
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_float, positive_int
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, non_negative_int, positive_float,
+                        positive_int)
 from common.models import build, describe, model_class
 from common.pretraining_data import audio_folder, mtat_subset
-from common.subsets import SUBSETS
+from common.subsets import SUBSETS, training_set_name
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "items_per_s", "data_s")
 
@@ -57,27 +64,50 @@ def tagging_loss(model, batch):
     return F.binary_cross_entropy_with_logits(model(batch.audio), batch.labels)
 
 
+CROPS = ("tile", "random")
+LR_SCHEDULES = ("plateau", "constant")
+# Settings a resumed run must share with the run it continues: the step counter is its
+# whole random state only while the epoch plans and the optimizer stay the same.
+FIXED_ON_RESUME = ("batch_size", "crops", "crops_per_clip", "lr", "weight_decay", "lr_schedule", "precision",
+                   "world_size")
+
+
 def parse_args(model_name, description, defaults):
+    """The train.py command line; `defaults` are the model's (the study's configuration)."""
     parser = ArgumentParser(prog=f"python {model_name}/train.py", description=description)
     parser.add_argument("--subset", default="full", choices=SUBSETS,
-                        help="MTAT train clips per genre, or full (default: full)")
+                        help="MTAT train clips per genre, or full (default: %(default)s)")
+    parser.add_argument("--draw", type=non_negative_int, default=0,
+                        help="0: the study's subset (default); 1, 2, ...: a seeded genre-balanced draw of the "
+                             "same size")
     add_data_options(parser)
     parser.add_argument("--audio-dir", type=Path, help="pretrain on every audio file under this folder instead")
     parser.add_argument("--tags", type=Path, help="with --audio-dir: CSV (path,tags; tags separated by ';')")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.get("epochs", 100))
+    parser.add_argument("--epochs", type=positive_int, default=defaults["epochs"], help="default: %(default)s")
     parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in all")
     parser.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"],
-                        help="items per step over all processes")
-    parser.add_argument("--lr", type=positive_float, default=defaults["lr"])
-    parser.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
+                        help="items per step over all processes (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=defaults["lr"], help="Adam (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=defaults["weight_decay"],
+                        help="Adam's L2 penalty (default: %(default)s)")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults["lr_schedule"],
+                        help="plateau: halve the rate when the epoch loss stalls for 10 epochs; constant "
+                             "(default: %(default)s)")
+    parser.add_argument("--crops", choices=CROPS, default=defaults["crops"],
+                        help="tile: every clip's consecutive segments, each once per epoch (the study's); random: "
+                             "uniformly placed crops (default: %(default)s)")
     parser.add_argument("--crops-per-clip", type=positive_int, default=defaults["crops_per_clip"],
-                        help="random crops of each clip per epoch")
+                        help="items of each clip per epoch: segments with tile, crops with random "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     distributed.add_precision_option(parser)
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
     parser.add_argument("--save-every", type=positive_int, default=500,
-                        help="steps between checkpoints (last.pt and checkpoints/step<N>.pt)")
+                        help="steps between saves of last.pt, what --resume continues from (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=defaults["checkpoint_every"],
+                        metavar="EPOCHS", help="epochs between the weights kept as checkpoints/step<N>.pt, "
+                                               "extracted as <subset>@<N> (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the run in its folder from last.pt")
     return parser.parse_args()
 
@@ -88,14 +118,53 @@ def _seed_step(seed, rank, step):
     return np.random.default_rng([seed, rank, step])
 
 
-def _epoch_plan(n_clips, crops_per_clip, seed, epoch, world, batch_size):
-    """This process's batches of clip indices for one epoch."""
-    order = np.random.default_rng([seed, 1_000_003, epoch]).permutation(np.repeat(np.arange(n_clips), crops_per_clip))
-    per_process = max(batch_size // world.size, 1)
-    mine = order[world.rank::world.size]
-    per_process = min(per_process, len(mine))  # tiny subsets: one batch of everything
-    n_batches = len(mine) // per_process
-    return [mine[i * per_process:(i + 1) * per_process] for i in range(n_batches)]
+def epoch_items(data, args, input_samples):
+    """What one epoch visits: (clip index, segment index) arrays, an entry per item. With tile
+    crops, clip c gives its first `crops_per_clip` consecutive segments of the input length,
+    but only those at least half audio (the study's last, zero-padded segments of 29-second
+    MTAT clips are 68-89% audio; a short clip of the demo or of --audio-dir gives fewer, and
+    always one); with random crops, `crops_per_clip` items whose offsets are drawn when read."""
+    if args.crops == "random":
+        per_clip = np.full(len(data.keys), args.crops_per_clip)
+    else:
+        lengths = np.array([data.cache.lengths[data.cache.position(k)] for k in data.keys])
+        per_clip = np.clip((lengths + input_samples // 2) // input_samples, 1, args.crops_per_clip)
+    clips = np.repeat(np.arange(len(data.keys)), per_clip)
+    segments = np.concatenate([np.arange(n) for n in per_clip])
+    return clips, segments
+
+
+def _epoch_plan(n_items, seed, epoch, world, batch_size):
+    """This process's batches of item indices for one epoch, which visits every item once.
+    Each step's `batch_size` items are shared out among the processes; a last, smaller step is
+    kept unless it would leave a process fewer than two items (BatchNorm cannot train on
+    one), in which case its items join the step before."""
+    order = np.random.default_rng([seed, 1_000_003, epoch]).permutation(n_items)
+    per_step = max(batch_size // world.size, 1) * world.size
+    starts = list(range(0, n_items, per_step))
+    if len(starts) > 1 and n_items - starts[-1] < 2 * world.size:
+        starts.pop()
+    return [order[a:b][world.rank::world.size] for a, b in zip(starts, starts[1:] + [n_items])]
+
+
+def read_crops(data, clips, segments, crops, input_samples, rng):
+    """The audio of one batch's items: (len(clips), input_samples)."""
+    keys = [data.keys[i] for i in clips]
+    if crops == "tile":
+        return data.cache.crops(keys, segments * input_samples, input_samples)
+    return data.cache.random_crops(keys, input_samples, rng)
+
+
+def _check_resumable(run_dir, args, world):
+    """Refuse to resume with settings that would change the epoch plans or the optimizer."""
+    config = json.loads((run_dir / "config.json").read_text())
+    then = {**config["args"], "world_size": config["world_size"]}
+    now = {**vars(args), "world_size": world.size}
+    changed = [f"--{k.replace('_', '-')} {then.get(k)} -> {now[k]}" for k in FIXED_ON_RESUME
+               if k in then and then[k] != now[k]]
+    if changed:
+        raise UserError(f"{run_dir} was started with other settings ({'; '.join(changed)}): resume it with the "
+                        f"settings in its config.json, or start a new run (another --seed or --runs-dir)")
 
 
 class _Interrupt:
@@ -142,26 +211,30 @@ def _train(model_name, objective, args, world, supervised, views):
     model_cls = model_class(model_name)
     sample_rate, input_samples = model_cls.sample_rate, model_cls.input_samples
     if args.audio_dir is not None:
+        if args.draw:
+            raise UserError("--draw picks clips of an MTAT subset: it does not go with --audio-dir")
         data = audio_folder(args.audio_dir, sample_rate, args.tags, supervised)
     elif args.tags is not None:
         raise UserError("--tags goes with --audio-dir")
     else:
-        data = mtat_subset(args.subset, sample_rate, args.data_root, args.demo, supervised)
-    run_dir = args.runs_dir / data.name / model_name / data.subset / f"seed{args.seed}"
+        data = mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, supervised)
+    run_dir = args.runs_dir / data.name / model_name / training_set_name(data.subset, data.draw) / f"seed{args.seed}"
     last = run_dir / "last.pt"
     if last.exists() and not args.resume:
         raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another "
                         f"--seed or --runs-dir")
     if args.resume and not last.exists():
         raise UserError(f"nothing to resume: {last} does not exist")
+    if args.resume:
+        _check_resumable(run_dir, args, world)
 
     torch.manual_seed(args.seed)  # the same initial weights in every process
     model = build(model_name, **({"n_tags": len(data.tags)} if supervised else {})).to(world.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
     step, epoch, batch_in_epoch, epoch_loss = 0, 0, 0, [0.0, 0]
-    identity = {"model_name": model_name, "subset": data.subset, "minutes": data.minutes, "data": data.name,
-                "seed": args.seed, "tags": list(data.tags) if data.tags else None}
+    identity = {"model_name": model_name, "subset": data.subset, "draw": data.draw, "minutes": data.minutes,
+                "data": data.name, "seed": args.seed, "tags": list(data.tags) if data.tags else None}
     if args.resume:
         state = checkpoints.load(last, model_name)
         model.load_state_dict(state["model"])
@@ -180,7 +253,9 @@ def _train(model_name, objective, args, world, supervised, views):
     net = DistributedDataParallel(model) if world.size > 1 else model
     labels = torch.from_numpy(data.labels).to(world.device) if data.labels is not None else None
     use_amp = distributed.resolve_precision(args.precision, world.device) == torch.bfloat16
-    steps_per_epoch = len(_epoch_plan(len(data.keys), args.crops_per_clip, args.seed, 0, world, args.batch_size))
+    item_clips, item_segments = epoch_items(data, args, input_samples)
+    n_items = len(item_clips)
+    steps_per_epoch = len(_epoch_plan(n_items, args.seed, 0, world, args.batch_size))
     total = min(args.max_steps or 1 << 62, args.epochs * steps_per_epoch)
     log_rows = _read_log(run_dir / "log.csv", step)
     log_file = None
@@ -189,34 +264,36 @@ def _train(model_name, objective, args, world, supervised, views):
         log = csv.DictWriter(log_file, LOG_FIELDS)
         log.writeheader()
         log.writerows(log_rows)
-    bar = tqdm(total=total, initial=step, desc=f"{model_name} {data.name} {data.subset}", unit="step",
+    name = training_set_name(data.subset, data.draw)
+    bar = tqdm(total=total, initial=step, desc=f"{model_name} {data.name} {name}", unit="step",
                disable=not world.is_main, dynamic_ncols=True)
 
-    def save_state(periodic):
-        if not world.is_main:
-            return
-        state = {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                 "batch_in_epoch": batch_in_epoch, "epoch_loss": epoch_loss}
-        checkpoints.save(last, state)
-        if periodic:
-            checkpoints.save(run_dir / "checkpoints" / f"step{step:07d}.pt", {**identity, "model": model.state_dict(),
-                                                                              "step": step})
-        log_file.flush()
+    def save_last():
+        if world.is_main:
+            checkpoints.save(last, {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                                    "batch_in_epoch": batch_in_epoch, "epoch_loss": epoch_loss})
+            log_file.flush()
+
+    def keep_checkpoint():
+        if world.is_main:
+            checkpoints.save(run_dir / "checkpoints" / f"step{step:07d}.pt",
+                             {**identity, "model": model.state_dict(), "step": step, "epoch": epoch})
 
     interrupt = _Interrupt()
     try:
         net.train()
         while step < total and epoch < args.epochs:
-            plan = _epoch_plan(len(data.keys), args.crops_per_clip, args.seed, epoch, world, args.batch_size)
+            plan = _epoch_plan(n_items, args.seed, epoch, world, args.batch_size)
             while batch_in_epoch < len(plan) and step < total:
                 started = time.perf_counter()
                 rng = _seed_step(args.seed, world.rank, step)
-                indices = plan[batch_in_epoch]
-                keys = [data.keys[i] for i in indices]
-                audio = np.concatenate([data.cache.random_crops(keys, input_samples, rng) for _ in range(views)])
+                items = plan[batch_in_epoch]
+                clips = item_clips[items]
+                audio = np.concatenate([read_crops(data, clips, item_segments[items], args.crops, input_samples, rng)
+                                        for _ in range(views)])
                 batch = Batch(torch.from_numpy(audio).to(world.device, non_blocking=True),
-                              labels[torch.from_numpy(indices).to(world.device)] if labels is not None else None,
+                              labels[torch.from_numpy(clips).to(world.device)] if labels is not None else None,
                               views)
                 data_seconds = time.perf_counter() - started
                 with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -239,17 +316,21 @@ def _train(model_name, objective, args, world, supervised, views):
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2g}", epoch=epoch)
                     bar.update()
                 if step % args.save_every == 0:
-                    save_state(periodic=True)
+                    save_last()
                 if world.any(interrupt.requested):
-                    save_state(periodic=False)
+                    save_last()
                     if world.is_main:
                         print(f"\ninterrupted at step {step}: {last} is saved; add --resume to continue",
                               file=sys.stderr)
                     raise SystemExit(130)
-            if batch_in_epoch == len(plan):  # the epoch is complete
-                scheduler.step(epoch_loss[0] / max(epoch_loss[1], 1))
+            if batch_in_epoch >= len(plan):  # the epoch is complete
+                if args.lr_schedule == "plateau":
+                    scheduler.step(epoch_loss[0] / max(epoch_loss[1], 1))
                 epoch, batch_in_epoch, epoch_loss = epoch + 1, 0, [0.0, 0]
-        save_state(periodic=step % args.save_every != 0)
+                if epoch % args.checkpoint_every == 0:
+                    keep_checkpoint()  # before last.pt: a run killed between the two still has it
+                    save_last()
+        save_last()
     finally:
         interrupt.restore()
         bar.close()
@@ -259,4 +340,4 @@ def _train(model_name, objective, args, world, supervised, views):
         write_json(run_dir / "finished.json", {"step": step, "epoch": epoch, "max_steps": args.max_steps,
                                                 "epochs": args.epochs})
         print(f"trained {model_name} for {step} steps ({epoch} epochs) on {data.minutes:.1f} minutes "
-              f"({len(data.keys)} clips): {run_dir}")
+              f"({len(data.keys)} clips, {args.crops} crops): {run_dir}")

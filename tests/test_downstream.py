@@ -75,7 +75,8 @@ def test_tagging_rows_for_every_checkpoint_and_snr_and_no_refit(study):
     run("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", features_dir=study / "features",
         results_dir=study / "results")
     rows = results(target)
-    assert list(rows[0]) == ["model", "checkpoint", "minutes", "probe", "seed", "snr", "metric", "value"]
+    assert list(rows[0]) == ["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "snr",
+                             "metric", "value"]
     combos = {(r["checkpoint"], r["snr"], r["metric"]) for r in rows}
     assert combos == {(c, s, m) for c in ("untrained", "1") for s in ("clean", "20", "10", "0")
                       for m in ("roc_auc", "pr_auc")}

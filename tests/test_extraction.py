@@ -1,3 +1,4 @@
+import csv
 import json
 import shutil
 import subprocess
@@ -142,3 +143,35 @@ def test_error_lines(tmp_path, tmae_runs):
     foreign = tmp_path / "runs"
     shutil.copytree(tmae_runs / "demo" / "tmae", foreign / "demo" / "clmr")
     assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)
+
+
+def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_path, data_root):
+    from common import figures
+    runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
+    for draw in ("0", "1"):  # epochs of 5 steps (one item per clip), weights kept after each
+        run_demo_script("tmae/train.py", "--subset", "1", "--draw", draw, "--max-steps", "10", "--batch-size", "2",
+                        "--crops-per-clip", "1", "--checkpoint-every", "1", "--runs-dir", runs)
+    extract("--model", "tmae", "--task", "pitch", "--snr", "clean", "--checkpoints", "untrained", "1", "1-draw1",
+            "1@all", features=features, runs=runs)
+    made = features / "demo" / "pitch" / "tmae"
+    assert sorted(p.name for p in made.iterdir()) == ["1", "1-draw1", "1@10", "1@5", "untrained"]
+    meta = {p.name: json.loads((p / "meta.json").read_text()) for p in made.iterdir()}
+    assert (meta["1@5"]["step"], meta["1@5"]["draw"], meta["1-draw1"]["draw"], meta["untrained"]["draw"]) == (5, 0, 1,
+                                                                                                            None)
+    # the weights kept at the last epoch's end are the run's last weights
+    np.testing.assert_array_equal(np.load(made / "1@10" / "clean.npy"), np.load(made / "1" / "clean.npy"))
+    assert not np.array_equal(np.load(made / "1@5" / "clean.npy"), np.load(made / "1" / "clean.npy"))
+    out = extract("--model", "tmae", "--task", "pitch", "--checkpoints", "1@7", features=features, runs=runs,
+                  check=False)
+    assert out.returncode == 2 and "kept along the way: 1@5, 1@10, 1-draw1@5, 1-draw1@10" in out.stderr
+
+    run_demo_script("downstream.py", "--model", "tmae", "--task", "pitch", "--seeds", "1", "--epochs", "5",
+                    "--features-dir", features, "--results-dir", results)
+    with open(results / "demo" / "pitch" / "tmae.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    described = {(r["checkpoint"], r["subset"], r["draw"], r["step"]) for r in rows}
+    assert described == {("untrained", "untrained", "", "0"), ("1", "1", "0", "10"), ("1@5", "1", "0", "5"),
+                         ("1@10", "1", "0", "10"), ("1-draw1", "1", "1", "10")}
+    paths = figures.render_all(results / "demo", tmp_path / "figures")
+    assert sorted(p.name for p in paths) == ["metric_vs_minutes.png", "metric_vs_snr.png", "metric_vs_steps.png",
+                                             "probe_size.png"]

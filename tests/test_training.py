@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ import soundfile as sf
 import torch
 from conftest import run_demo_script
 
-from common import checkpoints
+from common import audio_cache, checkpoints, training
 from common.cli import UserError
 from common.demo import mtat as demo_mtat
-from common.models import MODELS
+from common.distributed import World
+from common.models import MODELS, model_class
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,32 +34,86 @@ def weights(path):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_each_train_py_writes_the_results_layout(model, tmp_path, data_root):
-    train(model, tmp_path, "--subset", "1", "--max-steps", "3", "--batch-size", "2")
+    # One item per clip: an epoch is 5 steps of 2, and the weights of every epoch are kept.
+    train(model, tmp_path, "--subset", "1", "--max-steps", "6", "--batch-size", "2", "--crops-per-clip", "1",
+          "--checkpoint-every", "1")
     run = tmp_path / "demo" / model / "1" / "seed0"
     config = json.loads((run / "config.json").read_text())
     assert config["n_clips"] == 10 and config["minutes"] == pytest.approx(10 * demo_mtat.CLIP_SECONDS / 60, abs=1e-3)
-    assert config["args"]["batch_size"] == 2 and config["model"]["name"] == model
+    assert config["args"]["batch_size"] == 2 and config["model"]["name"] == model and config["draw"] == 0
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert set(rows[0]) == {"step", "epoch", "loss", "lr", "items_per_s", "data_s"}
     last = torch.load(run / "last.pt", weights_only=True)
-    assert last["step"] == 3 and {"optimizer", "scheduler", "model"} <= set(last)
+    assert last["step"] == 6 and {"optimizer", "scheduler", "model"} <= set(last)
     untrained, trained = weights(run / "untrained.pt"), weights(run / "last.pt")
     assert any(not torch.equal(untrained[k], trained[k]) for k in untrained)
-    assert (run / "checkpoints" / "step0000003.pt").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step0000005.pt"]
+    kept = torch.load(run / "checkpoints" / "step0000005.pt", weights_only=True)
+    assert kept["epoch"] == 1 and kept["subset"] == "1"
 
 
-def test_resume_continues_exactly(tmp_path, data_root):
-    options = ["--subset", "1", "--batch-size", "4", "--crops-per-clip", "1", "--save-every", "2"]
-    train("vggish", tmp_path / "straight", *options, "--max-steps", "8")
-    train("vggish", tmp_path / "stopped", *options, "--max-steps", "4")
-    train("vggish", tmp_path / "stopped", *options, "--max-steps", "8", "--resume")
-    straight = tmp_path / "straight" / "demo" / "vggish" / "1" / "seed0"
-    resumed = tmp_path / "stopped" / "demo" / "vggish" / "1" / "seed0"
-    a, b = weights(straight / "last.pt"), weights(resumed / "last.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)  # 8 steps = 4 epochs: the scheduler ran too
-    assert (straight / "log.csv").read_text().count("\n") == (resumed / "log.csv").read_text().count("\n") == 9
+@pytest.mark.parametrize("crops", ["tile", "random"])
+def test_resume_continues_exactly(crops, tmp_path, data_root):
+    # musicnn: two 3 s segments of each 5.2 s demo clip, 20 items, epochs of 5 steps of 4
+    options = ["--subset", "1", "--batch-size", "4", "--crops", crops, "--crops-per-clip", "2", "--save-every", "2",
+               "--checkpoint-every", "1"]
+    train("musicnn", tmp_path / "straight", *options, "--max-steps", "12")
+    train("musicnn", tmp_path / "stopped", *options, "--max-steps", "7")
+    train("musicnn", tmp_path / "stopped", *options, "--max-steps", "12", "--resume")
+    straight = tmp_path / "straight" / "demo" / "musicnn" / "1" / "seed0"
+    resumed = tmp_path / "stopped" / "demo" / "musicnn" / "1" / "seed0"
+    for name in ("last.pt", "checkpoints/step0000005.pt", "checkpoints/step0000010.pt"):
+        a, b = weights(straight / name), weights(resumed / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name  # across epochs: the scheduler ran too
+    assert (straight / "log.csv").read_text().count("\n") == (resumed / "log.csv").read_text().count("\n") == 13
+    out = train("musicnn", tmp_path / "stopped", *options[:-4], "--save-every", "2", "--max-steps", "14",
+                "--resume", "--batch-size", "8", check=False)
+    assert out.returncode == 2 and "--batch-size 4 -> 8" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def segment_cache(tmp_path, seconds):
+    """A decoded-audio cache of noise clips of the given lengths at 16 kHz."""
+    rng = np.random.default_rng(0)
+    items = []
+    for i, length in enumerate(seconds):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, rng.uniform(-0.5, 0.5, int(length * 16000)).astype(np.float32), 16000)
+        items.append((f"clip{i}", path, None))
+    return audio_cache.build(tmp_path / "cache", items, 16000)
+
+
+def test_tile_crops_visit_each_segment_of_each_clip_once_per_epoch(tmp_path):
+    cache = segment_cache(tmp_path, [29.1, 29.1, 10.0, 5.2, 1.0])
+    data = SimpleNamespace(keys=list(cache.keys), cache=cache)
+    length = model_class("vggish").input_samples
+    args = SimpleNamespace(crops="tile", crops_per_clip=8)
+    clips, segments = training.epoch_items(data, args, length)
+    # the study's 8 segments of a 29 s clip; fewer of shorter clips: those at least half audio, at least one
+    assert np.bincount(clips).tolist() == [8, 8, 3, 1, 1]
+    for epoch, batch_size in ((0, 4), (1, 5), (2, 64)):
+        plan = training._epoch_plan(len(clips), 0, epoch, World(), batch_size)
+        assert all(len(batch) >= 2 for batch in plan)
+        visited = np.concatenate(plan)
+        assert sorted(visited) == list(range(len(clips)))  # each item exactly once
+        for batch in plan:
+            audio = training.read_crops(data, clips[batch], segments[batch], "tile", length, None)
+            for row, c, k in zip(audio, clips[batch], segments[batch]):
+                expected = cache.clip(data.keys[c])[k * length:(k + 1) * length]
+                np.testing.assert_array_equal(row[:len(expected)], expected)
+                assert not row[len(expected):].any()  # the last segment is zero-padded
+    orders = [np.concatenate(training._epoch_plan(len(clips), 0, e, World(), 4)) for e in (0, 1)]
+    assert not np.array_equal(*orders)  # shuffled anew each epoch
+
+
+def test_processes_share_every_step_and_together_visit_each_item_once():
+    for n_items, batch_size in ((21, 8), (20, 6), (9, 4)):
+        plans = [training._epoch_plan(n_items, 3, 0, World(rank=r, size=2), batch_size) for r in range(2)]
+        assert len(plans[0]) == len(plans[1])  # every process takes every step
+        assert sorted(np.concatenate(plans[0] + plans[1])) == list(range(n_items))
+        assert all(len(b) >= 2 for plan in plans for b in plan)
 
 
 def test_interrupted_run_saves_and_resumes(tmp_path, data_root):
@@ -148,14 +204,16 @@ def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, 
     from common import training
     options = ["train.py", "--demo", "--subset", "1", "--batch-size", "2", "--runs-dir", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "2"])
-    training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].float().pow(2).mean(), {
-        "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "crops_per_clip": 1}, "test", supervised=False)
+    defaults = {"epochs": 1000, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "plateau",
+                "crops": "tile", "crops_per_clip": 1, "checkpoint_every": 50}
+    training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].float().pow(2).mean(), defaults, "test",
+                      supervised=False)
     run = tmp_path / "demo" / "tmae" / "1" / "seed0"
     before = weights(run / "last.pt")
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "4", "--resume"])
     with pytest.raises(UserError, match="loss became nan at step 3"):
-        training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].sum() * float("nan"), {
-            "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "crops_per_clip": 1}, "test", supervised=False)
+        training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].sum() * float("nan"), defaults, "test",
+                          supervised=False)
     after = weights(run / "last.pt")
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -163,3 +221,29 @@ def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, 
 def test_ast_train_help_runs_from_the_repository_root():
     out = subprocess.run([sys.executable, "ast/train.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and "--subset" in out.stdout
+
+
+@pytest.mark.parametrize("model,epochs,batch,every,crops", [
+    ("vggish", 1000, 64, 50, "--crops-per-clip CROPS_PER_CLIP items of each clip per epoch: segments with tile, "
+                             "crops with random (default: 8)"),
+    ("musicnn", 1000, 50, 50, "(default: 10)"), ("ast", 150, 24, 10, "(default: 6)"), ("clmr", 1000, 10, 50, None)])
+def test_help_shows_the_studys_budgets(model, epochs, batch, every, crops):
+    out = subprocess.run([sys.executable, f"{model}/train.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "1000"})
+    text = " ".join(out.stdout.split())
+    assert f"--epochs EPOCHS default: {epochs}" in text and f"(default: {batch})" in text
+    assert f"extracted as <subset>@<N> (default: {every})" in text
+    assert crops is None or crops in text
+    assert ("(default: tile)" in text) == (model != "clmr")
+
+
+def test_a_draw_trains_on_other_clips_of_the_same_size(tmp_path, data_root):
+    train("tmae", tmp_path, "--subset", "2", "--draw", "1", "--max-steps", "1", "--batch-size", "2")
+    train("tmae", tmp_path, "--subset", "2", "--max-steps", "1", "--batch-size", "2")
+    study, drawn = (json.loads((tmp_path / "demo" / "tmae" / name / "seed0" / "config.json").read_text())
+                    for name in ("2", "2-draw1"))
+    assert drawn["draw"] == 1 and drawn["n_clips"] == study["n_clips"] == 20
+    assert drawn["minutes"] == pytest.approx(study["minutes"]) and set(drawn["clips"]) != set(study["clips"])
+    assert torch.load(tmp_path / "demo" / "tmae" / "2-draw1" / "seed0" / "last.pt", weights_only=True)["draw"] == 1
+    out = train("tmae", tmp_path, "--subset", "full", "--draw", "1", check=False)
+    assert out.returncode == 2 and "full is the whole train split" in out.stderr

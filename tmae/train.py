@@ -1,10 +1,12 @@
 """Pretrain TMAE on an MTAT subset by masked modelling, without labels.
 
-Random 4.85 s crops (8 per clip per epoch) become 114 log-mel patches; 75% are hidden,
-and the model learns to reconstruct them: the loss is the mean squared error on the
-hidden patches only. Configuration (the reference table gives none for this model):
-batch 64, Adam 2e-4, weight decay 1e-5. The loop itself (data, checkpoints, resume, DDP)
-is common/training.py.
+Each clip is cut into 6 consecutive 4.85 s segments (the whole 29-second clip), each
+seen once per epoch; a segment becomes 114 log-mel patches, 75% are hidden, and the model
+learns to reconstruct them: the loss is the mean squared error on the hidden patches
+only. The study publishes no code or configuration for this model, so ours follows its
+other models: the same segments, ReduceLROnPlateau, 1,000 epochs with weights kept every
+50, batch 64, Adam 2e-4, weight decay 1e-5. The loop itself (data, checkpoints, resume,
+DDP) is common/training.py.
 
     python tmae/train.py --subset 5
     python tmae/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
@@ -16,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import run  # noqa: E402
 from common.training import pretrain  # noqa: E402
 
-DEFAULTS = {"batch_size": 64, "lr": 2e-4, "weight_decay": 1e-5, "crops_per_clip": 8}
+DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-5, "lr_schedule": "plateau",
+            "crops": "tile", "crops_per_clip": 6, "checkpoint_every": 50}
 
 
 def masked_patch_loss(model, batch):
