@@ -11,7 +11,8 @@
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features;
 3. probes: downstream.py for every model and task;
-4. figures: the three figures of common/figures.py in figures/<data>/, and a summary table.
+4. figures: the figures of common/figures.py in figures/<data>/, a summary table, and on the
+   real data our numbers beside the study's published ones (common/reference.py).
 Every step skips what is already finished, so a stopped study resumes where it stopped
 (and a run trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import figures
+from common import figures, reference
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
 from common.metrics import PRIMARY
 from common.models import MODELS
@@ -186,6 +187,10 @@ def main():
     print(f"\nfigures: {', '.join(str(p) for p in paths)}")
     print(f"\nsummary ({data_name}, clean test split, best probe, mean over seeds; "
           f"{(time.time() - started) / 60:.1f} min in all):\n{summary_table(args.results_dir / data_name, args.tasks)}")
+    if data_name == "real":
+        _, rows = reference.compare(args.results_dir / data_name)
+        print(f"\nours beside the study's published numbers (python -m common.reference --compare "
+              f"{args.results_dir / data_name}):\n{reference.comparison_table(rows)}")
 
 
 if __name__ == "__main__":

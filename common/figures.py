@@ -4,8 +4,8 @@ Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the sam
   1. metric against pretraining minutes (log axis), one panel per task, a line per model
      through the study's subsets (draw 0) with the spread over seeds as error bars, the
      spread over subset draws (where there are several) as a shaded band, the untrained
-     model as its own hollow marker at the left, and the hand-crafted features as a
-     horizontal band;
+     model as its own hollow marker at the left, the hand-crafted features as a
+     horizontal band, and on the real data the study's published numbers as faint crosses;
   2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
   3. the effect of probe size (linear, mlp1, mlp2) for each model's largest subset;
   4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
@@ -69,7 +69,22 @@ def _by_subset(rows):
     return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
 
 
-def minutes_figure(df):
+def study_points(task, model):
+    """The study's published clean single-layer-probe numbers for a task and model, as
+    (minutes, value) of its subsets plus its untrained value (common/reference.py)."""
+    from common import reference, subsets
+    from common.mtat import read_index
+    minutes = {subset: m for subset, _, m in subsets.table(read_index())}
+    rows = [r for r in reference.load() if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
+            == (task, model, "slp", "clean", PRIMARY[task])]
+    trained = sorted((minutes[r["checkpoint"]], r["value"]) for r in rows if r["checkpoint"] in minutes)
+    untrained = [r["value"] for r in rows if r["checkpoint"] == "untrained"]
+    return trained, untrained
+
+
+def minutes_figure(df, with_study=False):
+    """Figure 1; `with_study` (results on the real data) adds the study's published numbers
+    as faint crosses (single-layer probe, clean)."""
     tasks = _tasks(df)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -89,6 +104,11 @@ def minutes_figure(df):
             if len(untrained):
                 ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
                             mfc="white", ms=6, capsize=2, color=COLOURS[model])
+            if with_study:
+                study, study_untrained = study_points(task, model)
+                ax.plot([m for m, _ in study] + [left] * len(study_untrained),
+                        [v for _, v in study] + study_untrained, "x", ms=5, alpha=0.45, color=COLOURS[model],
+                        label=f"study (slp): {model}")
         hand = rows[rows.model == "handcrafted"]
         if len(hand):
             values = hand[hand.probe == _best_probe(hand)].value
@@ -98,7 +118,7 @@ def minutes_figure(df):
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
         ax.set_title(TASK_TITLES[task])
-        ax.set_xlabel("pretraining minutes (hollow: untrained; band: subset draws)")
+        ax.set_xlabel("pretraining minutes (hollow: untrained)")
         ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -204,7 +224,7 @@ def render_all(results_dir, figures_dir):
     for name, draw in FIGURES.items():
         if name == "metric_vs_steps" and not has_steps(df):
             continue
-        fig = draw(df)
+        fig = draw(df, with_study=True) if name == "metric_vs_minutes" and Path(results_dir).name == "real" else draw(df)
         path = Path(figures_dir) / f"{name}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
