@@ -5,14 +5,17 @@
 
 For every checkpoint of the model found under features/<data>/<task>/<model>/, the clean
 features are standardised with their train-split statistics and probes (linear, mlp1,
-mlp2; several seeds) are fitted on the train split with early stopping on the valid split
-(common/probes.py: all of them at once, batched, on the device). Every probe is then
-evaluated on the clean test split and on every noisy version of it (common/metrics.py).
+mlp2, and the study's slp and mlp; several seeds) are fitted on the train split with early
+stopping on the valid split (common/probes.py: all of them at once, batched, on the
+device). Every probe is then scored on the clean valid split and on the clean test split
+and every degraded version of it (noise, the study's deformations: common/metrics.py).
 
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
 metric): model, checkpoint, subset (untrained, 1, ..., full), draw (0 is the study's
-subset), step (of pretraining), minutes, probe, seed, snr, metric, value; and prints the
-best probe per checkpoint on clean audio. Every feature set extracted for the model is
+subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr (the
+condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
+the probe kind with the best validation score and its clean test score (never a choice
+made on test scores: common/selection.py). Every feature set extracted for the model is
 probed: the weights a run kept along the way too (checkpoint names such as 5@1000). A finished results file is not computed again
 unless --overwrite.
 """
@@ -23,18 +26,21 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from common.atomic import write_text
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
 from common.distributed import resolve_device
 from common.metrics import PRIMARY, task_metrics
 from common.models import MODELS
-from common.noise import CLEAN
+from common.noise import CLEAN, condition_label, condition_order
 from common.probes import PROBES, ProbeSpec, fit, predict
+from common.selection import best_probes
 from common.subsets import SUBSETS
 from common.tasks import TASKS
 
-COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "snr", "metric", "value")
+COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr", "metric",
+           "value")
 # <subset or untrained>[-draw<k>][-seed<k>][@<step>], as extract_features.py names checkpoints
 CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?$")
 
@@ -78,16 +84,20 @@ def checkpoint_order(name):
 
 
 def summary(rows, task):
-    primary = PRIMARY[task]
-    table = {}
-    for r in rows:
-        if r["snr"] == CLEAN and r["metric"] == primary:
-            table.setdefault((r["checkpoint"], r["minutes"]), {}).setdefault(r["probe"], []).append(float(r["value"]))
-    lines = [f"{'checkpoint':<12} {'minutes':>8}  best probe  {primary} (mean over seeds)"]
-    for (checkpoint, minutes), probes in sorted(table.items(), key=lambda kv: checkpoint_order(kv[0][0])):
-        probe, values = max(probes.items(), key=lambda kv: np.mean(kv[1]))
-        lines.append(f"{checkpoint:<12} {minutes or '-':>8}  {probe:<10}  {np.mean(values):.4f} "
-                     f"(+/- {np.std(values):.4f})")
+    """Per checkpoint: the probe kind chosen on validation, its clean test score, and every
+    kind's clean test score beside it."""
+    df = pd.DataFrame(rows).astype({"value": float})
+    chosen = best_probes(df, task)
+    test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == PRIMARY[task])]
+    means = test.groupby(["checkpoint", "probe"]).value.agg(["mean", "std"])
+    kinds = [p for p in PROBES if p in set(test.probe)]
+    lines = [f"{'checkpoint':<12} {'minutes':>8}  chosen on valid  {PRIMARY[task]} on test (mean over seeds)   "
+             + "".join(f"{k:>8}" for k in kinds)]
+    for checkpoint in sorted(chosen, key=checkpoint_order):
+        probe, minutes = chosen[checkpoint], df[df.checkpoint == checkpoint].minutes.iloc[0]
+        mean, std = means.loc[(checkpoint, probe)]
+        lines.append(f"{checkpoint:<12} {minutes or '-':>8}  {probe:<15}  {mean:.4f} (+/- {np.nan_to_num(std):.4f})"
+                     f"{'':<17}" + "".join(f"{means.loc[(checkpoint, k), 'mean']:>8.3f}" for k in kinds))
     return "\n".join(lines)
 
 
@@ -117,12 +127,18 @@ def main():
         features = np.load(model_dir / name / "clean.npy")
         mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
         clean.append((features - mean) / std)
-        noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("snr*.npy"))})
+        noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("*.npy"))
+                      if p.stem != CLEAN})
         meta = json.loads((model_dir / name / "meta.json").read_text())
         described.append({"subset": meta.get("subset") or "", "draw": "" if meta.get("draw") is None else meta["draw"],
                           "step": meta.get("step", ""),
                           "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 
+    incomplete = set.union(*(set(n) for n in noisy)) - set.intersection(*(set(n) for n in noisy))
+    for stem in sorted(incomplete):
+        lacking = [c for c, n in zip(checkpoints, noisy) if stem not in n]
+        print(f"warning: no {stem}.npy for {', '.join(lacking)}: {stem} is not evaluated for any checkpoint "
+              f"(extract it, then run again with --overwrite)")
     specs = [ProbeSpec(kind, k, seed) for k in range(len(checkpoints)) for kind in args.probes
              for seed in range(args.seeds)]
     n_outputs = len(task.classes)
@@ -131,20 +147,20 @@ def main():
     fitted = fit(task.name, specs, clean, targets, splits, n_outputs, resolve_device(args.device), epochs=args.epochs)
 
     rows = []
-    test = splits["test"]
     for kind, (module, sets, members) in fitted.items():
-        evaluations = {CLEAN: predict(module, sets, [c[test] for c in clean])}
-        for snr in sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: -float(s[3:])):
-            evaluations[snr] = predict(module, sets, [n[snr] for n in noisy])
-        for snr, outputs in evaluations.items():
+        evaluations = {("valid", CLEAN): predict(module, sets, [c[splits["valid"]] for c in clean]),
+                       ("test", CLEAN): predict(module, sets, [c[splits["test"]] for c in clean])}
+        for stem in sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: condition_order(condition_label(s))):
+            evaluations["test", stem] = predict(module, sets, [n[stem] for n in noisy])
+        for (split, stem), outputs in evaluations.items():
             for g, i in enumerate(members):
                 spec = specs[i]
-                for metric, value in task_metrics(task.name, targets[test], outputs[g]).items():
+                for metric, value in task_metrics(task.name, targets[splits[split]], outputs[g]).items():
                     rows.append({"model": args.model, "checkpoint": checkpoints[spec.feature_set],
-                                 **described[spec.feature_set], "probe": kind, "seed": spec.seed,
-                                 "snr": snr if snr == CLEAN else snr[3:], "metric": metric, "value": f"{value:.6f}"})
+                                 **described[spec.feature_set], "probe": kind, "seed": spec.seed, "split": split,
+                                 "snr": condition_label(stem), "metric": metric, "value": f"{value:.6f}"})
     rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
-                             r["snr"] != CLEAN, -float(r["snr"]) if r["snr"] != CLEAN else 0, r["metric"]))
+                             r["split"] == "test", condition_order(r["snr"]), r["metric"]))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()

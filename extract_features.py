@@ -8,13 +8,14 @@ For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained 
 and every trained subset and draw; --checkpoints narrows, and names the weights a run kept
 along the way, e.g. 5@1000 or 5@all), every clip of the task's dataset is read
 from the decoded-audio cache at the model's sample rate, cut into windows of its input
-length, embedded, and averaged (common/extraction.py). With --snr, white Gaussian noise at
-each SNR (seeded per clip: common/noise.py) is added first; noisy features are computed
+length, embedded, and averaged (common/extraction.py). --snr names the test conditions:
+white Gaussian noise at each SNR (seeded per clip) and the study's deformations deform_0..2
+(noise at 15 and 0 dB, a gain of -12 dB: common/noise.py) are applied first; they are computed
 for the test split only, the only clips the probes are evaluated on. `handcrafted` is the
 librosa feature set of common/handcrafted.py and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
-clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...}.npy plus
+clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...,deform_0,...}.npy plus
 meta.json (minutes of pretraining data, subset, draw, step, source). The rows of a noisy file are the
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
@@ -32,11 +33,11 @@ from tqdm import tqdm
 from common import checkpoints, handcrafted
 from common.atomic import atomic_path, write_json, write_text
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
-from common.dataset import load_dataset
+from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import MODELS, build, model_class
-from common.noise import CLEAN, add_noise, parse_snr, snr_name
+from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.subsets import SUBSETS
 from common.tasks import TASKS
 
@@ -55,8 +56,13 @@ def parse_args():
                         help="only these checkpoints: untrained, a subset (1, 2, ..., full), with -draw<k> and "
                              "-seed<k> where runs have them, and <name>@<step> (or <name>@all) for the weights a "
                              "run kept along the way")
-    parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0], metavar="DB",
-                        help="clean and/or SNRs in dB (default: clean 20 10 0)")
+    parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0, *DEFORMATIONS],
+                        metavar="CONDITION", help="test conditions: clean, white noise at SNRs in dB, the study's "
+                                                  "deformations deform_0 deform_1 deform_2 (default: all of "
+                                                  "clean 20 10 0 deform_0 deform_1 deform_2)")
+    parser.add_argument("--splits", choices=SPLIT_SCHEMES, default="study",
+                        help="how TinySOL and Beatport are split: study (mir_ref's, as the study evaluated; "
+                             "default) or project (this project's first split)")
     parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
@@ -135,8 +141,9 @@ def _weights_file_changed(out_dir, source):
 
 
 def _clip_ids(index):
+    """(clip id, split) of every row: noisy files hold the test rows, so the splits must agree too."""
     with open(index, newline="", encoding="utf-8") as f:
-        return [row["clip_id"] for row in csv.DictReader(f)]
+        return [(row["clip_id"], row["split"]) for row in csv.DictReader(f)]
 
 
 def sample_per_split(clips, n):
@@ -162,8 +169,8 @@ def write_index(path, clips, task):
     text = "clip_id,label,split\n" + "".join(f"{_csv(c.id)},{_csv(task.label(c))},{c.split}\n" for c in clips)
     if path.exists():
         if path.read_text() != text:
-            raise UserError(f"{path} lists other clips than this extraction would: delete {path.parent} to "
-                            f"extract every model again")
+            raise UserError(f"{path} lists other clips or splits than this extraction would (another --splits or "
+                            f"--clips-per-split?): delete {path.parent} to extract every model again")
         return
     write_text(path, text)
 
@@ -175,7 +182,7 @@ def _csv(value):
 def main():
     args = parse_args()
     task = TASKS[args.task]
-    dataset = load_dataset(task.dataset, args.data_root, demo=args.demo)
+    dataset = load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
     data_name = "demo" if args.demo else "real"
     task_dir = args.features_dir / data_name / task.name
     device = resolve_device(args.device)
@@ -233,8 +240,7 @@ def main():
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
 
             def audio_of(i, rows=rows, snr=snr):
-                y = cache.clip(clips[rows[i]].id)
-                return y if snr == CLEAN else add_noise(y, snr, clips[rows[i]].id)
+                return apply_condition(cache.clip(clips[rows[i]].id), snr, clips[rows[i]].id)
 
             target = out_dir / f"{snr_name(snr)}.npy"
             if copy_from_sibling_task(target, task_dir, task, args.model, name):

@@ -12,6 +12,9 @@ from common.cli import DEFAULT_DATA_ROOT, UserError
 
 SPLITS = ("train", "valid", "test")
 DATASETS = ("MTAT", "TinySOL", "beatport_key")
+# How TinySOL and Beatport are split into train/valid/test (MTAT has its one standard split):
+# "study" as the study's evaluation (mir_ref) split them, "project" as this project did first.
+SPLIT_SCHEMES = ("study", "project")
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ def dataset_root(name, data_root=None, demo=False):
     return data_root / "demo" / name if demo else data_root / name
 
 
-def load_dataset(name, data_root=None, demo=False, download=True):
-    """The dataset `name` from `data_root` (its demo twin with `demo`), fetched or rendered if missing."""
+def load_dataset(name, data_root=None, demo=False, download=True, splits="study"):
+    """The dataset `name` from `data_root` (its demo twin with `demo`), fetched or rendered if
+    missing, split by the scheme `splits` (SPLIT_SCHEMES)."""
     from common import beatport, demo as demo_data, mtat, tinysol
     loaders = {"MTAT": mtat, "TinySOL": tinysol, "beatport_key": beatport}
     if name not in loaders:
@@ -57,4 +61,5 @@ def load_dataset(name, data_root=None, demo=False, download=True):
         demo_data.ensure(Path(data_root) if data_root is not None else DEFAULT_DATA_ROOT)
     elif download:
         loaders[name].ensure(root)
-    return Dataset(name, root, loaders[name].read(root), demo=demo)
+    clips = loaders[name].read(root) if name == "MTAT" else loaders[name].read(root, splits)
+    return Dataset(name, root, clips, demo=demo)

@@ -1,17 +1,21 @@
 """The study's figures, drawn from the tidy results CSVs (results/<data>/<task>/<model>.csv).
 
 Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the same plots:
-  1. metric against pretraining minutes (log axis), one panel per task, a line per model
-     through the study's subsets (draw 0) with the spread over seeds as error bars, the
-     spread over subset draws (where there are several) as a shaded band, the untrained
-     model as its own hollow marker at the left, the hand-crafted features as a
+  1. metric against pretraining minutes (log axis), a column of panels per task and a row
+     per test condition (clean, then each of the study's deformations present), a line per
+     model through the study's subsets (draw 0) with the spread over seeds as error bars,
+     the spread over subset draws (where there are several) as a shaded band, the
+     untrained model as its own hollow marker at the left, the hand-crafted features as a
      horizontal band, and on the real data the study's published numbers as faint crosses;
+     as in the study, the single-layer probe solid and the MLP dotted;
   2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
-  3. the effect of probe size (linear, mlp1, mlp2) for each model's largest subset;
+  3. the effect of probe kind (linear, mlp1, mlp2, slp, mlp) for each model's largest subset;
   4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
      against pretraining step, a line per model and subset ending at its last step.
-Every point is the task's primary metric on the test split, mean over seeds, with the
-probe kind chosen per model and task by its mean clean score (in figures 1, 2 and 4).
+Every point is the task's primary metric on the test split, mean over seeds. Where one
+probe kind stands for a model (figures 2 and 4, and figure 1 when the study's probes were
+not fitted), it is the kind with the best validation score (common/selection.py): no
+choice is ever made on test scores. `probes=[...]` draws chosen kinds instead.
 """
 from pathlib import Path
 
@@ -25,7 +29,9 @@ import pandas as pd  # noqa: E402
 
 from common.metrics import PRIMARY  # noqa: E402
 from common.models import MODELS  # noqa: E402
-from common.probes import PROBES  # noqa: E402
+from common.noise import DEFORMATIONS  # noqa: E402
+from common.probes import PROBES, STUDY_PROBES  # noqa: E402
+from common.selection import best_probe  # noqa: E402
 from common.tasks import TASKS  # noqa: E402
 
 COLOURS = dict(zip(MODELS, plt.get_cmap("tab10").colors))
@@ -34,8 +40,14 @@ TASK_TITLES = {"tagging": "Tagging (MTAT)", "pitch": "Pitch class (TinySOL)",
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
 
 
+CONDITION_TITLES = {name: f"{name}: {'noise' if kind == 'noise' else 'gain'} {amount:g} dB"
+                    for name, (kind, amount) in DEFORMATIONS.items()}
+STYLES = {"slp": "-", "mlp": ":"}
+
+
 def load(results_dir):
-    """Every results CSV under results_dir as one frame, keeping only the primary metric."""
+    """Every results CSV under results_dir as one frame (valid and test rows), keeping only
+    the primary metric."""
     frames = [pd.read_csv(p, dtype={"checkpoint": str, "subset": str, "snr": str}).assign(task=p.parent.name)
               for p in sorted(Path(results_dir).glob("*/*.csv"))]
     if not frames:
@@ -48,9 +60,18 @@ def _tasks(df):
     return [t for t in TASKS if t in set(df.task)]
 
 
-def _best_probe(rows):
-    clean = rows[rows.snr == "clean"]
-    return clean.groupby("probe").value.mean().idxmax()
+def _test(rows, condition="clean"):
+    return rows[(rows.split == "test") & (rows.snr == condition)]
+
+
+def _drawn_probes(rows, task, probes=None):
+    """(kind, line style) of the probes a figure draws for one model: `probes` if given, else
+    the study's slp (solid) and mlp (dotted) where they were fitted, else the kind with the
+    best validation score."""
+    if probes:
+        return [(p, STYLES.get(p, "-")) for p in probes if p in set(rows.probe)]
+    study = [p for p in STUDY_PROBES if p in set(rows.probe)]
+    return [(p, STYLES[p]) for p in study] if study else [(best_probe(rows, task), "-")]
 
 
 def _last_weights(rows):
@@ -69,59 +90,72 @@ def _by_subset(rows):
     return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
 
 
-def study_points(task, model):
-    """The study's published clean single-layer-probe numbers for a task and model, as
-    (minutes, value) of its subsets plus its untrained value (common/reference.py)."""
+def study_points(task, model, probe="slp", condition="clean"):
+    """The study's published numbers for a task, model, probe and condition, as (minutes,
+    value) of its subsets plus its untrained value (common/reference.py)."""
     from common import reference, subsets
     from common.mtat import read_index
     minutes = {subset: m for subset, _, m in subsets.table(read_index())}
     rows = [r for r in reference.load() if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
-            == (task, model, "slp", "clean", PRIMARY[task])]
+            == (task, model, probe, condition, PRIMARY[task])]
     trained = sorted((minutes[r["checkpoint"]], r["value"]) for r in rows if r["checkpoint"] in minutes)
     untrained = [r["value"] for r in rows if r["checkpoint"] == "untrained"]
     return trained, untrained
 
 
-def minutes_figure(df, with_study=False):
+def minutes_figure(df, probes=None, with_study=False):
     """Figure 1; `with_study` (results on the real data) adds the study's published numbers
-    as faint crosses (single-layer probe, clean)."""
+    as faint crosses for the probes drawn that it has (slp, mlp)."""
     tasks = _tasks(df)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        rows = df[(df.task == task) & (df.snr == "clean")]
-        trained_minutes = rows[rows.model != "handcrafted"].minutes.dropna()
-        trained_minutes = trained_minutes[trained_minutes > 0]
-        left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
-        for model in [m for m in MODELS if m in set(rows.model)]:
-            mine = _last_weights(rows[rows.model == model])
-            mine = mine[mine.probe == _best_probe(mine)]
-            trained = _by_subset(mine)
-            ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
-                        color=COLOURS[model], label=model)
-            if (trained.high > trained.low).any():
-                ax.fill_between(trained.minutes, trained.low, trained.high, color=COLOURS[model], alpha=0.15, lw=0)
-            untrained = mine[mine.subset == "untrained"].value
-            if len(untrained):
-                ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
-                            mfc="white", ms=6, capsize=2, color=COLOURS[model])
-            if with_study:
-                study, study_untrained = study_points(task, model)
-                ax.plot([m for m, _ in study] + [left] * len(study_untrained),
-                        [v for _, v in study] + study_untrained, "x", ms=5, alpha=0.45, color=COLOURS[model],
-                        label=f"study (slp): {model}")
-        hand = rows[rows.model == "handcrafted"]
-        if len(hand):
-            values = hand[hand.probe == _best_probe(hand)].value
-            ax.axhline(values.mean(), color="black", ls="--", lw=1, label="hand-crafted")
-            ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color="black", alpha=0.08)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
-        ax.set_title(TASK_TITLES[task])
-        ax.set_xlabel("pretraining minutes (hollow: untrained)")
-        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
+    fig, axes = plt.subplots(len(conditions), len(tasks), figsize=(4.2 * len(tasks), 3.6 * len(conditions)),
+                             squeeze=False)
+    for row, condition in enumerate(conditions):
+        for ax, task in zip(axes[row], tasks):
+            rows = _last_weights(df[df.task == task])
+            trained_minutes = rows[(rows.model != "handcrafted") & (rows.minutes > 0)].minutes.dropna()
+            left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
+            for model in [m for m in MODELS if m in set(rows.model)]:
+                mine = rows[rows.model == model]
+                for number, (probe, style) in enumerate(_drawn_probes(mine, task, probes)):
+                    tested = _test(mine[mine.probe == probe], condition)
+                    trained = _by_subset(tested)
+                    ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
+                                ls=style, color=COLOURS[model], label=model if number == 0 else None)
+                    if (trained.high > trained.low).any():
+                        ax.fill_between(trained.minutes, trained.low, trained.high, color=COLOURS[model], alpha=0.15,
+                                        lw=0)
+                    untrained = tested[tested.subset == "untrained"].value
+                    if len(untrained):
+                        ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
+                                    mfc="white", ms=6, capsize=2, color=COLOURS[model])
+                    if with_study and probe in STUDY_PROBES:
+                        study, study_untrained = study_points(task, model, probe, condition)
+                        ax.plot([m for m, _ in study] + [left] * len(study_untrained),
+                                [v for _, v in study] + study_untrained, "x" if probe == "slp" else "+", ms=5,
+                                alpha=0.45, color=COLOURS[model])
+            hand = rows[rows.model == "handcrafted"]
+            if len(hand):
+                values = _test(hand[hand.probe == best_probe(hand, task)], condition).value
+                ax.axhline(values.mean(), color="black", ls="--", lw=1, label="hand-crafted")
+                ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color="black", alpha=0.08)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
+            ax.set_title(TASK_TITLES[task] + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"))
+            ax.set_xlabel("pretraining minutes (hollow: untrained)")
+            ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+            ax.grid(alpha=0.3)
+    drawn = {p for t in tasks for p, _ in _drawn_probes(df[df.task == t], t, probes)}
+    drawn = [p for p in STYLES if p in drawn]
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for probe in drawn:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", ls=STYLES[probe]))
+        labels.append(f"{probe} probe")
+    if with_study:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
+        labels.append("the study's numbers")
+    axes[0][0].legend(handles, labels, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -139,10 +173,10 @@ def snr_figure(df):
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = df[df.task == task]
-        levels = sorted({s for s in rows.snr if s != "clean"}, key=float) + ["clean"]
+        levels = sorted({s for s in rows.snr if s != "clean" and s not in DEFORMATIONS}, key=float) + ["clean"]
         for model in [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model)):
             mine = _largest(rows[rows.model == model])
-            mine = mine[mine.probe == _best_probe(mine)]
+            mine = mine[(mine.probe == best_probe(mine, task)) & (mine.split == "test")]
             means = [mine[mine.snr == s].value.mean() for s in levels]
             stds = [mine[mine.snr == s].value.std() for s in levels]
             ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker="o", ms=4, capsize=2,
@@ -162,17 +196,19 @@ def probe_figure(df):
     tasks = _tasks(df)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        rows = df[(df.task == task) & (df.snr == "clean")]
+        rows = _test(df[df.task == task])
         models = [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model))
-        width = 0.8 / len(PROBES)
-        for i, probe in enumerate(PROBES):
+        kinds = [p for p in PROBES if p in set(rows.probe)]
+        width = 0.8 / len(kinds)
+        for i, probe in enumerate(kinds):
             means, stds = [], []
             for model in models:
                 values = _largest(rows[rows.model == model])
                 values = values[values.probe == probe].value
                 means.append(values.mean())
                 stds.append(values.std() if len(values) > 1 else 0.0)
-            ax.bar(np.arange(len(models)) + (i - 1) * width, means, width, yerr=stds, capsize=2, label=probe)
+            ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                   label=probe)
         ax.set_xticks(range(len(models)), models, rotation=30)
         ax.set_title(TASK_TITLES[task])
         ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
@@ -187,10 +223,10 @@ def steps_figure(df):
     tasks = _tasks(df)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        rows = df[(df.task == task) & (df.snr == "clean") & (df.model != "handcrafted")]
+        rows = df[(df.task == task) & (df.model != "handcrafted")]
         for model in [m for m in MODELS if m in set(rows.model)]:
             mine = rows[rows.model == model]
-            mine = mine[mine.probe == _best_probe(mine)]
+            mine = _test(mine[mine.probe == best_probe(mine, task)])
             runs = mine.checkpoint.str.split("@").str[0]
             for run in sorted(set(runs[mine.checkpoint.str.contains("@")])):
                 seed = run.partition("-seed")[2]

@@ -1,16 +1,22 @@
 """Probes fitted on frozen features, every probe of a run at once.
 
-A run fits, for K feature sets (checkpoints) and S seeds, three kinds of probe: `linear`,
-`mlp1` (one hidden layer of 256) and `mlp2` (hidden 256 and 128), ReLU between layers.
-Probes of one kind are stacked along a leading "probe" axis and trained together with
-batched matrix products, so the whole grid costs little more than one probe. Stacking
-changes nothing for a single probe: each probe's initial weights and mini-batch order come
-from its own seeded generators, Adam and weight decay act element-wise, and the summed loss
-gives every probe its own gradient. Training is Adam 1e-3 (weight decay 1e-5) for up to
-100 epochs with early stopping (patience 10) on the validation metric, in mini-batches of
-64 clips (fewer on a small training split, so that an epoch is at least 8 updates); each
-probe keeps the weights of its best validation epoch and stops improving once its
-patience runs out.
+Five kinds of probe, ReLU between layers:
+  linear, mlp1, mlp2   this project's: no hidden layer, one of 256, two of 256 and 128
+  slp, mlp             the study's (mir_ref's classifier): no hidden layer, and one hidden
+                       layer halfway between the input and output sizes (mir_ref's "infer")
+Each kind trains by its recipe (RECIPES): ours is Adam 1e-3 with weight decay 1e-5 in
+mini-batches of 64 clips (fewer on a small training split, so that an epoch is at least 8
+updates), stopped once the validation metric has not improved for 10 epochs; mir_ref's is
+Adam 1e-3 with an L2 penalty of 1e-5 on every weight and bias in the loss (the same as
+Adam's weight decay 2e-5), mini-batches of 1,083 clips, stopped once the validation loss
+has not improved for 10 epochs. Either way at most 100 epochs, and each probe keeps the
+weights of its best validation-metric epoch (mir_ref's ModelCheckpoint(save_best_only)).
+
+Probes of one kind, over K feature sets (checkpoints) and S seeds, are stacked along a
+leading "probe" axis and trained together with batched matrix products, so the whole grid
+costs little more than one probe. Stacking changes nothing for a single probe: each
+probe's initial weights and mini-batch order come from its own seeded generators, Adam
+and weight decay act element-wise, and the summed loss gives every probe its own gradient.
 """
 import math
 from dataclasses import dataclass
@@ -21,8 +27,28 @@ import torch.nn.functional as F
 
 from common.metrics import key_score_table
 
-HIDDEN = {"linear": (), "mlp1": (256,), "mlp2": (256, 128)}
-PROBES = tuple(HIDDEN)
+
+@dataclass(frozen=True)
+class Recipe:
+    batch_size: int | None  # None: len(train) // 8, within 8..64
+    weight_decay: float
+    stop_on: str            # "metric" or "loss": what early stopping watches on the validation split
+
+
+RECIPES = {"ours": Recipe(None, 1e-5, "metric"), "mir_ref": Recipe(1083, 2e-5, "loss")}
+KINDS = {"linear": ("ours", ()), "mlp1": ("ours", (256,)), "mlp2": ("ours", (256, 128)),
+         "slp": ("mir_ref", ()), "mlp": ("mir_ref", "halfway")}
+PROBES = tuple(KINDS)
+STUDY_PROBES = ("slp", "mlp")
+
+
+def hidden_sizes(kind, n_inputs, n_outputs):
+    """The hidden layer widths of a kind of probe on n_inputs features and n_outputs classes."""
+    hidden = KINDS[kind][1]
+    if hidden == "halfway":  # mir_ref: n_outputs + (n_inputs - n_outputs) / 2, rounded up to even
+        width = int(n_outputs + (n_inputs - n_outputs) / 2)
+        return (width + width % 2,)
+    return hidden
 
 
 @dataclass
@@ -75,39 +101,50 @@ def _validation_scores(task, outputs, targets):
     return (guesses == targets[None]).double().mean(1)
 
 
-def _loss(task, outputs, targets):
-    """Sum over probes of each probe's mean loss on its batch; targets (G, B[, C])."""
+def _losses(task, outputs, targets):
+    """Each probe's mean loss on its batch: (G,) from outputs (G, B, C) and targets (G, B[, C])."""
     if task == "tagging":
-        return F.binary_cross_entropy_with_logits(outputs, targets.float(), reduction="none").mean(dim=(1, 2)).sum()
-    return F.cross_entropy(outputs.transpose(1, 2), targets, reduction="none").mean(dim=1).sum()
+        return F.binary_cross_entropy_with_logits(outputs, targets.float(), reduction="none").mean(dim=(1, 2))
+    return F.cross_entropy(outputs.transpose(1, 2), targets, reduction="none").mean(dim=1)
 
 
-def fit(task, specs, features, targets, splits, n_outputs, device, epochs=100, patience=10, batch_size=None):
+def fit(task, specs, features, targets, splits, n_outputs, device, epochs=100, patience=10):
     """Train every probe of `specs`; {kind: (module, feature-set index per probe, probe indices in specs)}.
 
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)
     class indices or (clips, tags) multi-hot; splits: {"train": rows, "valid": rows}.
     """
+    fitted = {}
+    for name, recipe in RECIPES.items():
+        members = [i for i, s in enumerate(specs) if KINDS[s.kind][0] == name]
+        if members:
+            fitted.update(_fit(task, specs, members, features, targets, splits, n_outputs, device, epochs, patience,
+                               recipe))
+    return fitted
+
+
+def _fit(task, specs, chosen, features, targets, splits, n_outputs, device, epochs, patience, recipe):
+    """fit() for the probes `chosen` (indices into specs), which share one recipe."""
     x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=device)  # (K, clips, dim)
     y = torch.as_tensor(targets, device=device)
     train, valid = (torch.as_tensor(splits[s], device=device) for s in ("train", "valid"))
     groups = {}
     for kind in PROBES:
-        members = [i for i, s in enumerate(specs) if s.kind == kind]
+        members = [i for i in chosen if specs[i].kind == kind]
         if members:
-            sizes = (x.shape[2], *HIDDEN[kind], n_outputs)
+            sizes = (x.shape[2], *hidden_sizes(kind, x.shape[2], n_outputs), n_outputs)
             module = StackedMLP([_probe_seed(specs[i]) for i in members], sizes).to(device)
             sets = torch.as_tensor([specs[i].feature_set for i in members], device=device)
             orders = [torch.Generator().manual_seed(_probe_seed(specs[i]) + 1) for i in members]
             groups[kind] = dict(module=module, members=members, sets=sets, orders=orders)
     parameters = [p for g in groups.values() for p in g["module"].parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=1e-3, weight_decay=1e-5)
+    optimizer = torch.optim.Adam(parameters, lr=1e-3, weight_decay=recipe.weight_decay)
     for g in groups.values():
         n = len(g["members"])
-        g.update(best=torch.full((n,), -math.inf, device=device), waited=torch.zeros(n, device=device),
-                 active=torch.ones(n, dtype=torch.bool, device=device),
+        g.update(best=torch.full((n,), -math.inf, device=device), watched=torch.full((n,), -math.inf, device=device),
+                 waited=torch.zeros(n, device=device), active=torch.ones(n, dtype=torch.bool, device=device),
                  best_state=[p.detach().clone() for p in g["module"].parameters()])
-    batch_size = batch_size or int(np.clip(len(train) // 8, 8, 64))  # small splits still get 8 updates an epoch
+    batch_size = recipe.batch_size or int(np.clip(len(train) // 8, 8, 64))  # small splits still get 8 updates
     n_batches = max(1, math.ceil(len(train) / batch_size))
     for _ in range(epochs):
         if not any(g["active"].any() for g in groups.values()):
@@ -120,18 +157,24 @@ def fit(task, specs, features, targets, splits, n_outputs, device, epochs=100, p
             for g in groups.values():
                 rows = train[g["epoch_order"][:, b * batch_size:(b + 1) * batch_size]]  # (G, B)
                 outputs = g["module"](x[g["sets"][:, None], rows])
-                loss = loss + _loss(task, outputs, y[rows])
+                loss = loss + _losses(task, outputs, y[rows]).sum()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
             for g in groups.values():
-                scores = _validation_scores(task, g["module"](x[g["sets"][:, None], valid[None]]), y[valid])
+                outputs = g["module"](x[g["sets"][:, None], valid[None]])
+                scores = _validation_scores(task, outputs, y[valid])
                 improved = g["active"] & (scores > g["best"])
                 g["best"] = torch.where(improved, scores, g["best"])
-                g["waited"] = torch.where(improved, 0, g["waited"] + 1)
-                g["active"] &= g["waited"] < patience
                 for saved, current in zip(g["best_state"], g["module"].parameters()):
                     saved[improved] = current[improved]
+                # what early stopping watches, higher is better: the metric, or the negated loss
+                watched = scores if recipe.stop_on == "metric" else \
+                    -_losses(task, outputs, y[valid][None].expand(len(outputs), *y[valid].shape))
+                better = watched > g["watched"]
+                g["watched"] = torch.where(better, watched, g["watched"])
+                g["waited"] = torch.where(better, 0, g["waited"] + 1)
+                g["active"] &= g["waited"] < patience
     with torch.no_grad():
         for g in groups.values():
             for saved, current in zip(g["best_state"], g["module"].parameters()):

@@ -40,13 +40,13 @@ def test_demo_tinysol_is_in_tinysols_layout_and_labels_are_right(data_root):
     assert {int(r["Fold"]) for r in rows} == {0, 1, 2, 3, 4}
     pitch_classes = [c.labels["pitch"] % 12 for c in clips]
     assert all(pitch_classes.count(p) == 14 for p in range(12))  # a balanced pitch-class task
-    fold = {f"audio/{r['Path']}": int(r["Fold"]) for r in rows}
-    for instrument in tinysol.INSTRUMENTS:  # a held-out note's pitch is heard in training, at another dynamic
-        notes = [c for c in clips if c.labels["instrument"] == instrument]
-        trained = {(c.labels["pitch"], c.id.split("-")[3]) for c in notes if fold[c.path] <= 2}
-        for c in notes:
-            if fold[c.path] >= 3:
-                assert any(p == c.labels["pitch"] and dyn != c.id.split("-")[3] for p, dyn in trained)
+    for scheme in ("study", "project"):  # a held-out note's pitch is heard in training, at another dynamic
+        for instrument in tinysol.INSTRUMENTS:
+            notes = [c for c in tinysol.read(root, scheme) if c.labels["instrument"] == instrument]
+            trained = {(c.labels["pitch"], c.id.split("-")[3]) for c in notes if c.split == "train"}
+            for c in notes:
+                if c.split != "train":
+                    assert any(p == c.labels["pitch"] and dyn != c.id.split("-")[3] for p, dyn in trained)
     assert all(int(r["Pitch ID"]) == librosa.note_to_midi(r["Pitch"]) for r in rows)
     # The pitch labels are what is heard: pyin on a sample of the rendered notes.
     for clip in clips[::9]:
@@ -62,7 +62,7 @@ def test_demo_beatport_is_in_its_layout_with_24_keys(data_root):
     assert {c.labels["key"] for c in clips} == set(beatport.KEYS)
     assert len(list((root / "keys").glob("*.txt"))) > len(clips)  # unusable annotations are dropped
     assert any(t.read_text().split()[0] in beatport.FLAT_TO_SHARP for t in (root / "keys").glob("*.txt"))
-    assert (root / "split.tsv").exists()
+    assert (root / "split_study.tsv").exists()
     assert sf.info(root / clips[0].path).channels == 2
 
 

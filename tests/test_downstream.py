@@ -67,20 +67,22 @@ def test_handcrafted_probes_learn_pitch_and_instrument(study, task, chance):
                         and r["metric"] == "accuracy"]) for p in PROBES)
     assert best > 4 * chance
     assert {r["snr"] for r in rows} == {"clean", "10"} and {r["metric"] for r in rows} == {"accuracy", "f1_macro"}
-    assert "best probe" in out.stdout
+    assert "chosen on valid" in out.stdout
 
 
-def test_tagging_rows_for_every_checkpoint_and_snr_and_no_refit(study):
+def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
     target = study / "results" / "demo" / "tagging" / "tmae.csv"
     run("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", features_dir=study / "features",
         results_dir=study / "results")
     rows = results(target)
-    assert list(rows[0]) == ["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "snr",
+    assert list(rows[0]) == ["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
                              "metric", "value"]
-    combos = {(r["checkpoint"], r["snr"], r["metric"]) for r in rows}
-    assert combos == {(c, s, m) for c in ("untrained", "1") for s in ("clean", "20", "10", "0")
-                      for m in ("roc_auc", "pr_auc")}
-    assert len(rows) == 2 * 3 * 2 * 4 * 2
+    conditions = ("clean", "20", "10", "0", "deform_0", "deform_1", "deform_2")
+    combos = {(r["checkpoint"], r["split"], r["snr"], r["metric"]) for r in rows}
+    assert combos == {(c, "test", s, m) for c in ("untrained", "1") for s in conditions for m in ("roc_auc", "pr_auc")} | \
+        {(c, "valid", "clean", m) for c in ("untrained", "1") for m in ("roc_auc", "pr_auc")}
+    assert {r["probe"] for r in rows} == set(PROBES) == {"linear", "mlp1", "mlp2", "slp", "mlp"}
+    assert len(rows) == 2 * 5 * 2 * (len(conditions) + 1) * 2
     assert {r["minutes"] for r in rows if r["checkpoint"] == "1"} == {f"{10 * demo_mtat.CLIP_SECONDS / 60:.2f}"}
     assert all(0 <= float(r["value"]) <= 1 for r in rows)
     mtime = target.stat().st_mtime_ns
@@ -89,8 +91,59 @@ def test_tagging_rows_for_every_checkpoint_and_snr_and_no_refit(study):
     assert "exists" in out.stdout and target.stat().st_mtime_ns == mtime
 
 
+def write_results(path, scores):
+    """A results CSV with, per (probe, split), the given score for every seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
+                         "metric", "value"])
+        for checkpoint, subset in (("untrained", "untrained"), ("5", "5")):
+            for (probe, split), value in scores.items():
+                for seed in range(2):
+                    writer.writerow(["vggish", checkpoint, subset, "" if subset == "untrained" else 0, 10,
+                                     "0.00" if subset == "untrained" else "4.33", probe, seed, split, "clean",
+                                     "accuracy", value])
+
+
+def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tmp_path):
+    from common import figures
+    from reproduce import summary_table
+    # linear is best on validation, mlp2 on test: every choice must be linear, shown with its test score
+    scores = {("linear", "valid"): 0.9, ("linear", "test"): 0.5, ("mlp2", "valid"): 0.6, ("mlp2", "test"): 0.95}
+    write_results(tmp_path / "demo" / "pitch" / "vggish.csv", scores)
+    out = run("downstream.py", "--model", "vggish", "--task", "pitch", features_dir=tmp_path / "features",
+              results_dir=tmp_path)
+    chosen = [line.split() for line in out.stdout.splitlines() if line.startswith(("untrained", "5 "))]
+    assert [(line[0], line[2], line[3]) for line in chosen] == [("untrained", "linear", "0.5000"),
+                                                                ("5", "linear", "0.5000")]
+    assert "vggish 5 (linear): 0.500" in summary_table(tmp_path / "demo", ["pitch"])
+    df = figures.load(tmp_path / "demo")
+    assert figures._drawn_probes(df, "pitch") == [("linear", "-")]
+
+
 def test_missing_features_name_the_command_that_makes_them(tmp_path):
     out = run("downstream.py", "--model", "clmr", "--task", "key", check=False, features_dir=tmp_path,
               results_dir=tmp_path / "results")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "python extract_features.py --model clmr --task key --demo" in out.stderr
+
+
+def test_the_studys_mlp_is_sized_as_mir_ref_infers_it():
+    from common.probes import hidden_sizes
+    assert hidden_sizes("mlp", 512, 50) == (282,)  # int(50 + 462 / 2) = 281, rounded up to even
+    assert hidden_sizes("mlp", 768, 14) == (392,)  # int(14 + 754 / 2) = 391 -> 392
+    assert hidden_sizes("slp", 512, 50) == () and hidden_sizes("mlp2", 512, 50) == (256, 128)
+
+
+def test_mir_ref_probes_stop_on_validation_loss_and_keep_their_best_metric_epoch():
+    # With labels the validation split cannot predict, the loss on it rises from the first
+    # epochs: the study's probes stop after `patience` epochs, ours (on the metric) may not.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    splits = {"train": np.arange(200), "valid": np.arange(200, 300)}
+    specs = [ProbeSpec("slp", 0, 0)]
+    ((module, sets, _),) = fit("pitch", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100, patience=3).values()
+    outputs = predict(module, sets, [x[splits["valid"]]])[0]
+    assert outputs.shape == (100, 3) and np.isfinite(outputs).all()

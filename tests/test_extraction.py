@@ -175,3 +175,23 @@ def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_p
     paths = figures.render_all(results / "demo", tmp_path / "figures")
     assert sorted(p.name for p in paths) == ["metric_vs_minutes.png", "metric_vs_snr.png", "metric_vs_steps.png",
                                              "probe_size.png"]
+
+
+def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12_db():
+    from common.noise import apply_condition, condition_order
+    y = (np.sin(np.arange(160_000) / 7) * 0.3).astype(np.float32)
+    np.testing.assert_array_equal(apply_condition(y, "deform_2", "c"), y * np.float32(10 ** (-12 / 20)))
+    np.testing.assert_array_equal(apply_condition(y, "deform_1", "c"), add_noise(y, 0.0, "c"))
+    noisy = apply_condition(y, "deform_0", "c")
+    measured = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((noisy - y).astype(np.float64) ** 2))
+    assert measured == pytest.approx(15, abs=0.05)
+    assert sorted(["deform_0", "0", "clean", "20", "deform_2"], key=condition_order) == [
+        "clean", "20", "0", "deform_0", "deform_2"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "loud"])
+def test_a_bad_condition_is_one_line(value, tmp_path):
+    out = extract("--model", "handcrafted", "--task", "pitch", "--snr", value, features=tmp_path, runs=tmp_path,
+                  check=False)
+    assert out.returncode == 2 and f"invalid condition {value!r}" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -39,7 +39,9 @@ def test_beatport_keys_are_parsed_to_24_sharp_classes(text, key):
     assert beatport.parse_key(text) == key
 
 
-def test_beatport_split_is_stratified_and_stored(tmp_path):
+@pytest.mark.parametrize("scheme,shares,stored", [("study", (16, 2, 2), "split_study.tsv"),
+                                                   ("project", (12, 4, 4), "split.tsv")])
+def test_beatport_split_is_stratified_and_stored(scheme, shares, stored, tmp_path):
     (tmp_path / "audio").mkdir()
     (tmp_path / "keys").mkdir()
     for i in range(60):
@@ -47,15 +49,15 @@ def test_beatport_split_is_stratified_and_stored(tmp_path):
         (tmp_path / "audio" / f"{name}.mp3").write_bytes(b"")
         (tmp_path / "keys" / f"{name}.txt").write_text(["A minor", "C major", "Gb major"][i % 3])
     (tmp_path / "keys" / "9999 orphan.txt").write_text("A minor")  # annotation without audio
-    clips = beatport.read(tmp_path)
+    clips = beatport.read(tmp_path, scheme)
     assert len(clips) == 60
     for key in ("A minor", "C major", "F# major"):
         splits = [c.split for c in clips if c.labels["key"] == key]
-        assert {s: splits.count(s) for s in ("train", "valid", "test")} == {"train": 12, "valid": 4, "test": 4}
-    stored = (tmp_path / "split.tsv").read_text()
+        assert tuple(splits.count(s) for s in ("train", "valid", "test")) == shares
+    before = (tmp_path / stored).read_text()
     (tmp_path / "keys" / f"{1000} Artist - Title 0 (Original Mix).txt").write_text("C major")
-    assert (tmp_path / "split.tsv").read_text() == stored
-    assert [c.split for c in beatport.read(tmp_path)] == [c.split for c in clips]
+    assert (tmp_path / stored).read_text() == before
+    assert [c.split for c in beatport.read(tmp_path, scheme)] == [c.split for c in clips]
 
 
 def test_tinysol_reads_folds_and_labels(tmp_path):
@@ -65,7 +67,8 @@ def test_tinysol_reads_folds_and_labels(tmp_path):
             f.write(f"Strings/Contrabass/ordinario/Cb-ord-A{fold}-mf-2c-N.wav,{fold},Strings,Cb,Contrabass,"
                     f"ord,ordinario,A{fold},{21 + 12 * fold},mf,2,1,2.0,FALSE\n")
     clips = tinysol.read(tmp_path)
-    assert [c.split for c in clips] == ["train", "train", "train", "valid", "test"]
+    assert [c.split for c in clips] == ["valid", "test", "train", "train", "train"]  # the study's (mir_ref's)
+    assert [c.split for c in tinysol.read(tmp_path, "project")] == ["train", "train", "train", "valid", "test"]
     assert clips[2].labels == {"pitch": 45, "instrument": "Cb"}
     assert clips[2].path == "audio/Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav"
 

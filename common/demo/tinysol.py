@@ -3,9 +3,11 @@
 Each instrument plays six pitches, each at two of the three dynamics, at an octave drawn
 inside its real range, through the nearest General-MIDI program; over the 14 instruments
 every pitch class is played 14 times, so the pitch-class task is balanced. The two
-dynamics of a pitch go to different folds, one of them a training fold (0-2): as in the
-real TinySOL, where an instrument's whole range is recorded at several dynamics, a
-validation or test note's pitch is heard in training on the same instrument. (With one
+dynamics of a pitch go to different folds, paired so that under either split (the study's:
+fold 0 valid, 1 test, 2-4 train; the project's: 0-2 train, 3 valid, 4 test) a validation or
+test note's twin is a training note: as in the real TinySOL, where an instrument's whole
+range is recorded at several dynamics, a held-out note's pitch is heard in training on the
+same instrument. (With one
 note per pitch class and instrument, a probe that recognises the instrument would be
 wrong by construction on every test note.) Files, names and the metadata CSV follow
 TinySOL exactly.
@@ -18,7 +20,7 @@ import soundfile as sf
 from common.demo.synth import Score, note_name
 from common.tinysol import HEADER
 
-VERSION = 2  # 2: each pitch at two dynamics (see above)
+VERSION = 3  # 2: each pitch at two dynamics (see above); 3: folds paired for both splits
 SAMPLE_RATE = 44100
 NOTE_SECONDS, FILE_SECONDS = 1.5, 2.0
 # abbr, GM program, family, full name, folder, lowest and highest MIDI note. The accordion
@@ -41,6 +43,18 @@ INSTRUMENTS = (
     ("ASax", 65, "Winds", "Alto Saxophone", "Sax_Alto", 49, 80),
 )
 DYNAMICS = (("pp", 0, 40, 0.15), ("mf", 2, 80, 0.4), ("ff", 4, 120, 0.8))  # name, id, velocity, peak
+FOLD_PAIRS = ((1, 4), (0, 3), (2, 4), (2, 1), (2, 3), (2, 0))
+
+
+def _audible(program, candidates):
+    """The first of the candidate notes that the SoundFont really plays on `program` (its
+    alto saxophone, for one, has no sample for E4 and renders it as silence)."""
+    for midi in candidates:
+        score = Score()
+        score.note(program, int(midi), 0.05, 0.05 + NOTE_SECONDS, 80)
+        if np.abs(score.render(SAMPLE_RATE, FILE_SECONDS)).max() > 0:
+            return int(midi)
+    raise RuntimeError(f"General-MIDI program {program} renders none of {list(candidates)}")
 
 
 def write(folder, seed=0):
@@ -49,11 +63,11 @@ def write(folder, seed=0):
     pitch_sets = [half for _ in range(7) for half in np.split(rng.permutation(12), 2)]
     rows = []
     for (abbr, program, family, full, subfolder, low, high), pitch_classes in zip(INSTRUMENTS, pitch_sets):
-        first_folds = rng.permutation([0, 1, 2, 0, 1, 2])
-        second_folds = rng.permutation([3, 3, 4, 4, *rng.integers(0, 3, size=2)])
+        # fold pairs whose held-out note has a training twin under both splits
+        pairs = [FOLD_PAIRS[i] for i in rng.permutation(len(FOLD_PAIRS))]
         notes = []
-        for pitch_class, *folds in zip(pitch_classes, first_folds, second_folds):
-            midi = int(rng.choice([m for m in range(low, high + 1) if m % 12 == pitch_class]))
+        for pitch_class, folds in zip(pitch_classes, pairs):
+            midi = _audible(program, rng.permutation([m for m in range(low, high + 1) if m % 12 == pitch_class]))
             dynamics = rng.choice(len(DYNAMICS), 2, replace=False)
             notes += [(midi, fold, DYNAMICS[d]) for fold, d in zip(folds, dynamics)]
         for midi, fold, (dyn, dyn_id, velocity, peak) in notes:
