@@ -33,8 +33,6 @@ CHECKPOINTS = {"0": "untrained", "na": "none", **{s: s for s in SUBSETS}}
 METRICS = {"average_precision": "pr_auc", "macro_f1": "f1_macro", "weighted_accuracy_micro": "weighted_score"}
 PROBES = ("slp", "mlp")
 CONDITIONS = ("clean", "deform_0", "deform_1", "deform_2")
-# Until the study's own probes are trained here, each is compared with our nearest kind.
-OUR_PROBE = {"slp": "linear", "mlp": "mlp1"}
 
 
 def source_text():
@@ -74,7 +72,7 @@ def table(rows):
 def protocol_differences(task, model):
     """Where this project's protocol still differs from the study's for a row (README's
     protocol table): what a reader must keep in mind before reading a difference."""
-    notes = ["probes: ours linear / mlp1, not mir_ref's"]
+    notes = []
     if model in ("vggish", "musicnn", "ast", "tmae"):
         notes.append("mel front end")
     if model == "vggish":
@@ -102,41 +100,39 @@ def _results_dir(path):
 
 
 def compare(path):
-    """Rows of ours beside the study's, on clean test audio, for every (task, model,
-    checkpoint, probe, metric) both have; on the demo data every row is marked not comparable."""
+    """Rows of ours beside the study's, on the test split, for every (task, model, checkpoint,
+    probe, condition, metric) both have; on the demo data every row is marked not comparable."""
     data, folder = _results_dir(path)
     ours = {}
     for csv_path in sorted(folder.glob("*/*.csv")):
         with open(csv_path, newline="") as f:
             for r in csv.DictReader(f):
-                if r["snr"] == "clean":
-                    key = (csv_path.parent.name, r["model"], r["checkpoint"], r["probe"], r["metric"])
+                if r["split"] == "test" and r["snr"] in CONDITIONS:
+                    key = (csv_path.parent.name, r["model"], r["checkpoint"], r["probe"], r["snr"], r["metric"])
                     ours.setdefault(key, []).append(float(r["value"]))
     if not ours:
         raise UserError(f"--compare {path}: no results CSVs under {folder}")
     rows = []
     for r in load():
-        if r["condition"] != "clean":
-            continue
-        values = ours.get((r["task"], r["model"], r["checkpoint"], OUR_PROBE[r["probe"]], r["metric"]))
+        values = ours.get((r["task"], r["model"], r["checkpoint"], r["probe"], r["condition"], r["metric"]))
         if not values:
             continue
         mean = float(np.mean(values))
         comparable = data == "real"
         rows.append({"task": r["task"], "model": r["model"], "checkpoint": r["checkpoint"], "probe": r["probe"],
-                     "ours_probe": OUR_PROBE[r["probe"]], "metric": r["metric"], "ours": mean, "study": r["value"],
+                     "condition": r["condition"], "metric": r["metric"], "ours": mean, "study": r["value"],
                      "difference": mean - r["value"] if comparable else None,
-                     "note": protocol_differences(r["task"], r["model"]) if comparable
+                     "note": (protocol_differences(r["task"], r["model"]) or "-") if comparable
                      else "not comparable: demo data"})
     return data, rows
 
 
 def comparison_table(rows):
-    lines = [f"{'task':<10} {'model':<8} {'checkpoint':<10} {'probe':<11} {'metric':<15} {'ours':>7} {'study':>7} "
-             f"{'diff':>7}  where the protocol differs"]
+    lines = [f"{'task':<10} {'model':<8} {'checkpoint':<10} {'probe':<5} {'condition':<9} {'metric':<15} {'ours':>7} "
+             f"{'study':>7} {'diff':>7}  where the protocol differs"]
     for r in rows:
         difference = f"{r['difference']:>+7.3f}" if r["difference"] is not None else f"{'-':>7}"
-        lines.append(f"{r['task']:<10} {r['model']:<8} {r['checkpoint']:<10} {r['probe'] + '/' + r['ours_probe']:<11} "
+        lines.append(f"{r['task']:<10} {r['model']:<8} {r['checkpoint']:<10} {r['probe']:<5} {r['condition']:<9} "
                      f"{r['metric']:<15} {r['ours']:>7.3f} {r['study']:>7.3f} {difference}  {r['note']}")
     return "\n".join(lines)
 
@@ -154,7 +150,7 @@ def main():
         data, rows = compare(args.compare)
         rows = [r for r in rows if (not args.task or r["task"] in args.task)
                 and (not args.model or r["model"] in args.model) and (not args.probe or r["probe"] in args.probe)]
-        print(f"ours ({data} data, clean test audio, mean over probe seeds) beside the study's published numbers:")
+        print(f"ours ({data} data, test split, mean over probe seeds) beside the study's published numbers:")
         print(comparison_table(rows) if rows else "no row in common")
         return
     rows = [r for r in load() if (not args.task or r["task"] in args.task) and (not args.model or r["model"] in args.model)

@@ -50,24 +50,27 @@ def write_results(folder, task, model, rows):
     path.parent.mkdir(parents=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "snr",
+        writer.writerow(["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
                          "metric", "value"])
         writer.writerows(rows)
 
 
 @pytest.mark.parametrize("data", ["demo", "real"])
 def test_compare_sets_ours_beside_the_studys_and_never_invents_a_difference_on_the_demo(tmp_path, data):
-    rows = [["vggish", "1", "1", "0", "10", "4.85", "linear", seed, snr, "roc_auc", value]
-            for seed, value in ((0, 0.80), (1, 0.84)) for snr in ("clean", "0")]
+    rows = [["vggish", "1", "1", "0", "10", "4.85", "slp", seed, split, snr, "roc_auc", value]
+            for seed, value in ((0, 0.80), (1, 0.84)) for split, snr in (("valid", "clean"), ("test", "clean"),
+                                                                         ("test", "0"), ("test", "deform_1"))]
     write_results(tmp_path / data, "tagging", "vggish", rows)
     out = command("--compare", tmp_path)
     assert out.returncode == 0, out.stderr
-    (line,) = [line for line in out.stdout.splitlines() if line.startswith("tagging")]
-    assert line.split()[:7] == ["tagging", "vggish", "1", "slp/linear", "roc_auc", "0.820", "0.836"]
+    lines = [line.split() for line in out.stdout.splitlines() if line.startswith("tagging")]
+    assert [line[:8] for line in lines] == [["tagging", "vggish", "1", "slp", "clean", "roc_auc", "0.820", "0.836"],
+                                            ["tagging", "vggish", "1", "slp", "deform_1", "roc_auc", "0.820", "0.685"]]
     if data == "demo":
-        assert line.split()[7] == "-" and "not comparable: demo data" in line
+        assert all(line[8] == "-" and " ".join(line[9:]) == "not comparable: demo data" for line in lines)
     else:
-        assert line.split()[7] == "-0.016" and "mel front end" in line and "probes" in line
+        assert [line[8] for line in lines] == ["-0.016", "+0.135"]
+        assert all("mel front end" in " ".join(line[9:]) for line in lines)
 
 
 def test_compare_refuses_a_folder_without_results(tmp_path):
