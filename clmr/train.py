@@ -3,8 +3,9 @@
 Each clip gives two random 2.68 s crops once per epoch; both go through CLMR's
 augmentation chain (clmr/augment.py, batched on the training device), the encoder and the
 projection head, and the NT-Xent loss (temperature 0.5) pulls the two views of a clip
-together and pushes the other clips of the batch away. The study's configuration is the
-default: batch 10, Adam 3e-4 at a constant rate without weight decay (CLMR's code applies
+together and pushes the other clips of the batch away: of the whole batch under torchrun,
+whose projections every process gathers (common/global_batch.py), so N processes learn
+what one would. The study's configuration is the default: batch 10, Adam 3e-4 at a constant rate without weight decay (CLMR's code applies
 its 1e-6 only with LARS), and, as its Lightning trainer sets no epoch limit, Lightning's
 default of 1,000 epochs; weights kept every 50 (our choice). The loop itself (data,
 checkpoints, resume, DDP) is common/training.py.
@@ -21,6 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from clmr.augment import augment  # noqa: E402
 from common.cli import run  # noqa: E402
+from common.global_batch import gather_views  # noqa: E402
 from common.training import pretrain  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 10, "lr": 3e-4, "weight_decay": 0.0, "lr_schedule": "constant",
@@ -30,7 +32,7 @@ SAMPLE_RATE, TEMPERATURE = 22050, 0.5
 
 def nt_xent(z, temperature=TEMPERATURE):
     """NT-Xent over 2N projections where rows i and i + N are the two views of one clip."""
-    z = F.normalize(z.float(), dim=1)
+    z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # never below float32
     n = len(z) // 2
     similarity = z @ z.T / temperature
     similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
@@ -39,7 +41,7 @@ def nt_xent(z, temperature=TEMPERATURE):
 
 
 def contrastive_loss(model, batch):
-    return nt_xent(model(augment(batch.audio, SAMPLE_RATE)))
+    return nt_xent(gather_views(model(augment(batch.audio, SAMPLE_RATE)), batch.views))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ file does the rest, identically for all five models:
            model's input length (the last one zero-padded), with --crops random as many
            uniformly placed crops (epoch_items)
   model    built with the seed, saved as untrained.pt before any update (the study's
-           "untrained model"), wrapped in DistributedDataParallel under torchrun
+           "untrained model"), wrapped in DistributedDataParallel under torchrun, with
+           BatchNorm over the global batch (common/global_batch.py)
   steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss (or a constant
            rate, as CLMR's code has), bfloat16 autocast on CUDA and on CPUs with native
            bfloat16 (--precision); a non-finite loss stops the run before it touches
@@ -41,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from common import checkpoints, distributed
+from common.global_batch import sync_batchnorm
 from common.atomic import write_json
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, non_negative_int, positive_float,
                         positive_int)
@@ -230,6 +232,8 @@ def _train(model_name, objective, args, world, supervised, views):
 
     torch.manual_seed(args.seed)  # the same initial weights in every process
     model = build(model_name, **({"n_tags": len(data.tags)} if supervised else {})).to(world.device)
+    if world.size > 1:  # BatchNorm over the global batch (before the optimizer sees the parameters)
+        model = sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
     step, epoch, batch_in_epoch, epoch_loss = 0, 0, 0, [0.0, 0]

@@ -149,6 +149,32 @@ def test_torchrun_ddp_with_gloo_writes_one_run(tmp_path, data_root):
     assert torch.load(runs[0], weights_only=True)["step"] == 2
 
 
+@pytest.mark.parametrize("model", ["clmr", "vggish"])
+def test_two_processes_train_on_the_loss_and_gradients_of_one(model, tmp_path):
+    """clmr's NT-Xent compares clips across the batch, and both models have BatchNorm: under
+    torchrun both must be computed over the global batch (common/global_batch.py)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def step(*launcher, local=False):
+        out = tmp_path / f"{len(launcher)}{'-local' * local}.pt"
+        run = subprocess.run([sys.executable, *launcher, "tests/scripts/global_batch_step.py", model, str(out),
+                              *["per-process"] * local], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return torch.load(out, weights_only=True)
+
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+    one, two, local = step(), step(*torchrun), step(*torchrun, local=True)
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    scale = max(g.abs().max() for g in one["grads"].values())
+    for name, grad in one["grads"].items():  # float64: a difference here is no rounding
+        assert (two["grads"][name] - grad).abs().max() <= 1e-6 * max(grad.abs().max(), 1e-3 * scale), name
+    for name, statistic in one["running"].items():
+        torch.testing.assert_close(two["running"][name], statistic, rtol=1e-9, atol=1e-12)
+    # what naive DDP would train instead: per-process negatives and BatchNorm statistics
+    assert abs(local["loss"] - one["loss"]) > 1e-3 * abs(one["loss"]) or \
+        max((local["grads"][k] - g).abs().max() / g.abs().max() for k, g in one["grads"].items()) > 1e-2
+
+
 def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     rng = np.random.default_rng(0)
     for i, sub in enumerate(["a", "a/b", "c"]):
