@@ -70,6 +70,8 @@ def load_audio(path, sample_rate, expected_seconds=None):
     path = Path(path)
     if not path.exists():
         raise AudioError("missing file")
+    if not path.is_file():  # a FIFO or a device would block the reader forever
+        raise AudioError("not a regular file")
     data, sr, promised = _read(path)
     if data.size == 0:
         raise AudioError("empty (no samples)")

@@ -4,6 +4,8 @@ A researcher who mistypes an option or forgets to download a dataset should read
 line that says what is wrong and what to do, not a traceback.
 """
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +29,17 @@ def add_data_options(parser):
                         help="folder that holds the datasets (default: data/)")
     parser.add_argument("--demo", action="store_true",
                         help="use the embedded demo datasets (rendered on first use, no network)")
+
+
+def check_output_dir(path, option):
+    """Refuse, before any work, an output folder that is a file or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {existing} is not writable")
+    return path
 
 
 def run(main):
@@ -67,6 +80,16 @@ def positive_float(text):
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive number")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 0 or a positive number")
     return value

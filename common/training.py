@@ -44,8 +44,8 @@ from tqdm import tqdm
 from common import checkpoints, distributed
 from common.global_batch import sync_batchnorm
 from common.atomic import write_json
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, non_negative_int, positive_float,
-                        positive_int)
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, non_negative_float,
+                        non_negative_int, positive_float, positive_int)
 from common.models import build, describe, model_class
 from common.pretraining_data import audio_folder, mtat_subset
 from common.subsets import SUBSETS, training_set_name
@@ -90,7 +90,7 @@ def parse_args(model_name, description, defaults):
     parser.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"],
                         help="items per step over all processes (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=defaults["lr"], help="Adam (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=defaults["weight_decay"],
+    parser.add_argument("--weight-decay", type=non_negative_float, default=defaults["weight_decay"],
                         help="Adam's L2 penalty (default: %(default)s)")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults["lr_schedule"],
                         help="plateau: halve the rate when the epoch loss stalls for 10 epochs; constant "
@@ -101,7 +101,7 @@ def parse_args(model_name, description, defaults):
     parser.add_argument("--crops-per-clip", type=positive_int, default=defaults["crops_per_clip"],
                         help="items of each clip per epoch: segments with tile, crops with random "
                              "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     distributed.add_precision_option(parser)
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
@@ -199,6 +199,7 @@ def _read_log(path, up_to_step):
 def pretrain(model_name, objective, defaults, description, supervised, views=1):
     """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`."""
     args = parse_args(model_name, description, defaults)
+    check_output_dir(args.runs_dir, "--runs-dir")
     world = distributed.start(args.device)
     try:
         _train(model_name, objective, args, world, supervised, views)

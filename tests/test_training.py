@@ -192,10 +192,33 @@ def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     assert out.returncode == 2 and "--tags" in out.stderr
 
 
+def test_a_fifo_named_like_audio_is_skipped_and_named_not_waited_on(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "music").mkdir()
+    for i in range(2):
+        sf.write(tmp_path / "music" / f"x{i}.wav", 0.2 * rng.standard_normal(16000 * 6), 16000)
+    os.mkfifo(tmp_path / "music" / "pipe.wav")  # opening it for reading would block forever
+    out = subprocess.run([sys.executable, "tmae/train.py", "--audio-dir", str(tmp_path / "music"), "--runs-dir",
+                          str(tmp_path / "runs"), "--max-steps", "1", "--batch-size", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pipe.wav (not a regular file)" in out.stderr
+    manifest = json.loads(next((tmp_path / "music" / ".cache").glob("*/manifest.json")).read_text())
+    assert [s["skipped"] for s in manifest["skipped"]] == ["not a regular file"]
+
+
 @pytest.mark.parametrize("options,message", [
     (["--subset", "7"], "invalid choice: '7'"),
     (["--max-steps", "-3"], "must be a positive integer"),
     (["--subset", "50"], "choose from 1, 2, 5, 10, 20, full"),
+    (["--lr", "inf"], "invalid value 'inf': must be a positive number"),
+    (["--seed", "-1"], "invalid value '-1': must be 0 or a positive integer"),
+    (["--weight-decay", "-1"], "invalid value '-1': must be 0 or a positive number"),
+    (["--draw", "-2"], "invalid value '-2'"),
+    (["--crops", "middle"], "invalid choice: 'middle'"),
+    (["--device", "bogus"], "invalid --device 'bogus': choose from auto, cpu, cuda, cuda:N"),
+    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "--device cuda"),
+    (["--runs-dir", __file__], "is a file, not a folder"),
 ])
 def test_bad_options_end_in_one_line_and_exit_code_2(options, message, tmp_path, data_root):
     out = train("musicnn", tmp_path, *options, check=False)
