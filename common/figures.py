@@ -60,6 +60,14 @@ def _tasks(df):
     return [t for t in TASKS if t in set(df.task)]
 
 
+def _label(ax, title, xlabel, task):
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+    ax.grid(alpha=0.3)
+
+
 def _test(rows, condition="clean"):
     return rows[(rows.split == "test") & (rows.snr == condition)]
 
@@ -142,10 +150,8 @@ def minutes_figure(df, probes=None, with_study=False):
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
-            ax.set_title(TASK_TITLES[task] + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"))
-            ax.set_xlabel("pretraining minutes (hollow: untrained)")
-            ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
-            ax.grid(alpha=0.3)
+            _label(ax, TASK_TITLES[task] + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
+                   "pretraining minutes (hollow: untrained)", task)
     drawn = {p for t in tasks for p, _ in _drawn_probes(df[df.task == t], t, probes)}
     drawn = [p for p in STYLES if p in drawn]
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -183,10 +189,7 @@ def snr_figure(df):
                         color=COLOURS.get(model, "black"), ls="--" if model == "handcrafted" else "-",
                         label=f"{model} ({mine.checkpoint.iloc[0]})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
-        ax.set_title(TASK_TITLES[task])
-        ax.set_xlabel("signal-to-noise ratio")
-        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
-        ax.grid(alpha=0.3)
+        _label(ax, TASK_TITLES[task], "signal-to-noise ratio", task)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -210,9 +213,7 @@ def probe_figure(df):
             ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
                    label=probe)
         ax.set_xticks(range(len(models)), models, rotation=30)
-        ax.set_title(TASK_TITLES[task])
-        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
-        ax.grid(alpha=0.3, axis="y")
+        _label(ax, TASK_TITLES[task], None, task)
     axes[0][0].legend(fontsize=8, title="probe")
     fig.tight_layout()
     return fig
@@ -234,10 +235,7 @@ def steps_figure(df):
                 points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
                 ax.errorbar(points.index, points["mean"], yerr=points["std"], marker="o", ms=3, capsize=2,
                             color=COLOURS[model], label=f"{model} {run}")
-        ax.set_title(TASK_TITLES[task])
-        ax.set_xlabel("pretraining step")
-        ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
-        ax.grid(alpha=0.3)
+        _label(ax, TASK_TITLES[task], "pretraining step", task)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
