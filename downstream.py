@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from common.atomic import write_text
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, run
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.distributed import resolve_device
 from common.metrics import PRIMARY, task_metrics
 from common.models import MODELS
@@ -53,8 +53,8 @@ def parse_args():
     parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
     parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
     parser.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES))
-    parser.add_argument("--seeds", type=int, default=3, help="probe seeds per checkpoint and kind (default 3)")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seeds", type=positive_int, default=3, help="probe seeds per checkpoint and kind (default 3)")
+    parser.add_argument("--epochs", type=positive_int, default=100, help="most epochs of probe training (default 100)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="fit again even if the results file exists")
     return parser.parse_args()
@@ -103,6 +103,7 @@ def summary(rows, task):
 
 def main():
     args = parse_args()
+    check_output_dir(args.results_dir, "--results-dir")
     task = TASKS[args.task]
     data_name = "demo" if args.demo else "real"
     task_dir = args.features_dir / data_name / task.name

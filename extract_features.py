@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from common import checkpoints, handcrafted
 from common.atomic import atomic_path, write_json, write_text
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
@@ -66,7 +66,7 @@ def parse_args():
     parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
     parser.add_argument("--device", default="auto")
     add_precision_option(parser)
     return parser.parse_args()
@@ -176,11 +176,15 @@ def write_index(path, clips, task):
 
 
 def _csv(value):
-    return f'"{value}"' if ("," in value or '"' in value) else value
+    """A CSV field: quoted, inner quotes doubled, when it holds a comma, a quote or a line break."""
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
 
 
 def main():
     args = parse_args()
+    check_output_dir(args.features_dir, "--features-dir")
+    if args.runs_dir.exists() and not args.runs_dir.is_dir():
+        raise UserError(f"--runs-dir {args.runs_dir} is a file, not a folder")
     task = TASKS[args.task]
     dataset = load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
     data_name = "demo" if args.demo else "real"
@@ -220,7 +224,7 @@ def main():
         else:
             state = state or checkpoints.load(source, args.model)
             encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
-            encoder.load_state_dict(state["model"])
+            checkpoints.load_weights(encoder, source, state["model"])
             encoder.to(device).eval()
             checkpoint_precision = precision
             if args.precision == "auto" and precision == torch.bfloat16:

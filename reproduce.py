@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from common import figures, reference
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, positive_int, run
+from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.metrics import PRIMARY
 from common.models import MODELS
 from common.noise import DEFORMATIONS
@@ -80,6 +80,7 @@ def parse_args():
     for name in OUTPUTS:
         if getattr(args, f"{name}_dir") is None:
             setattr(args, f"{name}_dir", REPO_ROOT / name / ("quick" if args.quick else ""))
+        check_output_dir(getattr(args, f"{name}_dir"), f"--{name}-dir")
     return args
 
 

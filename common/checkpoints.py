@@ -5,6 +5,7 @@ tampered or foreign file raises a clear error instead of running code. Every che
 names its model, so one model's weights are never loaded into another.
 """
 import pickle
+import warnings
 
 import torch
 
@@ -22,8 +23,14 @@ def load(path, model_name=None, map_location="cpu"):
     if not path.exists():
         raise UserError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        with warnings.catch_warnings():  # torch's notes on foreign pickles would only confuse here
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message suggests weights_only=False, which would run whatever the file holds
+        raise UserError(f"{path} is not a readable checkpoint of this project (it holds objects other than "
+                        f"tensors and plain containers, which are never loaded)") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{path} is not a readable checkpoint of this project ({reason})") from None
     if not isinstance(payload, dict) or "model_name" not in payload or "model" not in payload:
@@ -31,3 +38,11 @@ def load(path, model_name=None, map_location="cpu"):
     if model_name is not None and payload["model_name"] != model_name:
         raise UserError(f"{path} is a checkpoint of {payload['model_name']}, not of {model_name}")
     return payload
+
+
+def load_weights(module, path, weights):
+    """Load a checkpoint's weights into `module`; weights that do not fit it are a UserError."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(f"{path}: its weights do not fit the model ({str(error).strip().splitlines()[0]})") from None

@@ -242,7 +242,7 @@ def _train(model_name, objective, args, world, supervised, views):
                 "data": data.name, "seed": args.seed, "tags": list(data.tags) if data.tags else None}
     if args.resume:
         state = checkpoints.load(last, model_name)
-        model.load_state_dict(state["model"])
+        checkpoints.load_weights(model, last, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, batch_in_epoch, epoch_loss = (state["step"], state["epoch"], state["batch_in_epoch"],

@@ -154,10 +154,10 @@ def test_tinysol_archive_is_extracted_into_audio(server, tmp_path, monkeypatch):
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
     csv_text = ",".join(tinysol.HEADER) + "\n" + \
-        "Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav,4,Strings,Cb,Contrabass,ord,ordinario,A2,45,mf,2,1,2.0,FALSE\n"
+        "Strings/Contrabass/ordinario/Cb-ord-A2-mf-2c-N.wav,1,Strings,Cb,Contrabass,ord,ordinario,A2,45,mf,2,1,2.0,FALSE\n"
     monkeypatch.setattr(tinysol, "REMOTES", (server.serve("TinySOL.tar.gz", buffer.getvalue()),
                                              server.serve("TinySOL_metadata.csv", csv_text.encode())))
     tinysol.ensure(tmp_path / "TinySOL")
     (clip,) = tinysol.read(tmp_path / "TinySOL")
     assert (tmp_path / "TinySOL" / clip.path).exists()
-    assert clip.split == "test" and clip.labels == {"pitch": 45, "instrument": "Cb"}
+    assert clip.split == "test" and clip.labels == {"pitch": 45, "instrument": "Cb"}  # fold 1: the study's test

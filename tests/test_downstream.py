@@ -122,6 +122,15 @@ def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tm
     assert figures._drawn_probes(df, "pitch") == [("linear", "-")]
 
 
+@pytest.mark.parametrize("options,message", [
+    (["--seeds", "0"], "invalid value '0'"), (["--epochs", "0"], "invalid value '0'"),
+    (["--epochs", "-5"], "invalid value '-5'"), (["--results-dir", __file__], "is a file, not a folder")])
+def test_bad_options_are_one_line(options, message, tmp_path):
+    out = run_demo_script("downstream.py", "--model", "tmae", "--task", "pitch", "--features-dir", tmp_path,
+                          *options, check=False)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_missing_features_name_the_command_that_makes_them(tmp_path):
     out = run("downstream.py", "--model", "clmr", "--task", "key", check=False, features_dir=tmp_path,
               results_dir=tmp_path / "results")

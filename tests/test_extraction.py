@@ -1,5 +1,7 @@
 import csv
 import json
+import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -143,6 +145,36 @@ def test_error_lines(tmp_path, tmae_runs):
     foreign = tmp_path / "runs"
     shutil.copytree(tmae_runs / "demo" / "tmae", foreign / "demo" / "clmr")
     assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)
+    for size in ("0", "-1"):  # a negative batch once wrote an all-NaN clean.npy as finished
+        assert f"invalid value '{size}'" in error("--model", "tmae", "--task", "pitch", "--batch-size", size)
+    assert "is a file, not a folder" in error("--model", "tmae", "--task", "pitch", runs=Path(__file__))
+
+
+def test_weights_that_do_not_fit_and_code_in_a_checkpoint_are_refused_in_one_line(tmp_path, tmae_runs):
+    runs = tmp_path / "runs"
+    shutil.copytree(tmae_runs, runs)
+    last = runs / "demo" / "tmae" / "1" / "seed0" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3)
+    torch.save(state, last)
+    out = extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=tmp_path, runs=runs, check=False)
+    assert out.returncode == 2 and "its weights do not fit the model" in out.stderr, out.stderr[-500:]
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+    last.write_bytes(pickle.dumps({"model_name": "tmae", "model": Payload()}))
+    out = extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=tmp_path, runs=runs, check=False)
+    assert out.returncode == 2 and "never loaded" in out.stderr and "weights_only" not in out.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_index_fields_with_quotes_and_commas_read_back_as_written():
+    from extract_features import _csv
+    values = ['plain', 'a,b', 'say "hi"', 'both, "x"']
+    line = ",".join(_csv(v) for v in values)
+    assert next(csv.reader([line])) == values
 
 
 def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_path, data_root):
