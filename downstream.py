@@ -16,8 +16,8 @@ subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr
 condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
 the probe kind with the best validation score and its clean test score (never a choice
 made on test scores: common/selection.py). Every feature set extracted for the model is
-probed: the weights a run kept along the way too (checkpoint names such as 5@1000). A finished results file is not computed again
-unless --overwrite.
+probed: the weights a run kept along the way too (checkpoint names such as 5@1000). A
+finished results file is not computed again unless --overwrite.
 """
 import csv
 import io
@@ -135,8 +135,8 @@ def main():
                           "step": meta.get("step", ""),
                           "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 
-    incomplete = set.union(*(set(n) for n in noisy)) - set.intersection(*(set(n) for n in noisy))
-    for stem in sorted(incomplete):
+    complete = sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: condition_order(condition_label(s)))
+    for stem in sorted(set.union(*(set(n) for n in noisy)) - set(complete)):
         lacking = [c for c, n in zip(checkpoints, noisy) if stem not in n]
         print(f"warning: no {stem}.npy for {', '.join(lacking)}: {stem} is not evaluated for any checkpoint "
               f"(extract it, then run again with --overwrite)")
@@ -151,7 +151,7 @@ def main():
     for kind, (module, sets, members) in fitted.items():
         evaluations = {("valid", CLEAN): predict(module, sets, [c[splits["valid"]] for c in clean]),
                        ("test", CLEAN): predict(module, sets, [c[splits["test"]] for c in clean])}
-        for stem in sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: condition_order(condition_label(s))):
+        for stem in complete:
             evaluations["test", stem] = predict(module, sets, [n[stem] for n in noisy])
         for (split, stem), outputs in evaluations.items():
             for g, i in enumerate(members):

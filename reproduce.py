@@ -17,14 +17,11 @@ Every step skips what is already finished, so a stopped study resumes where it s
 (and a run trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
 """
-import csv
 import json
 import runpy
 import sys
 import time
 from pathlib import Path
-
-import pandas as pd
 
 from common import figures, reference
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
@@ -153,11 +150,11 @@ def summary_table(results_dir, tasks):
     each with its probe kind; "best" on validation scores, the numbers shown on test."""
     lines = [f"{'task':<11} {'metric':<15} {'best trained model (probe)':<36} {'its untrained':>13} "
              f"{'hand-crafted':>13}"]
+    results = figures.load(results_dir)
     for task in tasks:
-        paths = sorted((results_dir / task).glob("*.csv"))
-        if not paths:
+        df = results[results.task == task]
+        if df.empty:
             continue
-        df = pd.concat([pd.read_csv(p, dtype={"checkpoint": str, "snr": str}) for p in paths])
         chosen = {(m, c): p for m in set(df.model) for c, p in best_probes(df[df.model == m], task).items()}
         scores = validation(df, task).groupby(["model", "checkpoint", "probe"]).value.mean()
         tested = df[(df.split == "test") & (df.snr == "clean") & (df.metric == PRIMARY[task])]

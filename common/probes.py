@@ -114,20 +114,20 @@ def fit(task, specs, features, targets, splits, n_outputs, device, epochs=100, p
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)
     class indices or (clips, tags) multi-hot; splits: {"train": rows, "valid": rows}.
     """
+    x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=device)  # (K, clips, dim)
+    y = torch.as_tensor(targets, device=device)
+    train, valid = (torch.as_tensor(splits[s], device=device) for s in ("train", "valid"))
     fitted = {}
     for name, recipe in RECIPES.items():
         members = [i for i, s in enumerate(specs) if KINDS[s.kind][0] == name]
         if members:
-            fitted.update(_fit(task, specs, members, features, targets, splits, n_outputs, device, epochs, patience,
-                               recipe))
+            fitted.update(_fit(task, specs, members, x, y, train, valid, n_outputs, device, epochs, patience, recipe))
     return fitted
 
 
-def _fit(task, specs, chosen, features, targets, splits, n_outputs, device, epochs, patience, recipe):
-    """fit() for the probes `chosen` (indices into specs), which share one recipe."""
-    x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=device)  # (K, clips, dim)
-    y = torch.as_tensor(targets, device=device)
-    train, valid = (torch.as_tensor(splits[s], device=device) for s in ("train", "valid"))
+def _fit(task, specs, chosen, x, y, train, valid, n_outputs, device, epochs, patience, recipe):
+    """fit() for the probes `chosen` (indices into specs), which share one recipe, on the
+    stacked features x (K, clips, dim) and targets y, on the device."""
     groups = {}
     for kind in PROBES:
         members = [i for i in chosen if specs[i].kind == kind]

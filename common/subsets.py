@@ -67,11 +67,10 @@ def select(clips, subset, draw=0):
         raise UserError(f"subset {subset!r} is not available here: choose from {', '.join(choices)}")
     if draw < 0:
         raise UserError(f"invalid draw {draw}: draws are 0 (the study's subset), 1, 2, ...")
-    n = int(subset)
+    n, order = int(subset), _draw_order(draw)
     chosen = set()
     for genre in GENRES:
         members = [c.id for c in train if genre_of(c) == genre]
-        order = _draw_order(draw)
         chosen.update((sorted(members, key=order) if order else members)[:n])
     return [c for c in train if c.id in chosen]
 
