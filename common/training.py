@@ -221,7 +221,8 @@ def _train(model_name, objective, args, world, supervised, views):
         raise UserError("--tags goes with --audio-dir")
     else:
         data = mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, supervised)
-    run_dir = args.runs_dir / data.name / model_name / training_set_name(data.subset, data.draw) / f"seed{args.seed}"
+    name = training_set_name(data.subset, data.draw)
+    run_dir = args.runs_dir / data.name / model_name / name / f"seed{args.seed}"
     last = run_dir / "last.pt"
     if last.exists() and not args.resume:
         raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another "
@@ -269,15 +270,20 @@ def _train(model_name, objective, args, world, supervised, views):
         log = csv.DictWriter(log_file, LOG_FIELDS)
         log.writeheader()
         log.writerows(log_rows)
-    name = training_set_name(data.subset, data.draw)
     bar = tqdm(total=total, initial=step, desc=f"{model_name} {data.name} {name}", unit="step",
                disable=not world.is_main, dynamic_ncols=True)
 
+    saved = (step, epoch, batch_in_epoch) if args.resume else None  # the state last.pt holds
+
     def save_last():
-        if world.is_main:
+        # last.pt carries the optimizer (about 1 GB for AST): written only when the state moved on
+        nonlocal saved
+        if world.is_main and saved != (step, epoch, batch_in_epoch):
             checkpoints.save(last, {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
                                     "batch_in_epoch": batch_in_epoch, "epoch_loss": epoch_loss})
+            saved = (step, epoch, batch_in_epoch)
+        if world.is_main:
             log_file.flush()
 
     def keep_checkpoint():
