@@ -55,41 +55,20 @@ def run(main):
         sys.exit(130)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
-    return value
+def _number(cast, accept, requirement):
+    """An argparse type: `cast(text)` if `accept` takes it, else one line naming the value."""
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be {requirement}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 0 or a positive integer")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive number")
-    return value
-
-
-def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 0 or a positive number")
-    return value
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "0 or a positive integer")
+positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0 and math.isfinite(v), "0 or a positive number")
