@@ -17,6 +17,7 @@ probe kind stands for a model (figures 2 and 4, and figure 1 when the study's pr
 not fitted), it is the kind with the best validation score (common/selection.py): no
 choice is ever made on test scores. `probes=[...]` draws chosen kinds instead.
 """
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -98,13 +99,20 @@ def _by_subset(rows):
     return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
 
 
+@functools.cache
+def _study_tables():
+    """The study's published numbers and the minutes of its subsets, read once per process
+    (about 2 s; the minutes figure asks for them per task, model, probe and condition)."""
+    from common import reference, subsets
+    from common.mtat import read_index
+    return reference.load(), {subset: m for subset, _, m in subsets.table(read_index())}
+
+
 def study_points(task, model, probe="slp", condition="clean"):
     """The study's published numbers for a task, model, probe and condition, as (minutes,
     value) of its subsets plus its untrained value (common/reference.py)."""
-    from common import reference, subsets
-    from common.mtat import read_index
-    minutes = {subset: m for subset, _, m in subsets.table(read_index())}
-    rows = [r for r in reference.load() if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
+    published, minutes = _study_tables()
+    rows = [r for r in published if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
             == (task, model, probe, condition, PRIMARY[task])]
     trained = sorted((minutes[r["checkpoint"]], r["value"]) for r in rows if r["checkpoint"] in minutes)
     untrained = [r["value"] for r in rows if r["checkpoint"] == "untrained"]
