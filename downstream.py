@@ -22,7 +22,6 @@ finished results file is not computed again unless --overwrite.
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +35,11 @@ from common.models import MODELS
 from common.noise import CLEAN, condition_label, condition_order
 from common.probes import PROBES, ProbeSpec, fit, predict
 from common.selection import best_probes
-from common.subsets import SUBSETS
+from common.subsets import checkpoint_order
 from common.tasks import TASKS
 
 COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr", "metric",
            "value")
-# <subset or untrained>[-draw<k>][-seed<k>][@<step>], as extract_features.py names checkpoints
-CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?$")
 
 
 def parse_args():
@@ -69,18 +66,6 @@ def read_index(path, task):
         targets = np.array([task.classes.index(r["label"]) for r in rows])
     splits = {s: np.array([i for i, r in enumerate(rows) if r["split"] == s]) for s in ("train", "valid", "test")}
     return targets, splits
-
-
-def checkpoint_order(name):
-    """untrained first, then subsets from smallest to full, then anything else; within a
-    subset by draw, seed, and the kept weights by step before the last ones."""
-    match = CHECKPOINT_NAME.match(name)
-    if not match:
-        return len(SUBSETS) + 2, 0, 0, 0, name
-    base = match["base"]
-    position = 0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1
-    step = int(match["step"]) if match["step"] else float("inf")
-    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, name
 
 
 def summary(rows, task):

@@ -38,7 +38,7 @@ from common.distributed import add_precision_option, resolve_device, resolve_pre
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import MODELS, build, model_class
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
-from common.subsets import SUBSETS
+from common.subsets import checkpoint_order
 from common.tasks import TASKS
 
 HANDCRAFTED = "handcrafted"
@@ -72,21 +72,15 @@ def parse_args():
     return parser.parse_args()
 
 
-def _run_order(run_dir):
-    """seed0 first, then subsets from smallest to full, each with its draws in order."""
-    subset, _, draw = run_dir.parent.name.partition("-draw")
-    position = SUBSETS.index(subset) if subset in SUBSETS else len(SUBSETS)
-    return run_dir.name != "seed0", run_dir.name, position, int(draw or 0), run_dir.parent.name
-
-
 def find_checkpoints(model, runs_dir, runs_data, wanted):
     """{name: path} of the model's checkpoints: untrained, then each trained subset (and draw and
     seed) at its last step; and, when `wanted` names them, the weights a run kept along the way:
     <name>@<step>, or <name>@all for every one of them."""
     root = runs_dir / runs_data / model
     found, kept = {}, {}
-    for run_dir in sorted(root.glob("*/seed*"), key=_run_order):
-        suffix = "" if run_dir.name == "seed0" else f"-{run_dir.name}"
+    runs = {run_dir: "" if run_dir.name == "seed0" else f"-{run_dir.name}" for run_dir in root.glob("*/seed*")}
+    for run_dir in sorted(runs, key=lambda run_dir: checkpoint_order(run_dir.parent.name + runs[run_dir])):
+        suffix = runs[run_dir]
         name = f"{run_dir.parent.name}{suffix}"
         if (run_dir / "untrained.pt").exists():
             found.setdefault(f"untrained{suffix}", run_dir / "untrained.pt")

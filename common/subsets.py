@@ -18,6 +18,7 @@ no random generator's version can change.
     python -m common.subsets --demo              # the same for the demo data (rendered on first use)
 """
 import hashlib
+import re
 
 from common.cli import ArgumentParser, UserError, add_data_options, non_negative_int, run
 
@@ -36,6 +37,22 @@ def genre_of(clip):
 def training_set_name(subset, draw=0):
     """How runs, features and results name a training set: "5", or "5-draw2" for another draw."""
     return str(subset) if draw == 0 else f"{subset}-draw{draw}"
+
+
+# How features and results name a checkpoint: <subset or untrained>[-draw<k>][-seed<k>][@<step>]
+CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?$")
+
+
+def checkpoint_order(name):
+    """untrained first, then subsets from smallest to full, then anything else; within a
+    subset by draw, seed, and the kept weights by step before the last ones."""
+    match = CHECKPOINT_NAME.match(name)
+    if not match:
+        return len(SUBSETS) + 2, 0, 0, 0, name
+    base = match["base"]
+    position = 0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1
+    step = int(match["step"]) if match["step"] else float("inf")
+    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, name
 
 
 def available(clips):
