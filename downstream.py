@@ -31,7 +31,7 @@ from common.atomic import write_text
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.distributed import resolve_device
 from common.metrics import PRIMARY, task_metrics
-from common.models import MODELS
+from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
 from common.probes import PROBES, ProbeSpec, fit, predict
 from common.selection import best_probes
@@ -44,7 +44,8 @@ COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", 
 
 def parse_args():
     parser = ArgumentParser(prog="python downstream.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=MODELS + ("handcrafted",))
+    parser.add_argument("--model", required=True, type=model_argument("handcrafted"),
+                        help="a model id (python -m common.models), or handcrafted")
     parser.add_argument("--task", required=True, choices=tuple(TASKS))
     add_data_options(parser)
     parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")

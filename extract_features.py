@@ -36,7 +36,7 @@ from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, c
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
-from common.models import MODELS, build, model_class
+from common.models import build, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
@@ -46,7 +46,8 @@ HANDCRAFTED = "handcrafted"
 
 def parse_args():
     parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=MODELS + (HANDCRAFTED,))
+    parser.add_argument("--model", required=True, type=model_argument(HANDCRAFTED),
+                        help="a model id (python -m common.models), or handcrafted")
     parser.add_argument("--task", required=True, choices=tuple(TASKS))
     add_data_options(parser)
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
@@ -90,8 +91,9 @@ def find_checkpoints(model, runs_dir, runs_data, wanted):
             kept[f"{name}@{int(path.stem[4:])}"] = path
     if not found:
         demo = " --demo" if runs_data == "demo" else ""
+        script, options = train_command(model)
         raise UserError(f"no checkpoints of {model} under {root}: pretrain one first, e.g. "
-                        f"python {model}/train.py{demo} --subset 1")
+                        f"python {' '.join([script, *options])}{demo} --subset 1")
     if not wanted:
         return found
     chosen, missing = {}, []

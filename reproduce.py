@@ -26,7 +26,7 @@ from pathlib import Path
 from common import figures, reference
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.metrics import PRIMARY
-from common.models import MODELS
+from common.models import MODELS, base_name, model_argument, train_command
 from common.noise import DEFORMATIONS
 from common.subsets import SUBSETS, training_set_name
 from common.selection import best_probes, validation
@@ -63,7 +63,8 @@ def parse_args():
     add_data_options(parser)
     parser.add_argument("--quick", action="store_true",
                         help="a smaller grid (fewer subsets, steps, SNRs, seeds; on the demo, 48 clips per split)")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", type=model_argument(), default=list(MODELS), metavar="MODEL",
+                        help="model ids (python -m common.models; default: the study's five)")
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
@@ -109,9 +110,10 @@ def jobs(args, grid, data_name):
     common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
     runs_data = "demo" if args.demo else "MTAT"
     for model in args.models:
-        train_options = grid["train"].get(model, grid["train"].get("*", []))
+        script, variant_options = train_command(model)
+        train_options = variant_options + grid["train"].get(base_name(model), grid["train"].get("*", []))
         for draw in range(args.draws):
-            for subset in grid["subsets"].get(model, grid["subsets"]["*"]):
+            for subset in grid["subsets"].get(base_name(model), grid["subsets"]["*"]):
                 if draw and subset == "full":
                     continue  # full is the whole train split: it has no draws
 
@@ -122,8 +124,7 @@ def jobs(args, grid, data_name):
                     resume = ["--resume"] if (run_dir / "last.pt").exists() else []
                     return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options,
                                      *resume]
-                yield (f"pretrain {model} on subset {training_set_name(subset, draw)}", f"{model}/train.py",
-                       prepare)
+                yield f"pretrain {model} on subset {training_set_name(subset, draw)}", script, prepare
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:

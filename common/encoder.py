@@ -12,6 +12,8 @@ class AudioEncoder(nn.Module):
     input_seconds: float   # length of one input window
     emb_dim: int           # size of `embed`'s output
     n_mels: int | None     # mel bins of its front end (None: raw waveform)
+    front_end_recipe = "study"  # mel recipe (common/melspec.py), set by the model id
+    VARIANTS = {}          # variant name -> the class attributes it changes (common/models.py)
 
     input_samples: int     # samples in one input window, set from the two above
 

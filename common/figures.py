@@ -29,13 +29,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from common.metrics import PRIMARY  # noqa: E402
-from common.models import MODELS  # noqa: E402
+from common.models import MODELS, base_name, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
 from common.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.selection import best_probe  # noqa: E402
 from common.tasks import TASKS  # noqa: E402
 
-COLOURS = dict(zip(MODELS, plt.get_cmap("tab10").colors))
 TASK_TITLES = {"tagging": "Tagging (MTAT)", "pitch": "Pitch class (TinySOL)",
                "instrument": "Instrument (TinySOL)", "key": "Key (Beatport)"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
@@ -59,6 +58,19 @@ def load(results_dir):
 
 def _tasks(df):
     return [t for t in TASKS if t in set(df.task)]
+
+
+def _colour(model):
+    """A model's tab10 colour; its variants and other front ends the lighter shade of it."""
+    if model == "handcrafted":
+        return "black"
+    return plt.get_cmap("tab20").colors[2 * MODELS.index(base_name(model)) + (model != base_name(model))]
+
+
+def _models(rows, handcrafted=False):
+    """The model ids in `rows`, in the study's order (and handcrafted last, when asked)."""
+    present = set(rows.model)
+    return sorted(present - {"handcrafted"}, key=sort_key) + ["handcrafted"] * (handcrafted and "handcrafted" in present)
 
 
 def _label(ax, title, xlabel, task):
@@ -131,25 +143,25 @@ def minutes_figure(df, probes=None, with_study=False):
             rows = _last_weights(df[df.task == task])
             trained_minutes = rows[(rows.model != "handcrafted") & (rows.minutes > 0)].minutes.dropna()
             left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
-            for model in [m for m in MODELS if m in set(rows.model)]:
+            for model in _models(rows):
                 mine = rows[rows.model == model]
                 for number, (probe, style) in enumerate(_drawn_probes(mine, task, probes)):
                     tested = _test(mine[mine.probe == probe], condition)
                     trained = _by_subset(tested)
                     ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
-                                ls=style, color=COLOURS[model], label=model if number == 0 else None)
+                                ls=style, color=_colour(model), label=model if number == 0 else None)
                     if (trained.high > trained.low).any():
-                        ax.fill_between(trained.minutes, trained.low, trained.high, color=COLOURS[model], alpha=0.15,
+                        ax.fill_between(trained.minutes, trained.low, trained.high, color=_colour(model), alpha=0.15,
                                         lw=0)
                     untrained = tested[tested.subset == "untrained"].value
                     if len(untrained):
                         ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
-                                    mfc="white", ms=6, capsize=2, color=COLOURS[model])
-                    if with_study and probe in STUDY_PROBES:
+                                    mfc="white", ms=6, capsize=2, color=_colour(model))
+                    if with_study and probe in STUDY_PROBES and model == base_name(model):  # the study's code
                         study, study_untrained = study_points(task, model, probe, condition)
                         ax.plot([m for m, _ in study] + [left] * len(study_untrained),
                                 [v for _, v in study] + study_untrained, "x" if probe == "slp" else "+", ms=5,
-                                alpha=0.45, color=COLOURS[model])
+                                alpha=0.45, color=_colour(model))
             hand = rows[rows.model == "handcrafted"]
             if len(hand):
                 values = _test(hand[hand.probe == best_probe(hand, task)], condition).value
@@ -188,13 +200,13 @@ def snr_figure(df):
     for ax, task in zip(axes[0], tasks):
         rows = df[df.task == task]
         levels = sorted({s for s in rows.snr if s != "clean" and s not in DEFORMATIONS}, key=float) + ["clean"]
-        for model in [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model)):
+        for model in _models(rows, handcrafted=True):
             mine = _largest(rows[rows.model == model])
             mine = mine[(mine.probe == best_probe(mine, task)) & (mine.split == "test")]
             means = [mine[mine.snr == s].value.mean() for s in levels]
             stds = [mine[mine.snr == s].value.std() for s in levels]
             ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker="o", ms=4, capsize=2,
-                        color=COLOURS.get(model, "black"), ls="--" if model == "handcrafted" else "-",
+                        color=_colour(model), ls="--" if model == "handcrafted" else "-",
                         label=f"{model} ({mine.checkpoint.iloc[0]})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
         _label(ax, TASK_TITLES[task], "signal-to-noise ratio", task)
@@ -208,7 +220,7 @@ def probe_figure(df):
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = _test(df[df.task == task])
-        models = [m for m in MODELS if m in set(rows.model)] + ["handcrafted"] * ("handcrafted" in set(rows.model))
+        models = _models(rows, handcrafted=True)
         kinds = [p for p in PROBES if p in set(rows.probe)]
         width = 0.8 / len(kinds)
         for i, probe in enumerate(kinds):
@@ -233,7 +245,7 @@ def steps_figure(df):
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = df[(df.task == task) & (df.model != "handcrafted")]
-        for model in [m for m in MODELS if m in set(rows.model)]:
+        for model in _models(rows):
             mine = rows[rows.model == model]
             mine = _test(mine[mine.probe == best_probe(mine, task)])
             runs = mine.checkpoint.str.split("@").str[0]
@@ -242,7 +254,7 @@ def steps_figure(df):
                 start = mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")  # step 0
                 points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
                 ax.errorbar(points.index, points["mean"], yerr=points["std"], marker="o", ms=3, capsize=2,
-                            color=COLOURS[model], label=f"{model} {run}")
+                            color=_colour(model), label=f"{model} {run}")
         _label(ax, TASK_TITLES[task], "pretraining step", task)
         ax.legend(fontsize=7)
     fig.tight_layout()

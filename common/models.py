@@ -4,8 +4,15 @@ Each model lives in its own top-level folder (`vggish/model.py`, ...). They are 
 file path rather than imported as packages: a package named `ast` would shadow Python's
 standard-library module `ast`, so the `ast/` folder must never become one.
 
-    python -m common.models --json     # name, params, emb_dim, input_seconds, sample_rate, n_mels
+A model id names one configuration, and is what runs/, features/ and the results CSVs are
+keyed by: `<model>[-<variant>][-librosa]`. The variants are a model's `VARIANTS` (class
+attributes its code or table reading changes: `musicnn-table` is MusiCNN at the study
+table's 12.0 M parameters); `-librosa` swaps a mel model's study front end for the librosa
+one (common/melspec.py). The bare name is the study's code.
+
+    python -m common.models --json     # every id: params, emb_dim, input_seconds, sample_rate, n_mels
 """
+import argparse
 import importlib.util
 import json
 import sys
@@ -14,11 +21,11 @@ from common.cli import REPO_ROOT, ArgumentParser, UserError, run
 
 CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE"}
 MODELS = tuple(CLASSES)
+LIBROSA = "librosa"
+_variant_classes = {}
 
 
-def model_class(name):
-    if name not in CLASSES:
-        raise UserError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
+def _base_class(name):
     module_name = f"study_models.{name}"
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / name / "model.py")
@@ -28,28 +35,97 @@ def model_class(name):
     return getattr(sys.modules[module_name], CLASSES[name])
 
 
-def build(name, **kwargs):
-    return model_class(name)(**kwargs)
+def parse_id(model_id):
+    """`musicnn-table-librosa` -> ("musicnn", "table", "librosa"); variant "code" and front end
+    "study" are the defaults a bare name stands for."""
+    name, *parts = model_id.split("-")
+    if name not in CLASSES:
+        raise UserError(f"unknown model {model_id!r}: choose from {', '.join(model_ids())}")
+    cls = _base_class(name)
+    front_end = "study"
+    if parts and parts[-1] == LIBROSA and cls.n_mels:
+        front_end = parts.pop()
+    variant = parts.pop() if len(parts) == 1 and parts[0] in cls.VARIANTS else "code"
+    if parts:
+        raise UserError(f"unknown model {model_id!r}: choose from {', '.join(model_ids())}")
+    return name, variant, front_end
+
+
+def model_id(name, variant="code", front_end="study"):
+    return name + (f"-{variant}" if variant != "code" else "") + (f"-{front_end}" if front_end != "study" else "")
+
+
+def model_ids():
+    """Every id: each model's code, its variants, and the librosa front end of each mel model."""
+    ids = []
+    for name in MODELS:
+        cls = _base_class(name)
+        for variant in ("code", *cls.VARIANTS):
+            ids += [model_id(name, variant, f) for f in ("study", LIBROSA)[: 2 if cls.n_mels else 1]]
+    return tuple(ids)
+
+
+def model_class(model_id_):
+    """The class of a model id: the model's own class with its variant's and front end's attributes."""
+    if model_id_ not in _variant_classes:
+        name, variant, front_end = parse_id(model_id_)
+        cls = _base_class(name)
+        attributes = {**(cls.VARIANTS[variant] if variant != "code" else {}), "name": model_id_,
+                      "front_end_recipe": front_end}
+        _variant_classes[model_id_] = type(cls.__name__, (cls,), attributes) if model_id_ != name else cls
+    return _variant_classes[model_id_]
+
+
+def model_argument(*others):
+    """argparse type of a --model option: a model id, or one of `others` (handcrafted)."""
+    def parse(text):
+        if text not in others:
+            try:
+                model_class(text)
+            except UserError as error:
+                raise argparse.ArgumentTypeError(f"{error}{''.join(f', {o}' for o in others)}") from None
+        return text
+    return parse
+
+
+def base_name(model_id_):
+    return model_id_.split("-")[0]
+
+
+def train_command(model_id_):
+    """The train.py and its options that train this id."""
+    name, variant, front_end = parse_id(model_id_)
+    return f"{name}/train.py", (["--variant", variant] if variant != "code" else []) + \
+        (["--front-end", front_end] if front_end != "study" else [])
+
+
+def sort_key(model_id_):
+    """Ids in the study's model order, each model's code first."""
+    return MODELS.index(base_name(model_id_)), model_id_ != base_name(model_id_), model_id_
+
+
+def build(model_id_, **kwargs):
+    return model_class(model_id_)(**kwargs)
 
 
 def describe(model):
     return {"name": model.name, "params": sum(p.numel() for p in model.parameters()), "emb_dim": model.emb_dim,
-            "input_seconds": round(model.input_seconds, 4), "sample_rate": model.sample_rate,
-            "n_mels": model.n_mels}
+            "input_seconds": round(model.input_seconds, 4), "input_samples": model.input_samples,
+            "sample_rate": model.sample_rate, "n_mels": model.n_mels}
 
 
 def main():
     parser = ArgumentParser(prog="python -m common.models", description="The study's models, measured.")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args()
-    rows = [describe(build(name)) for name in MODELS]
+    rows = [describe(build(i)) for i in model_ids()]
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'name':<8} {'params':>8} {'emb_dim':>7} {'input s':>8} {'rate':>6} {'n_mels':>6}")
+    print(f"{'name':<22} {'params':>8} {'emb_dim':>7} {'input s':>8} {'samples':>8} {'rate':>6} {'n_mels':>6}")
     for r in rows:
-        print(f"{r['name']:<8} {r['params'] / 1e6:>7.2f}M {r['emb_dim']:>7} {r['input_seconds']:>8.2f} "
-              f"{r['sample_rate']:>6} {str(r['n_mels'] or '-'):>6}")
+        print(f"{r['name']:<22} {r['params'] / 1e6:>7.2f}M {r['emb_dim']:>7} {r['input_seconds']:>8.4f} "
+              f"{r['input_samples']:>8} {r['sample_rate']:>6} {str(r['n_mels'] or '-'):>6}")
 
 
 if __name__ == "__main__":

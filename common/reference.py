@@ -73,14 +73,10 @@ def protocol_differences(task, model):
     """Where this project's protocol still differs from the study's for a row (README's
     protocol table): what a reader must keep in mind before reading a difference."""
     notes = []
-    if model in ("vggish", "musicnn", "ast", "tmae"):
-        notes.append("mel front end")
-    if model == "vggish":
-        notes.append("input 3.75 s, study's code 3.69 s")
     if model == "tmae":
         notes.append("no study code for tmae")
-    if task in ("instrument", "key"):
-        notes.append("test split")
+    if task == "key":
+        notes.append("Beatport split drawn anew")
     return "; ".join(notes)
 
 

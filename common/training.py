@@ -16,7 +16,7 @@ file does the rest, identically for all five models:
            rate, as CLMR's code has), bfloat16 autocast on CUDA and on CPUs with native
            bfloat16 (--precision); a non-finite loss stops the run before it touches
            the weights
-  outputs  runs/<data>/<model>/<subset>[-draw<k>]/seed<k>/: config.json, untrained.pt,
+  outputs  runs/<data>/<model id>/<subset>[-draw<k>]/seed<k>/: config.json, untrained.pt,
            last.pt (every --save-every steps: what --resume continues from),
            checkpoints/step<N>.pt (kept every --checkpoint-every epochs, as the study
            kept its weights), log.csv, and finished.json once the run has ended
@@ -46,7 +46,8 @@ from common.global_batch import sync_batchnorm
 from common.atomic import write_json
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, non_negative_float,
                         non_negative_int, positive_float, positive_int)
-from common.models import build, describe, model_class
+from common.melspec import FRONT_ENDS
+from common.models import build, describe, model_class, model_id
 from common.pretraining_data import audio_folder, mtat_subset
 from common.subsets import SUBSETS, training_set_name
 
@@ -77,6 +78,16 @@ FIXED_ON_RESUME = ("batch_size", "crops", "crops_per_clip", "lr", "weight_decay"
 def parse_args(model_name, description, defaults):
     """The train.py command line; `defaults` are the model's (the study's configuration)."""
     parser = ArgumentParser(prog=f"python {model_name}/train.py", description=description)
+    model = model_class(model_name)
+    if model.VARIANTS:
+        parser.add_argument("--variant", default="code", choices=("code", *model.VARIANTS),
+                            help="code: the model as the study's code builds it (default); table: as the study's "
+                                 "table gives it (README's protocol table); trains the model id "
+                                 f"{model_name}-<variant>")
+    if model.n_mels:
+        parser.add_argument("--front-end", default="study", choices=FRONT_ENDS,
+                            help="study: the mel spectrogram of the study's code (default); librosa: the project's "
+                                 f"first one, for comparison (trains the model id {model_name}[-<variant>]-librosa)")
     parser.add_argument("--subset", default="full", choices=SUBSETS,
                         help="MTAT train clips per genre, or full (default: %(default)s)")
     parser.add_argument("--draw", type=non_negative_int, default=0,
@@ -199,6 +210,7 @@ def _read_log(path, up_to_step):
 def pretrain(model_name, objective, defaults, description, supervised, views=1):
     """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`."""
     args = parse_args(model_name, description, defaults)
+    model_name = model_id(model_name, getattr(args, "variant", "code"), getattr(args, "front_end", "study"))
     check_output_dir(args.runs_dir, "--runs-dir")
     world = distributed.start(args.device)
     try:

@@ -33,7 +33,7 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """(batch, 1, mels, frames) -> (batch, patches, dim), patches in row-major (mel, time) order."""
+    """(batch, 1, height, width) spectrograms -> (batch, patches, dim), patches in row-major order."""
 
     def __init__(self, dim, patch=16, stride=16):
         super().__init__()

@@ -138,7 +138,7 @@ def test_error_lines(tmp_path, tmae_runs):
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         return out.stderr
 
-    assert "invalid choice: 'vgg'" in error("--model", "vgg", "--task", "pitch")
+    assert "unknown model 'vgg'" in error("--model", "vgg", "--task", "pitch")
     assert "invalid choice: 'genre'" in error("--model", "tmae", "--task", "genre")
     assert "python vggish/train.py --demo --subset 1" in error("--model", "vggish", "--task", "pitch")
     assert "choose from untrained, 1" in error("--model", "tmae", "--task", "pitch", "--checkpoints", "5")
@@ -227,3 +227,29 @@ def test_a_bad_condition_is_one_line(value, tmp_path):
                   check=False)
     assert out.returncode == 2 and f"invalid condition {value!r}" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_their_own(tmp_path, data_root):
+    from common import figures
+    runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
+    ids = {"musicnn": [], "musicnn-table": ["--variant", "table"], "musicnn-librosa": ["--front-end", "librosa"]}
+    for options in ids.values():
+        run_demo_script("musicnn/train.py", "--subset", "1", "--max-steps", "1", "--batch-size", "2",
+                        "--crops-per-clip", "1", "--runs-dir", runs, *options)
+    assert sorted(p.name for p in (runs / "demo").iterdir()) == sorted(ids)
+    params = {i: json.loads((runs / "demo" / i / "1" / "seed0" / "config.json").read_text())["model"]["params"]
+              for i in ids}
+    assert params == {"musicnn": 808_449, "musicnn-table": 11_999_889, "musicnn-librosa": 808_451}
+    for model in ids:
+        extract("--model", model, "--task", "pitch", "--snr", "clean", "--checkpoints", "untrained", "1",
+                "--clips-per-split", "6", features=features, runs=runs)
+        run_demo_script("downstream.py", "--model", model, "--task", "pitch", "--seeds", "1", "--epochs", "2",
+                        "--features-dir", features, "--results-dir", results)
+    untrained = {i: np.load(features / "demo" / "pitch" / i / "untrained" / "clean.npy") for i in ids}
+    assert untrained["musicnn"].shape == untrained["musicnn-table"].shape == (18, 200)
+    assert not np.allclose(untrained["musicnn"], untrained["musicnn-librosa"])  # another input, the same seed
+    with open(results / "demo" / "pitch" / "musicnn-table.csv", newline="") as f:
+        assert {r["model"] for r in csv.DictReader(f)} == {"musicnn-table"}
+    assert figures.render_all(results / "demo", tmp_path / "figures")
+    out = extract("--model", "musicnn-wide", "--task", "pitch", features=features, runs=runs, check=False)
+    assert out.returncode == 2 and "unknown model 'musicnn-wide'" in out.stderr

@@ -1,5 +1,8 @@
 """TMAE: a transformer masked autoencoder on 96-bin log-mel patches of 4.85 s.
 
+The study published no code for it: its mel spectrogram is the one the study's VGGish
+computes (torchaudio's defaults, in dB), normalised by a BatchNorm.
+
 The log-mel (16 kHz, hop 256: 96 x 304 frames) is cut into 16 x 16 patches (6 x 19 = 114).
 Training hides a random 75% of them; the encoder (width 256, 8 layers) sees only the rest,
 and a light decoder (width 128, 4 layers) reconstructs the hidden patches from the
@@ -10,7 +13,7 @@ import torch
 from torch import nn
 
 from common.encoder import AudioEncoder
-from common.melspec import LogMel
+from common.melspec import FrontEnd
 from common.transformer import Block, PatchEmbed, init_weights, sincos_positions
 
 PATCH, WIDTH, DEPTH, HEADS = 16, 256, 8, 4
@@ -23,9 +26,9 @@ class TMAE(AudioEncoder):
     def __init__(self, mask_ratio=0.75):
         super().__init__()
         self.mask_ratio = mask_ratio
-        self.melspec = LogMel(self.sample_rate, n_fft=512, hop_length=256, n_mels=self.n_mels)
-        self.input_norm = nn.BatchNorm2d(1)
-        self.grid = (self.n_mels // PATCH, self.melspec.frames(self.input_samples) // PATCH)
+        self.front_end = FrontEnd(self.front_end_recipe, self.sample_rate, n_fft=512, hop_length=256,
+                                  n_mels=self.n_mels, compression="db", input_norm=True)
+        self.grid = (self.n_mels // PATCH, self.front_end.mel.frames(self.input_samples) // PATCH)
         self.patches = PatchEmbed(WIDTH, PATCH, PATCH)
         self.register_buffer("positions", sincos_positions(*self.grid, WIDTH), persistent=False)
         self.blocks = nn.Sequential(*(Block(WIDTH, HEADS) for _ in range(DEPTH)))
@@ -41,8 +44,7 @@ class TMAE(AudioEncoder):
 
     def spectrogram(self, waveforms):
         """Normalised log-mel (batch, 1, mels, grid frames)."""
-        mel = self.melspec(waveforms)[..., : self.grid[1] * PATCH]
-        return self.input_norm(mel.unsqueeze(1))
+        return self.front_end(waveforms)[..., : self.grid[1] * PATCH]
 
     def patchify(self, spec):
         """(batch, 1, mels, frames) -> (batch, patches, 256), the same order as PatchEmbed."""
