@@ -2,12 +2,46 @@
 
 Everything is written to a temporary file in the same folder and renamed into place,
 so an interrupted run never leaves a half-written result that a later run would trust.
+A temporary file is named after the host and process that write it; one left by a
+process of this host that no longer exists (killed with SIGKILL) is removed by the next
+write beside it. The written file gets the permissions of the user's umask (0644 under
+022), as open() would give it, not mkstemp's private 0600.
 """
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def _read_umask():
+    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporary files of writes to `path` whose process on this host is gone."""
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.{_HOST}-*.tmp"):
+        pid = tmp.name[len(f".{Path(path).name}.{_HOST}-"):].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -15,12 +49,14 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

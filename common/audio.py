@@ -83,5 +83,7 @@ def load_audio(path, sample_rate, expected_seconds=None):
         raise AudioError("corrupt (non-finite samples)")
     y = data.mean(axis=1)
     if np.abs(y).max() < SILENCE_PEAK:
+        if np.abs(data).max() >= SILENCE_PEAK:
+            raise AudioError("silent once its channels are averaged to mono (they cancel: one is the other inverted)")
         raise AudioError("silent")
     return resample(y, sr, sample_rate).astype(np.float32)

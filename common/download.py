@@ -106,6 +106,25 @@ def extract(archive, folder):
     scratch = folder.parent / f".{folder.name}.extracting"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    try:
+        _extract_into(archive, scratch)
+    except tarfile.FilterError as error:  # e.g. a link to a link that leads outside: found only on extraction
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise DownloadError(f"refusing to extract {archive.name}: {error}") from None
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in scratch.iterdir():
+        destination = folder / entry.name
+        if destination.is_dir() and entry.is_dir():
+            shutil.copytree(entry, destination, dirs_exist_ok=True)
+        else:
+            entry.replace(destination)
+    shutil.rmtree(scratch)
+
+
+def _extract_into(archive, scratch):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             members = z.infolist()
@@ -122,22 +141,12 @@ def extract(archive, folder):
             for m in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False):
                 t.extract(m, scratch, filter="data")
     else:
-        shutil.rmtree(scratch)
         raise DownloadError(f"{archive} is neither a zip nor a tar archive")
-    folder.mkdir(parents=True, exist_ok=True)
-    for entry in scratch.iterdir():
-        destination = folder / entry.name
-        if destination.is_dir() and entry.is_dir():
-            shutil.copytree(entry, destination, dirs_exist_ok=True)
-        else:
-            entry.replace(destination)
-    shutil.rmtree(scratch)
 
 
 def _refuse_escapes(archive, folder, members):
     for name, link in members:
         if not _inside(folder, name) or (link is not None and not _inside(folder, Path(name).parent / link)):
-            shutil.rmtree(folder)
             raise DownloadError(f"refusing to extract {archive.name}: member {name!r} "
                                 f"would be written outside its folder")
 

@@ -43,8 +43,9 @@ def test_unusable_files_raise_with_the_reason(tmp_path):
     data = (tmp_path / "full.wav").read_bytes()
     (tmp_path / "truncated.wav").write_bytes(data[: len(data) // 2])
     sf.write(tmp_path / "short.wav", tone(440, 1.0, 16000), 16000)
-    expectations = {"silent.wav": "silent", "empty.wav": "unreadable", "garbage.mp3": "unreadable",
-                    "truncated.wav": "truncated", "missing.wav": "missing"}
+    sf.write(tmp_path / "cancelling.wav", np.stack([tone(440, 1.0, 16000), -tone(440, 1.0, 16000)], axis=1), 16000)
+    expectations = {"silent.wav": "^silent$", "empty.wav": "unreadable", "garbage.mp3": "unreadable",
+                    "truncated.wav": "truncated", "missing.wav": "missing", "cancelling.wav": "channels .* cancel"}
     for name, reason in expectations.items():
         with pytest.raises(AudioError, match=reason):
             load_audio(tmp_path / name, 16000)

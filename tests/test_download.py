@@ -1,10 +1,13 @@
 import hashlib
 import io
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ import soundfile as sf
 
 from common import download, mtat, tinysol
 from common.download import ChecksumError, DownloadError, Remote
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Server:
@@ -113,6 +118,21 @@ def test_archive_members_escaping_their_folder_are_refused(tmp_path):
         t.addfile(link)
     with pytest.raises(DownloadError, match="outside"):
         download.extract(tmp_path / "evil.tar.gz", tmp_path / "out")
+
+    # two steps, each inside on its own: a/up -> .. (the folder itself), then a file through it
+    with tarfile.open(tmp_path / "sly.tar", "w") as t:
+        up = tarfile.TarInfo("a/up")
+        up.type, up.linkname = tarfile.SYMTYPE, ".."
+        t.addfile(up)
+        data = tarfile.TarInfo("a/up/../escaped.txt")
+        data.size = 6
+        t.addfile(data, io.BytesIO(b"gotcha"))
+    out = subprocess.run([sys.executable, "-c", "import sys; from common import download; from common.cli import run; "
+                          "run(lambda: download.extract(sys.argv[1], sys.argv[2]))", str(tmp_path / "sly.tar"),
+                          str(tmp_path / "sly" / "out")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to extract sly.tar")  # after tqdm's bar
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "sly" / ".out.extracting").exists()
 
 
 def _wav_bytes(seconds=0.5, sr=16000, fmt="WAV"):
