@@ -45,14 +45,44 @@ def _read(path):
             elif f.format == "FLAC":
                 promised = f.frames
             return f.read(dtype="float32", always_2d=True), f.samplerate, promised
-    except Exception as sf_error:  # libsndfile's errors carry no common type
+    except Exception:  # libsndfile's errors carry no common type
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # librosa warns about audioread itself
                 y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
         except Exception as error:
-            raise AudioError(f"unreadable ({sf_error}; {type(error).__name__}: {error})") from None
+            raise AudioError(_why_unreadable(path, error)) from None
         return np.atleast_2d(y).T, sr, None
+
+
+# The first bytes of the containers a music folder holds (libsndfile reads the first five)
+SIGNATURES = ((b"RIFF", 0, "WAV"), (b"fLaC", 0, "FLAC"), (b"OggS", 0, "Ogg"), (b"ID3", 0, "MP3"),
+              (b"FORM", 0, "AIFF"), (b"ftyp", 4, "MP4/M4A"), (b"\x30\x26\xb2\x75", 0, "WMA/ASF"))
+LIBSNDFILE_READS = ("WAV", "FLAC", "Ogg", "MP3", "AIFF")
+
+
+def _container(path):
+    with open(path, "rb") as f:
+        head = f.read(12)
+    for magic, offset, name in SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "MP3"
+    return None
+
+
+def _why_unreadable(path, fallback_error):
+    """The reason a file neither libsndfile nor audioread could open, as the user can act on it."""
+    container = _container(path)
+    if container is None:
+        return "unreadable (not a known audio container: corrupt, or not audio)"
+    if container in LIBSNDFILE_READS:  # libsndfile's own message for these says "does not exist": misleading
+        return f"unreadable ({container} data that does not decode: corrupt or cut)"
+    if type(fallback_error).__name__ == "NoBackendError":
+        return (f"unsupported container ({container}: libsndfile does not read it, and no audioread backend "
+                f"such as ffmpeg is installed to decode it)")
+    return f"unreadable ({container} data that does not decode: {type(fallback_error).__name__}: {fallback_error})"
 
 
 def resample(y, orig_sr, target_sr):

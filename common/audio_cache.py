@@ -3,14 +3,16 @@
 Per dataset and sample rate, a folder holds
   audio.i16        all clips, mono, 16-bit PCM, back to back (memory-mapped when read)
   index.jsonl      one line per clip: {"key", "start", "end"} in samples, or
-                   {"key", "path", "skipped": reason} for a file that could not be used
+                   {"key", "path", "skipped": reason, "stat": [size, mtime_ns] or null} for a
+                   file that could not be used (null: it did not exist)
   manifest.json    summary of the build: clips, seconds, and every skipped file with why
 Training and extraction read random crops or whole clips from the memory map, so no
 audio is decoded inside a training loop.
 
 The index is a journal: a clip's samples are flushed before its line is written, so a
 build that is interrupted resumes where it stopped, and clips added to a dataset later
-are appended without decoding the others again. 16-bit samples (the precision of the
+are appended without decoding the others again. A skipped file is tried again once it
+appears or changes (size or modification time): a dataset completed later is picked up. 16-bit samples (the precision of the
 sources: MTAT's MP3s, TinySOL's and Beatport's masters) halve the disk against float32
 (the full MTAT train/valid/test at 16 kHz is about 20 GB) and convert to float32 far
 faster than float16 does.
@@ -18,6 +20,7 @@ faster than float16 does.
 import fcntl
 import json
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -29,9 +32,23 @@ from tqdm import tqdm
 
 from common.atomic import write_json
 from common.audio import AudioError, load_audio
+from common.provenance import digest
 
 DTYPE = np.int16
 SCALE = 32767.0
+
+
+def _stat(path):
+    """[size, mtime_ns] of a file, None if there is none: what a skipped file is compared by."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _changed_since_skipped(entry):
+    return "skipped" in entry and _stat(entry["path"]) != entry.get("stat")
 
 
 def _decode(item, sample_rate):
@@ -74,50 +91,70 @@ def _read_journal(directory):
     return entries, data_size
 
 
+def _pending(entries, items):
+    """(skipped entries to try again, (key, path, seconds) still to decode) for `items`."""
+    wanted = {key for key, _, _ in items}
+    retried = [entry for entry in entries if entry["key"] in wanted and _changed_since_skipped(entry)]
+    done = {entry["key"] for entry in entries} - {entry["key"] for entry in retried}
+    return retried, [(key, str(path), sec) for key, path, sec in items if key not in done]
+
+
 def build(directory, items, sample_rate, workers=None, desc="decoding audio"):
     """Make sure every (key, path, expected_seconds) of `items` is in the cache at `directory`.
 
     Files that cannot be used are skipped, named in a warning and in manifest.json.
-    Returns the open `AudioCache`.
+    Returns the open `AudioCache`. A complete cache is read without taking the lock, so a
+    read-only copy of the data serves as well.
     """
     directory = Path(directory)
-    with _locked(directory):
-        entries, data_size = _read_journal(directory)
-        done = {entry["key"] for entry in entries}
-        todo = [(key, str(path), sec) for key, path, sec in items if key not in done]
-        if todo:
-            # Drop whatever an interrupted build left after its last complete clip.
-            with open(directory / "index.jsonl", "w") as index:
-                index.writelines(json.dumps(entry) + "\n" for entry in entries)
-            with open(directory / "audio.i16", "ab") as audio:
-                audio.truncate(data_size * DTYPE().itemsize)
-            paths = {key: path for key, path, _ in todo}
-            workers = workers if workers is not None else (min(os.cpu_count(), 8) if len(todo) >= 64 else 0)
-            decode = partial(_decode, sample_rate=sample_rate)
-            with open(directory / "audio.i16", "ab") as audio, \
-                    open(directory / "index.jsonl", "a") as index, \
-                    (ProcessPoolExecutor(workers) if workers else _Inline()) as pool:
-                for key, y, reason in tqdm(pool.map(decode, todo, chunksize=8), total=len(todo),
-                                           desc=desc, unit="clip", leave=False):
-                    if reason is None:
-                        audio.write(np.round(np.clip(y, -1.0, 1.0) * SCALE).astype(DTYPE).tobytes())
-                        audio.flush()
-                        entry = {"key": key, "start": data_size, "end": data_size + len(y)}
-                        data_size += len(y)
-                    else:
-                        entry = {"key": key, "path": paths[key], "skipped": reason}
-                    index.write(json.dumps(entry) + "\n")
-                    index.flush()
-                    entries.append(entry)
-        if todo or not (directory / "manifest.json").exists():
-            _write_manifest(directory, entries, sample_rate)
+    if not (directory / "manifest.json").exists() or any(_pending(_read_journal(directory)[0], items)):
+        with _locked(directory):
+            _complete(directory, items, sample_rate, workers, desc)
     cache = AudioCache(directory)
-    if todo and cache.skipped:
-        names = ", ".join(f"{s['key']} ({s['skipped']})" for s in cache.skipped[:5])
-        more = f" and {len(cache.skipped) - 5} more" if len(cache.skipped) > 5 else ""
-        warnings.warn(f"skipped {len(cache.skipped)} unusable audio file(s): {names}{more}; "
+    wanted = {key for key, _, _ in items}
+    skipped = [s for s in cache.skipped if s["key"] in wanted]
+    if skipped:  # said at every use, not only when they were met: a run on fewer clips is never silent
+        names = ", ".join(f"{s['key']} ({s['skipped']})" for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"skipped {len(skipped)} unusable audio file(s): {names}{more}; "
                       f"see {directory / 'manifest.json'}", stacklevel=2)
     return cache
+
+
+def _complete(directory, items, sample_rate, workers, desc):
+    """Decode what the cache lacks of `items`, under the lock."""
+    entries, data_size = _read_journal(directory)
+    retried, todo = _pending(entries, items)
+    if retried:
+        print(f"{len(retried)} audio file(s) skipped before appeared or changed since: trying them again "
+              f"({', '.join(e['key'] for e in retried[:5])}{' ...' if len(retried) > 5 else ''})", file=sys.stderr)
+        entries = [entry for entry in entries if entry not in retried]
+    if todo:
+        # Drop whatever an interrupted build left after its last complete clip.
+        with open(directory / "index.jsonl", "w") as index:
+            index.writelines(json.dumps(entry) + "\n" for entry in entries)
+        with open(directory / "audio.i16", "ab") as audio:
+            audio.truncate(data_size * DTYPE().itemsize)
+        paths = {key: path for key, path, _ in todo}
+        workers = workers if workers is not None else (min(os.cpu_count(), 8) if len(todo) >= 64 else 0)
+        decode = partial(_decode, sample_rate=sample_rate)
+        with open(directory / "audio.i16", "ab") as audio, \
+                open(directory / "index.jsonl", "a") as index, \
+                (ProcessPoolExecutor(workers) if workers else _Inline()) as pool:
+            for key, y, reason in tqdm(pool.map(decode, todo, chunksize=8), total=len(todo),
+                                       desc=desc, unit="clip", leave=False):
+                if reason is None:
+                    audio.write(np.round(np.clip(y, -1.0, 1.0) * SCALE).astype(DTYPE).tobytes())
+                    audio.flush()
+                    entry = {"key": key, "start": data_size, "end": data_size + len(y)}
+                    data_size += len(y)
+                else:
+                    entry = {"key": key, "path": paths[key], "skipped": reason, "stat": _stat(paths[key])}
+                index.write(json.dumps(entry) + "\n")
+                index.flush()
+                entries.append(entry)
+    if todo or not (directory / "manifest.json").exists():
+        _write_manifest(directory, entries, sample_rate)
 
 
 class _Inline:
@@ -163,6 +200,12 @@ class AudioCache:
 
     def __len__(self):
         return len(self.keys)
+
+    def digest(self, keys):
+        """What the decoded audio of `keys` is, for provenance: where each clip lies in the cache
+        (the journal only appends, so a clip decoded again lies elsewhere)."""
+        return digest([[key, int(self.starts[self._position[key]]), int(self.lengths[self._position[key]])]
+                       for key in keys])
 
     def __contains__(self, key):
         return key in self._position

@@ -32,6 +32,7 @@ class Dataset:
     root: Path
     clips: list
     demo: bool = False
+    cache_dir: Path | None = None  # the decoded-audio caches; default: <root>/.cache
 
     def split(self, name):
         return [c for c in self.clips if c.split == name]
@@ -40,7 +41,7 @@ class Dataset:
         """The decoded-audio cache of `clips` (default: all) at `sample_rate`, built on first use."""
         clips = self.clips if clips is None else clips
         items = [(c.id, self.root / c.path, c.seconds) for c in clips]
-        return audio_cache.build(self.root / ".cache" / f"sr{sample_rate}", items, sample_rate,
+        return audio_cache.build((self.cache_dir or self.root / ".cache") / f"sr{sample_rate}", items, sample_rate,
                                  workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz")
 
 

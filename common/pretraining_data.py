@@ -13,6 +13,7 @@ from common import subsets
 from common.cli import UserError
 from common.dataset import Clip, Dataset, load_dataset
 from common.mtat import TOP50
+from common.provenance import digest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"}
 
@@ -55,8 +56,10 @@ def mtat_subset(subset, draw, sample_rate, data_root, demo, supervised):
                    TOP50 if supervised else None)
 
 
-def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
-    """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags)."""
+def audio_folder(folder, sample_rate, data_root, tags_file=None, supervised=False):
+    """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags).
+    Its decoded-audio cache goes under the project's data root, keyed by the folder's path: a
+    user's music folder is read, never written."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise UserError(f"--audio-dir {folder} is not a folder")
@@ -71,7 +74,7 @@ def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
             tags = {r["path"]: tuple(t.strip() for t in r["tags"].split(";") if t.strip())
                     for r in csv.DictReader(f)}
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and
-                   ".cache" not in p.relative_to(folder).parts)
+                   ".cache" not in p.relative_to(folder).parts)  # caches of earlier versions lay inside
     clips = [Clip(str(p.relative_to(folder)), str(p.relative_to(folder)), "train",
                   {"tags": tags.get(str(p.relative_to(folder)), ())}) for p in files]
     if supervised:
@@ -80,5 +83,6 @@ def audio_folder(folder, sample_rate, tags_file=None, supervised=False):
         raise UserError(f"no usable audio files (WAV, FLAC, MP3, OGG, AIFF) under {folder}"
                         + (" with tags in --tags" if supervised else ""))
     vocabulary = tuple(sorted({t for c in clips for t in c.labels["tags"]})) if supervised else None
-    return _finish(f"audio-{folder.name}", "all", 0, Dataset(folder.name, folder, clips), clips, sample_rate,
-                   vocabulary)
+    cache_dir = Path(data_root) / ".cache" / "audio-dirs" / f"{folder.name}-{digest(str(folder))[:8]}"
+    return _finish(f"audio-{folder.name}", "all", 0, Dataset(folder.name, folder, clips, cache_dir=cache_dir), clips,
+                   sample_rate, vocabulary)

@@ -228,7 +228,7 @@ def _train(model_name, objective, args, world, supervised, views):
     if args.audio_dir is not None:
         if args.draw:
             raise UserError("--draw picks clips of an MTAT subset: it does not go with --audio-dir")
-        data = audio_folder(args.audio_dir, sample_rate, args.tags, supervised)
+        data = audio_folder(args.audio_dir, sample_rate, args.data_root, args.tags, supervised)
     elif args.tags is not None:
         raise UserError("--tags goes with --audio-dir")
     else:

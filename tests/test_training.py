@@ -182,7 +182,8 @@ def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
         sf.write(tmp_path / "music" / sub / f"x{i}.wav", 0.2 * rng.standard_normal(44100 * 5), 44100)
     sf.write(tmp_path / "music" / "a" / "y.flac", 0.2 * rng.standard_normal(16000 * 6), 16000)
     out = subprocess.run([sys.executable, "clmr/train.py", "--audio-dir", str(tmp_path / "music"), "--runs-dir",
-                          str(tmp_path / "runs"), "--max-steps", "1", "--batch-size", "4"],
+                          str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"), "--max-steps", "1",
+                          "--batch-size", "4"],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     config = json.loads((tmp_path / "runs" / "audio-music" / "clmr" / "all" / "seed0" / "config.json").read_text())
@@ -192,19 +193,38 @@ def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     assert out.returncode == 2 and "--tags" in out.stderr
 
 
-def test_a_fifo_named_like_audio_is_skipped_and_named_not_waited_on(tmp_path):
+def test_skipped_audio_is_named_at_every_run_and_tried_again_once_it_changes(tmp_path):
+    """A FIFO named like audio is skipped and named, not waited on; the cache lies under the data
+    root, not in the user's folder; every run says what it skips; once the file is replaced by
+    real audio, the next run decodes it and trains on it."""
     rng = np.random.default_rng(0)
     (tmp_path / "music").mkdir()
     for i in range(2):
         sf.write(tmp_path / "music" / f"x{i}.wav", 0.2 * rng.standard_normal(16000 * 6), 16000)
     os.mkfifo(tmp_path / "music" / "pipe.wav")  # opening it for reading would block forever
-    out = subprocess.run([sys.executable, "tmae/train.py", "--audio-dir", str(tmp_path / "music"), "--runs-dir",
-                          str(tmp_path / "runs"), "--max-steps", "1", "--batch-size", "2"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "pipe.wav (not a regular file)" in out.stderr
-    manifest = json.loads(next((tmp_path / "music" / ".cache").glob("*/manifest.json")).read_text())
-    assert [s["skipped"] for s in manifest["skipped"]] == ["not a regular file"]
+
+    def train_once(seed):
+        out = subprocess.run([sys.executable, "tmae/train.py", "--audio-dir", str(tmp_path / "music"), "--runs-dir",
+                              str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"), "--max-steps", "1",
+                              "--batch-size", "2", "--seed", str(seed)],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        config = tmp_path / "runs" / "audio-music" / "tmae" / "all" / f"seed{seed}" / "config.json"
+        return out.stderr, json.loads(config.read_text())["n_clips"]
+
+    for seed in (0, 1):  # the second run meets the skip in the cache, and says so again
+        stderr, n_clips = train_once(seed)
+        assert "skipped 1 unusable audio file(s): pipe.wav (not a regular file)" in stderr and n_clips == 2
+    assert not (tmp_path / "music" / ".cache").exists()
+    manifest, = (tmp_path / "data" / ".cache" / "audio-dirs").glob("music-*/sr16000/manifest.json")
+    assert [s["skipped"] for s in json.loads(manifest.read_text())["skipped"]] == ["not a regular file"]
+
+    (tmp_path / "music" / "pipe.wav").unlink()
+    sf.write(tmp_path / "music" / "pipe.wav", 0.2 * rng.standard_normal(16000 * 6), 16000)
+    stderr, n_clips = train_once(2)
+    assert "1 audio file(s) skipped before appeared or changed since: trying them again (pipe.wav)" in stderr
+    assert "unusable" not in stderr and n_clips == 3
+    assert json.loads(manifest.read_text())["skipped"] == []
 
 
 @pytest.mark.parametrize("options,message", [
