@@ -16,8 +16,13 @@ subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr
 condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
 the probe kind with the best validation score and its clean test score (never a choice
 made on test scores: common/selection.py). Every feature set extracted for the model is
-probed: the weights a run kept along the way too (checkpoint names such as 5@1000). A
-finished results file is not computed again unless --overwrite.
+probed: the weights a run kept along the way too (checkpoint names such as 5@1000).
+
+Beside the CSV, <model>.provenance.json records what it was fitted on: the task's clips,
+each feature set's own provenance (common/provenance.py) and conditions, and the probe
+settings. A finished results file is fitted again only when one of them changed (said in
+one line), or with --overwrite. A feature set without its clean features (an interrupted
+extraction) or extracted for other clips is named and left out.
 """
 import csv
 import io
@@ -27,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.atomic import write_text
+from common.atomic import write_json, write_text
 from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
 from common.distributed import resolve_device
 from common.metrics import PRIMARY, task_metrics
 from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
 from common.probes import PROBES, ProbeSpec, fit, predict
+from common.provenance import changes, digest
 from common.selection import best_probes
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
@@ -54,7 +60,8 @@ def parse_args():
     parser.add_argument("--seeds", type=positive_int, default=3, help="probe seeds per checkpoint and kind (default 3)")
     parser.add_argument("--epochs", type=positive_int, default=100, help="most epochs of probe training (default 100)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--overwrite", action="store_true", help="fit again even if the results file exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="fit again even if the results file is up to date with its features")
     return parser.parse_args()
 
 
@@ -87,6 +94,40 @@ def summary(rows, task):
     return "\n".join(lines)
 
 
+def _print_summary(results, task):
+    with open(results, newline="") as f:
+        print(summary(list(csv.DictReader(f)), task.name))
+
+
+def _extract_command(args, task):
+    return f"python extract_features.py --model {args.model} --task {task.name}{' --demo' if args.demo else ''}"
+
+
+def usable_feature_sets(model_dir, index, args):
+    """(the feature sets to probe, in checkpoint order; the provenance of results fitted on
+    them). A set without clean features, or extracted for other clips than the index lists,
+    is named and left out."""
+    with open(index, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    clips = digest([(r["clip_id"], r["split"]) for r in rows])
+    usable, provenance = [], {"index": digest(rows), "probes": list(args.probes), "seeds": args.seeds,
+                              "epochs": args.epochs}
+    for path in sorted((p for p in model_dir.iterdir() if (p / "meta.json").exists()),
+                       key=lambda p: checkpoint_order(p.name)):
+        meta = json.loads((path / "meta.json").read_text())
+        if not (path / "clean.npy").exists():
+            print(f"warning: {path.name} has no clean.npy (an interrupted extraction?): left out; "
+                  f"run python extract_features.py again")
+        elif meta.get("provenance", {}).get("clips", clips) != clips:
+            print(f"warning: {path.name} was extracted for other clips than {index} lists: left out; "
+                  f"run python extract_features.py again")
+        else:
+            usable.append(path.name)
+            provenance[f"features {path.name}"] = digest([meta.get("provenance"),
+                                                          sorted(p.name for p in path.glob("*.npy"))])
+    return usable, provenance
+
+
 def main():
     args = parse_args()
     check_output_dir(args.results_dir, "--results-dir")
@@ -95,16 +136,25 @@ def main():
     task_dir = args.features_dir / data_name / task.name
     model_dir = task_dir / args.model
     target = args.results_dir / data_name / task.name / f"{args.model}.csv"
-    if target.exists() and not args.overwrite:
-        with open(target, newline="") as f:
-            print(f"{target} exists (--overwrite to fit again)\n{summary(list(csv.DictReader(f)), task.name)}")
+    if target.exists() and not model_dir.is_dir() and not args.overwrite:
+        print(f"{target} (its features are not under {model_dir}: it cannot be checked against them)")
+        _print_summary(target, task)
         return
-    checkpoints = sorted((p.name for p in model_dir.iterdir() if (p / "clean.npy").exists()), key=checkpoint_order) \
-        if model_dir.is_dir() else []
-    if not checkpoints or not (task_dir / "index.csv").exists():
-        demo = " --demo" if args.demo else ""
+    if not model_dir.is_dir() or not (task_dir / "index.csv").exists():
         raise UserError(f"no features of {args.model} for {task.name} under {model_dir}: make them with "
-                        f"python extract_features.py --model {args.model} --task {task.name}{demo}")
+                        f"{_extract_command(args, task)}")
+    checkpoints, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args)
+    if not checkpoints:
+        raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
+                        f"{_extract_command(args, task)}")
+    sidecar = target.with_name(f"{args.model}.provenance.json")
+    if target.exists() and not args.overwrite:
+        before = json.loads(sidecar.read_text()) if sidecar.exists() else None
+        if before == provenance:
+            print(f"{target} is up to date with its features (--overwrite to fit again)")
+            _print_summary(target, task)
+            return
+        print(f"{target}: {', '.join(changes(before, provenance))} changed since it was fitted: fitting again")
     targets, splits = read_index(task_dir / "index.csv", task)
     if min(len(rows) for rows in splits.values()) == 0:
         raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
@@ -125,7 +175,7 @@ def main():
     for stem in sorted(set.union(*(set(n) for n in noisy)) - set(complete)):
         lacking = [c for c, n in zip(checkpoints, noisy) if stem not in n]
         print(f"warning: no {stem}.npy for {', '.join(lacking)}: {stem} is not evaluated for any checkpoint "
-              f"(extract it, then run again with --overwrite)")
+              f"(extract it, then run again)")
     specs = [ProbeSpec(kind, k, seed) for k in range(len(checkpoints)) for kind in args.probes
              for seed in range(args.seeds)]
     n_outputs = len(task.classes)
@@ -153,6 +203,7 @@ def main():
     writer.writeheader()
     writer.writerows(rows)
     write_text(target, buffer.getvalue())
+    write_json(sidecar, provenance)  # after the CSV: a run killed between the two fits again
     print(f"{len(rows)} rows -> {target}\n{summary(rows, task.name)}")
 
 

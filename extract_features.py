@@ -38,10 +38,13 @@ from common.distributed import add_precision_option, resolve_device, resolve_pre
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import build, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
+from common.provenance import changes, digest
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
 
 HANDCRAFTED = "handcrafted"
+# bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
+BFLOAT16_CHECK_CLIPS = 8
 
 
 def parse_args():
@@ -113,27 +116,38 @@ def find_checkpoints(model, runs_dir, runs_data, wanted):
     return chosen
 
 
-def copy_from_sibling_task(target, task_dir, task, model, checkpoint):
-    """Pitch and instrument read the same TinySOL clips: a file one of them made serves the other."""
+def copy_from_sibling_task(target, task_dir, task, model, checkpoint, provenance):
+    """Pitch and instrument read the same TinySOL clips: a file one of them made serves the
+    other, when it was made from the same weights, clips, audio and settings."""
     for sibling in TASKS.values():
         if sibling.dataset != task.dataset or sibling.name == task.name:
             continue
-        sibling_dir = task_dir.parent / sibling.name
-        done = sibling_dir / model / checkpoint / target.name
-        if done.exists() and _clip_ids(sibling_dir / "index.csv") == _clip_ids(task_dir / "index.csv"):
+        sibling_dir = task_dir.parent / sibling.name / model / checkpoint
+        done = sibling_dir / target.name
+        if done.exists() and _read_meta(sibling_dir).get("provenance") == provenance:
             with atomic_path(target) as tmp:
                 shutil.copyfile(done, tmp)
             return True
     return False
 
 
-def _weights_file_changed(out_dir, source):
-    """Whether the checkpoint file was written again since features were extracted from it
-    (checkpoints are replaced atomically, so a new save is a new modification time); only
-    then is the checkpoint, up to a gigabyte for AST with its optimizer, worth loading to
-    compare steps."""
+def _read_meta(out_dir):
     meta = out_dir / "meta.json"
-    return meta.exists() and json.loads(meta.read_text()).get("source_mtime_ns") != source.stat().st_mtime_ns
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def weights_id(out_dir, source):
+    """The save id of the checkpoint file, and its loaded state when it had to be read: a file
+    not written again since the features were extracted (checkpoints are replaced atomically,
+    so a new save is a new modification time) keeps the id recorded then, which spares loading
+    up to a gigabyte (AST with its optimizer) to find it."""
+    meta = _read_meta(out_dir)
+    if meta.get("source") == str(source) and meta.get("source_mtime_ns") == source.stat().st_mtime_ns \
+            and meta.get("provenance"):
+        return meta["provenance"]["weights"], None
+    state = checkpoints.load(source)
+    # checkpoints written before save ids existed: their path and modification time stand in
+    return state.get("save_id") or f"{source}@{source.stat().st_mtime_ns}", state
 
 
 def _clip_ids(index):
@@ -200,17 +214,19 @@ def main():
     write_index(task_dir / "index.csv", clips, task)
     test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
 
+    data_provenance = {"clips": digest(_clip_ids(task_dir / "index.csv")), "audio": cache.digest([c.id for c in clips]),
+                       "precision": str(precision)}
     for name, source in sources.items():
         out_dir = task_dir / args.model / name
-        state = None
-        if source is not None and _weights_file_changed(out_dir, source):
-            state = checkpoints.load(source, args.model)
-            extracted_at = json.loads((out_dir / "meta.json").read_text()).get("step")
-            if extracted_at != state["step"]:  # e.g. the run was resumed for more steps since
-                print(f"{args.model} {name}: the checkpoint moved on since its features were extracted "
-                      f"(step {extracted_at} -> {state['step']}): extracting again")
-                for stale in out_dir.glob("*.npy"):
-                    stale.unlink()
+        weights, state = ("handcrafted", None) if source is None else weights_id(out_dir, source)
+        provenance = {"weights": weights, **data_provenance}
+        before = _read_meta(out_dir).get("provenance")
+        stale = list(out_dir.glob("*.npy")) if before != provenance else []
+        if stale:
+            print(f"{args.model} {name}: {', '.join(changes(before, provenance))} changed since its features were "
+                  f"extracted: extracting again")
+            for path in stale:
+                path.unlink()
         todo = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
         if not todo:
             print(f"{args.model} {name}: done already")
@@ -219,15 +235,18 @@ def main():
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
             state = state or checkpoints.load(source, args.model)
+            if state["model_name"] != args.model:
+                raise UserError(f"{source} is a checkpoint of {state['model_name']}, not of {args.model}")
             encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
             checkpoints.load_weights(encoder, source, state["model"])
             encoder.to(device).eval()
             checkpoint_precision = precision
             if args.precision == "auto" and precision == torch.bfloat16:
-                probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:4]]
-                if not bfloat16_keeps_differences(encoder, np.stack(probe), device):
+                probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:BFLOAT16_CHECK_CLIPS]]
+                if len(probe) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(encoder, np.stack(probe),
+                                                                                         device):
                     print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
-                          f"checkpoint's embeddings: extracting in float32")
+                          f"checkpoint's embeddings (or too few clips to tell): extracting in float32")
                     checkpoint_precision = torch.float32
             untrained = name.startswith("untrained")
             meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else state["minutes"],
@@ -235,6 +254,7 @@ def main():
                     "draw": None if untrained else state.get("draw", 0), "step": state["step"],
                     "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
                     "precision": str(checkpoint_precision)}
+        meta["provenance"] = provenance
         write_json(out_dir / "meta.json", meta)
         for snr in todo:
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
@@ -243,7 +263,7 @@ def main():
                 return apply_condition(cache.clip(clips[rows[i]].id), snr, clips[rows[i]].id)
 
             target = out_dir / f"{snr_name(snr)}.npy"
-            if copy_from_sibling_task(target, task_dir, task, args.model, name):
+            if copy_from_sibling_task(target, task_dir, task, args.model, name, provenance):
                 print(f"{args.model} {name} {snr_name(snr)}: copied from a task on the same clips -> {target}")
                 continue
             dim = handcrafted.DIM if encoder is None else encoder.emb_dim

@@ -12,10 +12,10 @@ audio is decoded inside a training loop.
 The index is a journal: a clip's samples are flushed before its line is written, so a
 build that is interrupted resumes where it stopped, and clips added to a dataset later
 are appended without decoding the others again. A skipped file is tried again once it
-appears or changes (size or modification time): a dataset completed later is picked up. 16-bit samples (the precision of the
-sources: MTAT's MP3s, TinySOL's and Beatport's masters) halve the disk against float32
-(the full MTAT train/valid/test at 16 kHz is about 20 GB) and convert to float32 far
-faster than float16 does.
+appears or changes (size or modification time): a dataset completed later is picked up.
+16-bit samples (the precision of the sources: MTAT's MP3s, TinySOL's and Beatport's
+masters) halve the disk against float32 (the full MTAT train/valid/test at 16 kHz is
+about 20 GB) and convert to float32 far faster than float16 does.
 """
 import fcntl
 import json

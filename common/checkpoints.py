@@ -2,9 +2,12 @@
 
 weights_only refuses to unpickle anything but tensors and plain containers, so a
 tampered or foreign file raises a clear error instead of running code. Every checkpoint
-names its model, so one model's weights are never loaded into another.
+names its model, so one model's weights are never loaded into another, and carries a
+`save_id` drawn anew at every save: what the features made from it record (a run deleted
+and trained again to the same step is another save, so its features are made again).
 """
 import pickle
+import uuid
 import warnings
 
 import torch
@@ -15,7 +18,7 @@ from common.cli import UserError
 
 def save(path, payload):
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save({**payload, "save_id": uuid.uuid4().hex}, tmp)
 
 
 def load(path, model_name=None, map_location="cpu"):

@@ -70,7 +70,8 @@ def _colour(model):
 def _models(rows, handcrafted=False):
     """The model ids in `rows`, in the study's order (and handcrafted last, when asked)."""
     present = set(rows.model)
-    return sorted(present - {"handcrafted"}, key=sort_key) + ["handcrafted"] * (handcrafted and "handcrafted" in present)
+    hand = ["handcrafted"] if handcrafted and "handcrafted" in present else []
+    return sorted(present - {"handcrafted"}, key=sort_key) + hand
 
 
 def _label(ax, title, xlabel, task):

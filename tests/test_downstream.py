@@ -1,4 +1,5 @@
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,27 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
     assert {r["minutes"] for r in rows if r["checkpoint"] == "1"} == {f"{10 * demo_mtat.CLIP_SECONDS / 60:.2f}"}
     assert all(0 <= float(r["value"]) <= 1 for r in rows)
     mtime = target.stat().st_mtime_ns
-    out = run("downstream.py", "--model", "tmae", "--task", "tagging", features_dir=study / "features",
-              results_dir=study / "results")
-    assert "exists" in out.stdout and target.stat().st_mtime_ns == mtime
+    again = ("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2")
+    out = run(*again, features_dir=study / "features", results_dir=study / "results")
+    assert "is up to date with its features" in out.stdout and target.stat().st_mtime_ns == mtime
+
+    # An interrupted extraction: one checkpoint lacks its SNR 0 features. The condition is left
+    # out for every checkpoint, with a warning; once the file is back the results are fitted again.
+    features = study / "features" / "demo" / "tagging" / "tmae"
+    snr0 = features / "1" / "snr0.npy"
+    kept = snr0.read_bytes()
+    snr0.unlink()
+    out = run(*again, features_dir=study / "features", results_dir=study / "results")
+    assert "features 1 changed since it was fitted: fitting again" in out.stdout
+    assert "warning: no snr0.npy for 1: snr0 is not evaluated for any checkpoint" in out.stdout
+    assert "0" not in {r["snr"] for r in results(target)}
+    snr0.write_bytes(kept)
+    (features / "5").mkdir()
+    (features / "5" / "meta.json").write_text((features / "1" / "meta.json").read_text())  # its clean.npy never came
+    out = run(*again, features_dir=study / "features", results_dir=study / "results")
+    assert "warning: 5 has no clean.npy (an interrupted extraction?): left out" in out.stdout
+    assert "fitting again" in out.stdout and {r["snr"] for r in results(target)} == set(conditions)
+    shutil.rmtree(features / "5")
 
 
 def write_results(path, scores):

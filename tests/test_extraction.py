@@ -106,21 +106,45 @@ def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     np.testing.assert_array_equal(np.load(redone), before)  # deterministic, noise included
 
 
-def test_a_checkpoint_trained_further_is_extracted_again(tmp_path, tmae_runs):
+def test_features_are_made_again_whenever_their_weights_change_and_copied_only_when_equal(tmp_path, tmae_runs):
+    """Pitch and instrument share TinySOL's clips: features of one serve the other only when made
+    from the same save of the weights (a resumed run, or a run trained again to the same step
+    with another learning rate, are other saves)."""
     runs, features = tmp_path / "runs", tmp_path / "features"
     shutil.copytree(tmae_runs, runs)
-    extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=features, runs=runs)
-    clean = features / "demo" / "pitch" / "tmae" / "1" / "clean.npy"
-    before = np.load(clean)
-    out = subprocess.run([sys.executable, "tmae/train.py", "--demo", "--subset", "1", "--max-steps", "3",
-                          "--batch-size", "4", "--runs-dir", str(runs), "--resume"], cwd=REPO, capture_output=True,
-                         text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    out = extract("--model", "tmae", "--task", "pitch", "--snr", "clean", features=features, runs=runs)
-    assert "tmae 1: the checkpoint moved on since its features were extracted (step 2 -> 3)" in out.stdout
-    assert "tmae untrained: done already" in out.stdout
-    assert not np.allclose(np.load(clean), before)
-    assert json.loads((clean.parent / "meta.json").read_text())["step"] == 3
+    clean = {task: features / "demo" / task / "tmae" / "1" / "clean.npy" for task in ("pitch", "instrument")}
+    options = ("--model", "tmae", "--snr", "clean", "--clips-per-split", "8")
+    for task in clean:
+        out = extract(*options, "--task", task, features=features, runs=runs)
+    assert "tmae 1 clean: copied from a task on the same clips" in out.stdout
+    at_step_2 = np.load(clean["pitch"])
+
+    def train(*options):
+        out = subprocess.run([sys.executable, "tmae/train.py", "--demo", "--subset", "1", "--max-steps", "3",
+                              "--batch-size", "4", "--runs-dir", str(runs), *options], cwd=REPO, capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    train("--resume")
+    for task in ("pitch", "instrument"):
+        out = extract(*options, "--task", task, features=features, runs=runs)
+        assert "tmae 1: weights changed since its features were extracted: extracting again" in out.stdout
+        assert "tmae untrained: done already" in out.stdout
+    assert "copied from a task on the same clips" in out.stdout  # pitch's are of this save now
+    fresh = tmp_path / "fresh"
+    extract(*options, "--task", "pitch", "--checkpoints", "1", features=fresh, runs=runs)
+    for task in clean:
+        np.testing.assert_array_equal(np.load(clean[task]), np.load(fresh / "demo" / "pitch" / "tmae" / "1" /
+                                                                    "clean.npy"))
+        assert json.loads((clean[task].parent / "meta.json").read_text())["step"] == 3
+    assert not np.allclose(np.load(clean["pitch"]), at_step_2)
+
+    at_step_3 = np.load(clean["pitch"])
+    shutil.rmtree(runs / "demo" / "tmae" / "1")
+    train("--lr", "1e-3")  # the same subset and step count, other weights
+    out = extract(*options, "--task", "pitch", features=features, runs=runs)
+    assert "tmae 1: weights changed since its features were extracted: extracting again" in out.stdout
+    assert not np.allclose(np.load(clean["pitch"]), at_step_3)
 
 
 def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):

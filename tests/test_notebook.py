@@ -62,5 +62,6 @@ def test_reproduce_quick_runs_the_study_then_skips_what_is_done(tmp_path, data_r
 
     again = reproduce()
     skipped = [line for line in again.splitlines() if line.startswith("[") and line.endswith(": done already")]
-    assert len(skipped) == 3  # the pretraining and both probe fits; extraction finds its files done:
+    assert len(skipped) == 1  # the pretraining; extraction and the probes find their files up to date:
     assert "tmae 5: done already" in again and "handcrafted none: done already" in again
+    assert again.count("is up to date with its features") == 2
