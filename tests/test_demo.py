@@ -1,5 +1,8 @@
 import csv
 import gzip
+import subprocess
+import sys
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -10,6 +13,8 @@ from common import beatport, mtat, tinysol
 from common.dataset import load_dataset
 from common.demo import mtat as demo_mtat
 from common.demo.synth import Score
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_mtat_is_in_mtats_layout(data_root):
@@ -78,3 +83,29 @@ def test_score_renders_the_asked_duration_and_level():
     score.note(0, 69, 0.0, 0.5, 100)
     audio = score.render(16000, 1.0, peak=0.5)
     assert audio.shape == (16000, 2) and np.abs(audio).max() == pytest.approx(0.5)
+
+
+def test_processes_rendering_at_once_take_turns_and_one_renders(tmp_path):
+    """Two runs started together on a fresh data root (two train.py, torchrun's ranks): one
+    renders, the other waits and finds it done; a killed renderer's scratch is cleared."""
+    (tmp_path / "demo" / ".Fake.rendering-999999").mkdir(parents=True)  # left by a process killed mid-way
+    code = ("import sys, time\n"
+            "import common.demo as demo\n"
+            "class Slow:\n"
+            "    VERSION = 3\n"
+            "    @staticmethod\n"
+            "    def write(folder):\n"
+            "        for i in range(5):\n"
+            "            time.sleep(0.2)\n"
+            "            (folder / f'{i}.txt').write_text(str(i))\n"
+            "demo.MODULES = {'Fake': Slow}\n"
+            "demo.ensure(sys.argv[1])\n")
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outs
+    assert sum("rendering the demo Fake dataset" in out for out, _ in outs) == 1
+    folder = tmp_path / "demo" / "Fake"
+    assert sorted(p.name for p in folder.iterdir()) == [".demo_version", "0.txt", "1.txt", "2.txt", "3.txt", "4.txt"]
+    assert (folder / ".demo_version").read_text() == "3"
+    assert [p.name for p in (tmp_path / "demo").iterdir() if "rendering" in p.name] == []
