@@ -174,15 +174,25 @@ def sample_per_split(clips, n):
     return [c for c in clips if c.id in kept]
 
 
-def write_index(path, clips, task):
-    """The task's clip list; an existing index must match it (every model shares its rows)."""
+def write_index(path, clips, task, settings):
+    """The task's clip list, shared by every model. An existing one that lists other clips is
+    refused when this extraction's settings (--splits, --clips-per-split) differ from the ones
+    that wrote it; with the same settings the dataset itself changed (clips added, or usable
+    again), so the index is written anew, and each model's features follow it when extracted
+    again (their provenance names the clips)."""
     text = "clip_id,label,split\n" + "".join(f"{_csv(c.id)},{_csv(task.label(c))},{c.split}\n" for c in clips)
-    if path.exists():
-        if path.read_text() != text:
+    recorded = path.with_name("index.settings.json")
+    if path.exists() and path.read_text() != text:
+        if not recorded.exists() or json.loads(recorded.read_text()) != settings:
             raise UserError(f"{path} lists other clips or splits than this extraction would (another --splits or "
                             f"--clips-per-split?): delete {path.parent} to extract every model again")
-        return
-    write_text(path, text)
+        before = len(path.read_text().splitlines()) - 1
+        print(f"the {task.dataset} clips changed ({before} -> {len(clips)} usable): {path} is written anew, and "
+              f"every model's features are extracted again as it is run")
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    if not recorded.exists():
+        write_json(recorded, settings)
 
 
 def _csv(value):
@@ -211,7 +221,8 @@ def main():
     clips = [c for c in dataset.clips if c.id in cache]
     if args.clips_per_split:
         clips = sample_per_split(clips, args.clips_per_split)
-    write_index(task_dir / "index.csv", clips, task)
+    write_index(task_dir / "index.csv", clips, task,
+                {"splits": args.splits, "clips_per_split": args.clips_per_split})
     test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
 
     data_provenance = {"clips": digest(_clip_ids(task_dir / "index.csv")), "audio": cache.digest([c.id for c in clips]),

@@ -276,3 +276,28 @@ def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_thei
     assert figures.render_all(results / "demo", tmp_path / "figures")
     out = extract("--model", "musicnn-wide", "--task", "pitch", features=features, runs=runs, check=False)
     assert out.returncode == 2 and "unknown model 'musicnn-wide'" in out.stderr
+
+
+def test_a_completed_dataset_is_picked_up_and_its_features_made_again(tmp_path, data_root):
+    """A TinySOL note missing at first (a partly unpacked download) is skipped and named; once
+    it is there, the next extraction decodes it, rewrites the index and extracts again. Files
+    are written with the umask's permissions."""
+    shutil.copytree(data_root / "demo", tmp_path / "data" / "demo", ignore=shutil.ignore_patterns(".cache"))
+    note = next((tmp_path / "data" / "demo" / "TinySOL" / "audio").rglob("*.wav"))
+    note.rename(tmp_path / "away.wav")
+    options = ("--model", "handcrafted", "--task", "pitch", "--snr", "clean", "--data-root", tmp_path / "data")
+    previous = os.umask(0o022)
+    try:
+        out = extract(*options, features=tmp_path / "features", runs=tmp_path / "runs")
+        assert f"skipped 1 unusable audio file(s): {note.stem}" in out.stderr and "(missing file)" in out.stderr
+        clean = tmp_path / "features" / "demo" / "pitch" / "handcrafted" / "none" / "clean.npy"
+        rows = len(np.load(clean))
+        (tmp_path / "away.wav").rename(note)
+        out = extract(*options, features=tmp_path / "features", runs=tmp_path / "runs")
+    finally:
+        os.umask(previous)
+    assert f"trying them again ({note.stem})" in out.stderr and "unusable" not in out.stderr
+    assert f"the TinySOL clips changed ({rows} -> {rows + 1} usable)" in out.stdout
+    assert "handcrafted none: audio, clips changed since its features were extracted: extracting again" in out.stdout
+    assert len(np.load(clean)) == rows + 1
+    assert oct(clean.stat().st_mode & 0o777) == oct(0o644)
