@@ -6,6 +6,8 @@ under its real name is always complete. Archives are extracted member by member 
 checking that no member would land outside the target folder.
 """
 import hashlib
+import http.client
+import json
 import shutil
 import socket
 import tarfile
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.atomic import write_json
 from common.cli import UserError
 
 CHUNK = 1 << 20
@@ -53,15 +56,35 @@ def verify(path, remote):
         raise ChecksumError(f"{path} is corrupt: {remote.algorithm} {actual} != expected {remote.digest}")
 
 
+def _verified_once(target, remote):
+    """Check a file found under its final name (placed by hand, as the error message invites,
+    or downloaded earlier) against its checksum, once: a marker records the size and
+    modification time it was verified at, so gigabytes are not hashed again at every run."""
+    marker = target.with_name(f".{target.name}.verified")
+    stat = target.stat()
+    seen = [stat.st_size, stat.st_mtime_ns, remote.digest]
+    if marker.exists() and json.loads(marker.read_text()) == seen:
+        return target
+    try:
+        verify(target, remote)
+    except ChecksumError as error:
+        raise ChecksumError(f"{error}: delete it and run again to download it, or place a good copy there") from None
+    write_json(marker, seen)
+    return target
+
+
 def download(remote, folder):
-    """Make `folder/remote.filename` exist and match its checksum; return its path."""
+    """Make `folder/remote.filename` exist and match its checksum; return its path. A transfer
+    cut short keeps its .part, which the next try resumes with a Range request; only a complete
+    file with a wrong checksum is deleted."""
     target = Path(folder) / remote.filename
     if target.exists():
-        return target
+        return _verified_once(target, remote)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
+    total = None
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             if have and response.status != 206:  # the server ignored the Range: start over
@@ -78,15 +101,21 @@ def download(remote, folder):
             pass
         else:
             raise DownloadError(f"downloading {remote.url} failed: HTTP {error.code}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(f"cannot download {remote.url} ({reason})") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", None) or type(error).__name__
+        kept = f"; {part.stat().st_size:,} bytes kept in {part}, resumed by the next try" if part.exists() else ""
+        raise DownloadError(f"cannot download {remote.url} ({reason}){kept}") from None
+    if total is not None and part.stat().st_size < total:
+        raise DownloadError(f"the connection to {remote.url} closed after {part.stat().st_size:,} of {total:,} "
+                            f"bytes: run again to resume from {part}")
     try:
         verify(part, remote)
     except ChecksumError:
-        part.unlink()  # a corrupt download is not resumed: the next try starts clean
+        part.unlink()  # complete and wrong: the next try starts clean
         raise
     part.replace(target)
+    write_json(target.with_name(f".{target.name}.verified"), [target.stat().st_size, target.stat().st_mtime_ns,
+                                                              remote.digest])
     return target
 
 

@@ -76,3 +76,17 @@ def test_interrupted_build_resumes_without_decoding_again(tmp_path, folder_of_cl
     decoded.clear()
     audio_cache.build(tmp_path / "cache", folder_of_clips, 16000, workers=0)
     assert decoded == []  # nothing left to do, skipped files included
+
+
+def test_a_complete_cache_in_a_read_only_folder_is_read_without_its_lock(tmp_path, folder_of_clips):
+    good = folder_of_clips[:4]
+    built = audio_cache.build(tmp_path / "cache", good, 16000, workers=0)
+    (tmp_path / "cache" / "lock").unlink()
+    for path in (tmp_path / "cache", tmp_path):
+        path.chmod(0o555)
+    try:
+        again = audio_cache.build(tmp_path / "cache", good, 16000, workers=0)  # root ignores modes: still no lock
+    finally:
+        for path in (tmp_path, tmp_path / "cache"):
+            path.chmod(0o755)
+    assert again.keys == built.keys and not (tmp_path / "cache" / "lock").exists()

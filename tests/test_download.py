@@ -23,7 +23,7 @@ class Server:
     """A tiny HTTP server on 127.0.0.1 that serves bytes, honours Range, and logs requests."""
 
     def __init__(self):
-        self.files, self.requests = {}, []
+        self.files, self.requests, self.cut_at = {}, [], None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +40,11 @@ class Server:
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
+                if server.cut_at is not None:  # promise everything, send part of it, hang up
+                    self.wfile.write(data[start:server.cut_at])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(data[start:])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -74,6 +79,28 @@ def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     path = download.download(remote, tmp_path)
     assert path.read_bytes() == data
     assert server.requests == [("/blob.bin", "bytes=40000-")]
+
+
+def test_a_cut_connection_keeps_its_part_and_the_next_try_resumes_it(server, tmp_path):
+    data = bytes(np.random.default_rng(1).integers(0, 256, 200_000, dtype=np.uint8))
+    remote = server.serve("blob.bin", data)
+    server.cut_at = 70_000
+    with pytest.raises(DownloadError, match="resume"):
+        download.download(remote, tmp_path)
+    assert (tmp_path / "blob.bin.part").stat().st_size == 70_000 and not (tmp_path / "blob.bin").exists()
+    server.cut_at = None
+    assert download.download(remote, tmp_path).read_bytes() == data
+    assert server.requests[-1] == ("/blob.bin", "bytes=70000-")
+
+
+def test_a_file_placed_by_hand_is_checked_against_its_checksum_once(server, tmp_path):
+    remote = server.serve("blob.bin", b"the real bytes")
+    (tmp_path / "blob.bin").write_bytes(b"something else")
+    with pytest.raises(ChecksumError, match="delete it and run again"):
+        download.download(remote, tmp_path)
+    (tmp_path / "blob.bin").write_bytes(b"the real bytes")
+    assert download.download(remote, tmp_path).read_bytes() == b"the real bytes"
+    assert (tmp_path / ".blob.bin.verified").exists() and server.requests == []
 
 
 def test_checksum_mismatch_is_detected_and_not_kept(server, tmp_path):
