@@ -154,7 +154,9 @@ def main():
             print(f"{target} is up to date with its features (--overwrite to fit again)")
             _print_summary(target, task)
             return
-        print(f"{target}: {', '.join(changes(before, provenance))} changed since it was fitted: fitting again")
+        why = (f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
+               else "no record of what it was fitted on (an earlier version made it)")
+        print(f"{target}: {why}: fitting again")
     targets, splits = read_index(task_dir / "index.csv", task)
     if min(len(rows) for rows in splits.values()) == 0:
         raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")

@@ -234,8 +234,9 @@ def main():
         before = _read_meta(out_dir).get("provenance")
         stale = list(out_dir.glob("*.npy")) if before != provenance else []
         if stale:
-            print(f"{args.model} {name}: {', '.join(changes(before, provenance))} changed since its features were "
-                  f"extracted: extracting again")
+            why = (f"{', '.join(changes(before, provenance))} changed since its features were extracted" if before
+                   else "its features record no provenance (an earlier version made them)")
+            print(f"{args.model} {name}: {why}: extracting again")
             for path in stale:
                 path.unlink()
         todo = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]

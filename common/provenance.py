@@ -16,7 +16,5 @@ def digest(obj):
 
 
 def changes(before, now):
-    """The keys whose values differ between two provenances ("nothing" when `before` is missing)."""
-    if not before:
-        return ["no provenance recorded"]
+    """The keys whose values differ between two recorded provenances."""
     return [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
