@@ -56,13 +56,18 @@ def verify(path, remote):
         raise ChecksumError(f"{path} is corrupt: {remote.algorithm} {actual} != expected {remote.digest}")
 
 
+def _verification(target, remote):
+    """(the marker beside a verified file, what it records): the file's size and modification
+    time, and the checksum it matched."""
+    stat = target.stat()
+    return target.with_name(f".{target.name}.verified"), [stat.st_size, stat.st_mtime_ns, remote.digest]
+
+
 def _verified_once(target, remote):
     """Check a file found under its final name (placed by hand, as the error message invites,
-    or downloaded earlier) against its checksum, once: a marker records the size and
-    modification time it was verified at, so gigabytes are not hashed again at every run."""
-    marker = target.with_name(f".{target.name}.verified")
-    stat = target.stat()
-    seen = [stat.st_size, stat.st_mtime_ns, remote.digest]
+    or downloaded earlier) against its checksum, once: the marker says it was, at this size
+    and modification time, so gigabytes are not hashed again at every run."""
+    marker, seen = _verification(target, remote)
     if marker.exists() and json.loads(marker.read_text()) == seen:
         return target
     try:
@@ -114,8 +119,7 @@ def download(remote, folder):
         part.unlink()  # complete and wrong: the next try starts clean
         raise
     part.replace(target)
-    write_json(target.with_name(f".{target.name}.verified"), [target.stat().st_size, target.stat().st_mtime_ns,
-                                                              remote.digest])
+    write_json(*_verification(target, remote))
     return target
 
 
