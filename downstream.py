@@ -39,7 +39,7 @@ from common.metrics import PRIMARY, task_metrics
 from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
 from common.probes import PROBES, ProbeSpec, fit, predict
-from common.provenance import changes, digest
+from common.provenance import changes, clips_digest, digest
 from common.selection import best_probes
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
@@ -109,7 +109,7 @@ def usable_feature_sets(model_dir, index, args):
     is named and left out."""
     with open(index, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    clips = digest([(r["clip_id"], r["split"]) for r in rows])
+    clips = clips_digest((r["clip_id"], r["split"]) for r in rows)
     usable, provenance = [], {"index": digest(rows), "probes": list(args.probes), "seeds": args.seeds,
                               "epochs": args.epochs}
     for path in sorted((p for p in model_dir.iterdir() if (p / "meta.json").exists()),

@@ -20,7 +20,6 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
-import csv
 import json
 import shutil
 from collections import Counter
@@ -38,7 +37,7 @@ from common.distributed import add_precision_option, resolve_device, resolve_pre
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import build, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
-from common.provenance import changes, digest
+from common.provenance import changes, clips_digest
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
 
@@ -136,7 +135,7 @@ def _read_meta(out_dir):
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
-def weights_id(out_dir, source):
+def weights_id(out_dir, source, model):
     """The save id of the checkpoint file, and its loaded state when it had to be read: a file
     not written again since the features were extracted (checkpoints are replaced atomically,
     so a new save is a new modification time) keeps the id recorded then, which spares loading
@@ -145,15 +144,9 @@ def weights_id(out_dir, source):
     if meta.get("source") == str(source) and meta.get("source_mtime_ns") == source.stat().st_mtime_ns \
             and meta.get("provenance"):
         return meta["provenance"]["weights"], None
-    state = checkpoints.load(source)
+    state = checkpoints.load(source, model)
     # checkpoints written before save ids existed: their path and modification time stand in
     return state.get("save_id") or f"{source}@{source.stat().st_mtime_ns}", state
-
-
-def _clip_ids(index):
-    """(clip id, split) of every row: noisy files hold the test rows, so the splits must agree too."""
-    with open(index, newline="", encoding="utf-8") as f:
-        return [(row["clip_id"], row["split"]) for row in csv.DictReader(f)]
 
 
 def sample_per_split(clips, n):
@@ -182,14 +175,14 @@ def write_index(path, clips, task, settings):
     again (their provenance names the clips)."""
     text = "clip_id,label,split\n" + "".join(f"{_csv(c.id)},{_csv(task.label(c))},{c.split}\n" for c in clips)
     recorded = path.with_name("index.settings.json")
-    if path.exists() and path.read_text() != text:
+    existing = path.read_text() if path.exists() else None
+    if existing is not None and existing != text:
         if not recorded.exists() or json.loads(recorded.read_text()) != settings:
             raise UserError(f"{path} lists other clips or splits than this extraction would (another --splits or "
                             f"--clips-per-split?): delete {path.parent} to extract every model again")
-        before = len(path.read_text().splitlines()) - 1
-        print(f"the {task.dataset} clips changed ({before} -> {len(clips)} usable): {path} is written anew, and "
-              f"every model's features are extracted again as it is run")
-    if not path.exists() or path.read_text() != text:
+        print(f"the {task.dataset} clips changed ({len(existing.splitlines()) - 1} -> {len(clips)} usable): {path} "
+              f"is written anew, and every model's features are extracted again as it is run")
+    if existing != text:
         write_text(path, text)
     if not recorded.exists():
         write_json(recorded, settings)
@@ -225,11 +218,11 @@ def main():
                 {"splits": args.splits, "clips_per_split": args.clips_per_split})
     test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
 
-    data_provenance = {"clips": digest(_clip_ids(task_dir / "index.csv")), "audio": cache.digest([c.id for c in clips]),
-                       "precision": str(precision)}
+    data_provenance = {"clips": clips_digest((c.id, c.split) for c in clips),
+                       "audio": cache.digest([c.id for c in clips]), "precision": str(precision)}
     for name, source in sources.items():
         out_dir = task_dir / args.model / name
-        weights, state = ("handcrafted", None) if source is None else weights_id(out_dir, source)
+        weights, state = ("handcrafted", None) if source is None else weights_id(out_dir, source, args.model)
         provenance = {"weights": weights, **data_provenance}
         before = _read_meta(out_dir).get("provenance")
         stale = list(out_dir.glob("*.npy")) if before != provenance else []
@@ -247,8 +240,6 @@ def main():
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
             state = state or checkpoints.load(source, args.model)
-            if state["model_name"] != args.model:
-                raise UserError(f"{source} is a checkpoint of {state['model_name']}, not of {args.model}")
             encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
             checkpoints.load_weights(encoder, source, state["model"])
             encoder.to(device).eval()

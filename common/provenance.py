@@ -15,6 +15,12 @@ def digest(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+def clips_digest(clips_and_splits):
+    """The provenance of a task's clip list: its (clip id, split) pairs, in row order. Extraction
+    records it from the clips it embeds, probes compare it with the index they read."""
+    return digest([[clip, split] for clip, split in clips_and_splits])
+
+
 def changes(before, now):
     """The keys whose values differ between two recorded provenances."""
     return [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
