@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from common.atomic import write_json, write_text
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
-from common.distributed import resolve_device
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
+                        positive_int, run)
+from common.distributed import add_device_option, resolve_device
 from common.metrics import PRIMARY, task_metrics
 from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
@@ -54,12 +55,12 @@ def parse_args():
                         help="a model id (python -m common.models), or handcrafted")
     parser.add_argument("--task", required=True, choices=tuple(TASKS))
     add_data_options(parser)
-    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
-    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")
+    parser.add_argument("--results-dir", type=folder, default=REPO_ROOT / "results")
     parser.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES))
     parser.add_argument("--seeds", type=positive_int, default=3, help="probe seeds per checkpoint and kind (default 3)")
     parser.add_argument("--epochs", type=positive_int, default=100, help="most epochs of probe training (default 100)")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="fit again even if the results file is up to date with its features")
     return parser.parse_args()

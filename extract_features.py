@@ -31,9 +31,10 @@ from tqdm import tqdm
 
 from common import checkpoints, handcrafted
 from common.atomic import atomic_path, write_json, write_text
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
+                        positive_int, run)
 from common.dataset import SPLIT_SCHEMES, load_dataset
-from common.distributed import add_precision_option, resolve_device, resolve_precision
+from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import build, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
@@ -52,9 +53,9 @@ def parse_args():
                         help="a model id (python -m common.models), or handcrafted")
     parser.add_argument("--task", required=True, choices=tuple(TASKS))
     add_data_options(parser)
-    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
+    parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
-    parser.add_argument("--features-dir", type=Path, default=REPO_ROOT / "features")
+    parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")
     parser.add_argument("--checkpoints", nargs="+", metavar="NAME",
                         help="only these checkpoints: untrained, a subset (1, 2, ..., full), with -draw<k> and "
                              "-seed<k> where runs have them, and <name>@<step> (or <name>@all) for the weights a "
@@ -70,7 +71,7 @@ def parse_args():
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
     add_precision_option(parser)
     return parser.parse_args()
 
@@ -196,8 +197,6 @@ def _csv(value):
 def main():
     args = parse_args()
     check_output_dir(args.features_dir, "--features-dir")
-    if args.runs_dir.exists() and not args.runs_dir.is_dir():
-        raise UserError(f"--runs-dir {args.runs_dir} is a file, not a folder")
     task = TASKS[args.task]
     dataset = load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
     data_name = "demo" if args.demo else "real"
@@ -205,6 +204,9 @@ def main():
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     if args.model == HANDCRAFTED:
+        if args.checkpoints or args.runs_data:
+            raise UserError(f"{' '.join(args.checkpoints or [args.runs_data])}: handcrafted features come from no "
+                            f"checkpoint (leave out --checkpoints and --runs-data)")
         sample_rate, sources = handcrafted.SAMPLE_RATE, {"none": None}
     else:
         runs_data = args.runs_data or ("demo" if args.demo else "MTAT")

@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 from common import figures, reference
-from common.cli import REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, positive_int, run
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
+                        positive_int, run)
+from common.distributed import add_device_option
 from common.metrics import PRIMARY
 from common.models import MODELS, base_name, model_argument, train_command
 from common.noise import DEFORMATIONS
@@ -70,10 +72,10 @@ def parse_args():
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
                              "N - 1 seeded genre-balanced draws of the same sizes")
     for name in OUTPUTS:
-        parser.add_argument(f"--{name}-dir", type=Path,
+        parser.add_argument(f"--{name}-dir", type=folder,
                             help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
                                  f"the full one)")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
     args = parser.parse_args()
     for name in OUTPUTS:
         if getattr(args, f"{name}_dir") is None:

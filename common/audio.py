@@ -33,6 +33,27 @@ def _wav_promised_frames(path, block_align):
     return None
 
 
+def _mp3_stream_bytes(path):
+    """(bytes of MPEG audio the stream's Xing/Info header declares, bytes the file holds after its
+    ID3v2 tag), or None where there is no such header. LAME and most encoders write it; it is
+    what tells a cut MP3 from a short one when the metadata gives no duration."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        start = 0
+        if head[:3] == b"ID3":  # a tag of synchsafe size, and a footer of 10 bytes when flagged
+            start = 10 + (head[6] << 21 | head[7] << 14 | head[8] << 7 | head[9]) + (10 if head[5] & 0x10 else 0)
+        f.seek(start)
+        frame = f.read(200)
+    for tag in (b"Xing", b"Info"):
+        at = frame.find(tag)
+        if 0 <= at <= 40 and len(frame) >= at + 16:
+            flags = int.from_bytes(frame[at + 4:at + 8], "big")
+            if flags & 2:  # the byte count follows the frame count when that is present
+                offset = at + 8 + (4 if flags & 1 else 0)
+                return int.from_bytes(frame[offset:offset + 4], "big"), Path(path).stat().st_size - start
+    return None
+
+
 def _read(path):
     """Return (samples x channels float32, sample rate, frames the header promised or None)."""
     try:
@@ -102,9 +123,17 @@ def load_audio(path, sample_rate, expected_seconds=None):
         raise AudioError("missing file")
     if not path.is_file():  # a FIFO or a device would block the reader forever
         raise AudioError("not a regular file")
-    data, sr, promised = _read(path)
+    if path.stat().st_size == 0:
+        raise AudioError("empty (0 bytes)")
+    try:
+        data, sr, promised = _read(path)
+        stream = _mp3_stream_bytes(path) if _container(path) == "MP3" else None
+    except OSError as error:  # no permission to read it, an I/O error of the disk
+        raise AudioError(f"unreadable ({error.strerror or error})") from None
     if data.size == 0:
         raise AudioError("empty (no samples)")
+    if stream and stream[1] < stream[0]:
+        raise AudioError(f"truncated ({stream[1]} of the {stream[0]} bytes its MP3 header declares)")
     if promised is not None and len(data) < promised:
         raise AudioError(f"truncated ({len(data)} of {promised} frames)")
     if expected_seconds and len(data) / sr < 0.9 * expected_seconds:

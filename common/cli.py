@@ -24,8 +24,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def folder(text):
+    """An argparse type for a folder option: a path that is not a file (it may not exist yet)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: is a file, not a folder")
+    return path
+
+
+def existing_file(text):
+    """An argparse type for an input file option: the file must be there."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'is a folder' if path.is_dir() else 'no such file'}")
+    return path
+
+
 def add_data_options(parser):
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+    parser.add_argument("--data-root", type=folder, default=DEFAULT_DATA_ROOT,
                         help="folder that holds the datasets (default: data/)")
     parser.add_argument("--demo", action="store_true",
                         help="use the embedded demo datasets (rendered on first use, no network)")

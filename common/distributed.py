@@ -3,6 +3,7 @@
 Run as `torchrun --nproc_per_node=N <model>/train.py ...`; a plain `python` run is a
 world of one and all of this reduces to no-ops.
 """
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -51,12 +52,26 @@ def resolve_device(name):
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise UserError(f"invalid --device {name!r}: choose from auto, cpu, cuda, cuda:N")
+        raise UserError(f"invalid value {name!r}: choose from auto, cpu, cuda, cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+        raise UserError(f"invalid value {name!r}: no CUDA device is available here (use cpu or auto)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+        raise UserError(f"invalid value {name!r}: there are {torch.cuda.device_count()} CUDA devices")
     return device
+
+
+def _device_option(text):
+    """--device is checked as it is parsed, before any work, with the same rules as at use."""
+    try:
+        resolve_device(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_device_option(parser):
+    parser.add_argument("--device", default="auto", type=_device_option,
+                        help="auto (cuda if there is one, else cpu), cpu, cuda or cuda:N (default: auto)")
 
 
 def resolve_precision(name, device):

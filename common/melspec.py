@@ -11,9 +11,11 @@ librosa  the project's first front end, kept for comparison: librosa's Slaney me
 `MelSpectrogram(..., htk=False, filter_norm="slaney", pad_mode="constant")` equals
 `power_to_db(librosa.feature.melspectrogram(...))`; the study recipe equals torchaudio's
 (HTK filters are librosa's with htk=True: the same triangles on the same FFT bins), which is
-not a dependency here: tests/test_melspec.py checks both against the formulas.
+not a dependency here: tests/test_melspec.py checks both against the formulas, and
+`mel_filters` against librosa.filters.mel (computed here in numpy: librosa's pulls in
+scipy.signal, seconds at every start of a command).
 """
-import librosa
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,14 +27,44 @@ COMPRESSIONS = {
 }
 
 
+def _hz_to_mel(hz, htk):
+    hz = np.asanyarray(hz, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    # Slaney's scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel, htk):
+    mel = np.asanyarray(mel, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filters(sample_rate, n_fft, n_mels, f_max=None, htk=True, norm=None):
+    """(n_mels, 1 + n_fft // 2) float32 triangular filters from 0 Hz to f_max (default: Nyquist),
+    equally spaced on the HTK or Slaney mel scale; norm "slaney" scales each to unit area."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0, htk), _hz_to_mel(f_max or sample_rate / 2, htk), n_mels + 2), htk)
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    ramps = edges[:, None] - bins[None, :]
+    widths = np.diff(edges)
+    rising, falling = -ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    if norm == "slaney":
+        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
 class MelSpectrogram(nn.Module):
     def __init__(self, sample_rate, n_fft, hop_length, n_mels, f_max=None, htk=True, filter_norm=None,
                  pad_mode="reflect", compression="db"):
         super().__init__()
         self.hop_length, self.n_fft, self.pad_mode = hop_length, n_fft, pad_mode
         self.compress = COMPRESSIONS[compression]
-        basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=f_max, htk=htk,
-                                    norm=filter_norm)
+        basis = mel_filters(sample_rate, n_fft, n_mels, f_max, htk, filter_norm)
         self.register_buffer("mel_basis", torch.from_numpy(basis), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 

@@ -67,8 +67,6 @@ def audio_folder(folder, sample_rate, data_root, tags_file=None, supervised=Fals
         raise UserError("this model learns from tags: give --tags FILE (CSV with columns path,tags; tags "
                         "separated by ';') with --audio-dir, or pretrain clmr or tmae, which need none")
     tags = {}
-    if tags_file is not None and not Path(tags_file).is_file():
-        raise UserError(f"--tags {tags_file}: no such file")
     if tags_file is not None:
         with open(tags_file, newline="", encoding="utf-8") as f:
             tags = {r["path"]: tuple(t.strip() for t in r["tags"].split(";") if t.strip())

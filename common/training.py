@@ -44,8 +44,8 @@ from tqdm import tqdm
 from common import checkpoints, distributed
 from common.global_batch import sync_batchnorm
 from common.atomic import write_json
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, non_negative_float,
-                        non_negative_int, positive_float, positive_int)
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir,
+                        existing_file, folder, non_negative_float, non_negative_int, positive_float, positive_int)
 from common.melspec import FRONT_ENDS
 from common.models import build, describe, model_class, model_id
 from common.pretraining_data import audio_folder, mtat_subset
@@ -94,8 +94,8 @@ def parse_args(model_name, description, defaults):
                         help="0: the study's subset (default); 1, 2, ...: a seeded genre-balanced draw of the "
                              "same size")
     add_data_options(parser)
-    parser.add_argument("--audio-dir", type=Path, help="pretrain on every audio file under this folder instead")
-    parser.add_argument("--tags", type=Path, help="with --audio-dir: CSV (path,tags; tags separated by ';')")
+    parser.add_argument("--audio-dir", type=folder, help="pretrain on every audio file under this folder instead")
+    parser.add_argument("--tags", type=existing_file, help="with --audio-dir: CSV (path,tags; tags separated by ';')")
     parser.add_argument("--epochs", type=positive_int, default=defaults["epochs"], help="default: %(default)s")
     parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in all")
     parser.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"],
@@ -113,15 +113,16 @@ def parse_args(model_name, description, defaults):
                         help="items of each clip per epoch: segments with tile, crops with random "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    distributed.add_device_option(parser)
     distributed.add_precision_option(parser)
-    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
+    parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--save-every", type=positive_int, default=500,
                         help="steps between saves of last.pt, what --resume continues from (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=defaults["checkpoint_every"],
                         metavar="EPOCHS", help="epochs between the weights kept as checkpoints/step<N>.pt, "
                                                "extracted as <subset>@<N> (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in its folder from last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in its folder from last.pt (or start it, if nothing is saved yet)")
     return parser.parse_args()
 
 
@@ -240,7 +241,11 @@ def _train(model_name, objective, args, world, supervised, views):
         raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another "
                         f"--seed or --runs-dir")
     if args.resume and not last.exists():
-        raise UserError(f"nothing to resume: {last} does not exist")
+        # killed before its first save (or never started): --resume starts it, so a job script
+        # can always pass --resume
+        if world.is_main:
+            print(f"nothing saved yet in {run_dir}: starting from step 0", file=sys.stderr)
+        args.resume = False
     if args.resume:
         _check_resumable(run_dir, args, world)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.melspec import MelSpectrogram
+from common.melspec import MelSpectrogram, mel_filters
 from common.models import build
 
 SR, N_FFT, HOP = 16000, 512, 256
@@ -96,3 +96,14 @@ def test_htk_filters_differ_from_slaney_where_the_scales_part():
     htk = MelSpectrogram(SR, N_FFT, HOP, 128, htk=True)(torch.from_numpy(y[None])).numpy()[0]
     slaney = MelSpectrogram(SR, N_FFT, HOP, 128, htk=False, filter_norm="slaney")(torch.from_numpy(y[None])).numpy()[0]
     assert np.abs(htk - slaney).mean() > 1.0  # dB
+
+
+@pytest.mark.parametrize("htk", [True, False])
+@pytest.mark.parametrize("norm", [None, "slaney"])
+def test_mel_filters_are_librosas(htk, norm):
+    for sr, n_fft, n_mels, f_max in ((16000, 512, 128, None), (16000, 512, 96, 8000), (22050, 2048, 96, None),
+                                     (8000, 257, 64, 3000)):
+        expected = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=f_max, htk=htk, norm=norm)
+        ours = mel_filters(sr, n_fft, n_mels, f_max, htk, norm)
+        assert ours.dtype == expected.dtype and ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-9)

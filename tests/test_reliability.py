@@ -1,0 +1,451 @@
+"""The fault-injection suite of SPEC section 10: every fault goes in through the commands a
+researcher runs, and every guarantee of README's "Reliability" section is checked here.
+
+Paths hold spaces and non-ASCII characters throughout (a copy of the demo data under
+"données d'essai/", runs under "sorties à part/"), so no command may assume a plain path.
+"""
+import csv
+import gzip
+import json
+import os
+import re
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from common import checkpoints, cli
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_SCRIPTS = [f"{model}/train.py" for model in ("vggish", "musicnn", "ast", "clmr", "tmae")]
+COMMANDS = [*TRAIN_SCRIPTS, "extract_features.py", "downstream.py", "reproduce.py", "benchmarks/run.py",
+            "common.subsets", "common.reference", "common.models"]
+
+
+def _run(script, *options, check=True, **popen):
+    """Run one of the repository's scripts as a user would; with `check`, it must succeed."""
+    out = subprocess.run([sys.executable, script, *map(str, options)], cwd=REPO, capture_output=True, text=True,
+                         **popen)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad values for every option of every command
+# ---------------------------------------------------------------------------------------------
+
+class _Parsed(Exception):
+    """Raised in place of parsing: carries the command's parser out of it."""
+
+
+def _invoke(command, argv):
+    """Run `command` (a script path or a module name) in this process as its command line would,
+    with `argv`; returns its exit code. Everything it prints is left to capsys."""
+    saved = sys.argv
+    sys.argv = [command, *argv]
+    try:
+        if command.endswith(".py"):
+            runpy.run_path(str(REPO / command), run_name="__main__")
+        else:
+            runpy.run_module(command, run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def parser_of(command, monkeypatch):
+    def capture(parser, *args, **kwargs):
+        raise _Parsed(parser)
+    with monkeypatch.context() as patch:
+        patch.setattr(cli.ArgumentParser, "parse_args", capture)
+        try:
+            _invoke(command, [])
+        except _Parsed as parsed:
+            return parsed.args[0]
+    raise AssertionError(f"{command} does not parse its options with common.cli.ArgumentParser")
+
+
+def bad_values(action, tmp_path):
+    """Wrong values for one option, each with what its one-line error must say."""
+    a_file = tmp_path / "a file.txt"
+    a_file.write_text("not a folder")
+    option = action.option_strings[-1]
+    if action.choices is not None:
+        return [("bogus", "choose from")]
+    kind = getattr(action.type, "__qualname__", "")
+    if action.type in (cli.positive_int, cli.positive_float):
+        return [("0", "must be a positive"), ("x", "must be a positive")]
+    if action.type in (cli.non_negative_int, cli.non_negative_float):
+        return [("-1", "must be 0 or a positive")]
+    if action.type is cli.existing_file:
+        return [(str(tmp_path / "no such file.csv"), "no such file"), (str(tmp_path), "is a folder")]
+    if action.type is Path and option == "--compare":
+        return [(str(tmp_path), "no results")]
+    if action.type is cli.folder:  # every folder option: the data, the runs and every output
+        return [(str(a_file), "is a file, not a folder")]
+    if kind.startswith("model_argument"):
+        return [("bogus", "choose from")]
+    if kind == "parse_snr":
+        return [("loud", "clean")]
+    if option == "--device":
+        return [("bogus", "choose from auto, cpu, cuda"), ("cuda:7", "CUDA device")]
+    if option == "--runs-data":
+        return [("nowhere", "no checkpoints")]
+    if option == "--checkpoints":
+        return [("bogus", "choose from")]
+    raise AssertionError(f"no bad value known for {option} ({action}): add one to bad_values")
+
+
+def _context(command, tmp_path):
+    """The options a command needs besides the bad one, pointing every output into tmp_path."""
+    demo = ["--demo", "--data-root", str(REPO / "data")]
+    if command in TRAIN_SCRIPTS:
+        return [*demo, "--runs-dir", str(tmp_path / "runs"), "--subset", "1", "--max-steps", "1"]
+    if command == "extract_features.py":
+        return [*demo, "--model", "tmae", "--task", "pitch", "--features-dir", str(tmp_path / "features"),
+                "--runs-dir", str(tmp_path / "runs")]
+    if command == "downstream.py":
+        return [*demo, "--model", "handcrafted", "--task", "pitch", "--features-dir", str(tmp_path / "features"),
+                "--results-dir", str(tmp_path / "results")]
+    if command == "reproduce.py":
+        return [*demo, "--quick", *(o for n in ("runs", "features", "results", "figures")
+                                    for o in (f"--{n}-dir", str(tmp_path / n)))]
+    if command == "benchmarks/run.py":
+        return [*demo, "--only", "loader"]
+    if command == "common.subsets":
+        return demo
+    return []
+
+
+def _cases(monkeypatch, tmp_path):
+    for command in COMMANDS:
+        for action in parser_of(command, monkeypatch)._actions:
+            if not action.option_strings or action.nargs == 0:  # --help and flags take no value
+                continue
+            for value, says in bad_values(action, tmp_path):
+                yield command, action.option_strings[-1], value, says
+
+
+def test_a_bad_value_for_any_option_of_any_command_is_one_line_and_exit_code_2(monkeypatch, tmp_path, capsys,
+                                                                            data_root):
+    """Every option of every command, found in its parser (a new option without a bad value
+    here fails the test): one line on stderr naming the value and what is valid, exit code 2,
+    no traceback, nothing written."""
+    monkeypatch.chdir(REPO)
+    from common.models import build
+    checkpoints.save(tmp_path / "runs" / "demo" / "tmae" / "1" / "seed0" / "untrained.pt",  # one for --checkpoints
+                     {"model_name": "tmae", "model": build("tmae").state_dict(), "step": 0})
+    checked = 0
+    for command, option, value, says in list(_cases(monkeypatch, tmp_path)):
+        code = _invoke(command, [*_context(command, tmp_path), option, value])
+        err = capsys.readouterr().err
+        where = f"{command} {option} {value!r}"
+        assert code == 2, f"{where}: exit code {code}; stderr: {err[-800:]}"
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, f"{where}: {err[-800:]}"
+        assert says in lines[0] and (value in lines[0] or Path(value).name in lines[0]), f"{where}: {lines[0]}"
+        checked += 1
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs" / "demo" / "1").exists()
+    assert checked > 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Unusable audio mixed into each dataset
+# ---------------------------------------------------------------------------------------------
+
+# What becomes of a clip whose file has the fault: None where it is used (stereo is averaged to
+# mono, another sample rate is resampled), else the reason it is skipped with (a pattern: root
+# reads a file of any mode, so there the unreadable file is a folder).
+FAULTS = {"corrupt": "not a known audio container", "truncated": "truncated", "empty": "empty",
+          "silent": "silent", "unreadable": "unreadable|not a regular file", "stereo": None, "resampled": None}
+
+
+def inject(path, fault):
+    """Spoil the audio file at `path` the way `fault` says, in its own format."""
+    original = path.read_bytes()
+    if fault == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(len(original)))
+    elif fault == "truncated":
+        path.write_bytes(original[:len(original) * 2 // 3])
+    elif fault == "empty":
+        path.write_bytes(b"")
+    elif fault == "unreadable":
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads whatever the mode says: a folder is what it cannot read
+            path.unlink()
+            path.mkdir()
+    else:
+        y, sr = sf.read(path, dtype="float32", always_2d=True)
+        y = y.mean(1)
+        if fault == "silent":
+            y, channels = np.zeros_like(y), 1
+        elif fault == "stereo":
+            y, channels = np.stack([y, 0.5 * y], 1), 2
+        else:
+            sr, channels = {16000: 22050}.get(sr, 48000), 1
+            y = librosa.resample(y, orig_sr=sf.info(path).samplerate, target_sr=sr)
+        info = sf.info(path)
+        sf.write(path, y, sr, format=info.format, subtype=info.subtype if channels == 1 or info.format != "MP3"
+                 else None)
+
+
+def _keep_only(root, name, kept):
+    """Cut the dataset copy at `root` down to the clips `kept`, through its own metadata files."""
+    if name == "MTAT":
+        index = root / "mtat_index.tsv.gz"
+        with gzip.open(index, "rt") as f:
+            lines = f.read().splitlines(keepends=True)
+        with gzip.open(index, "wt") as f:
+            f.writelines([lines[0], *(line for line in lines[1:] if line.split("\t", 1)[0] in kept)])
+    elif name == "TinySOL":
+        metadata = root / "TinySOL_metadata.csv"
+        lines = metadata.read_text().splitlines(keepends=True)
+        metadata.write_text("".join([lines[0], *(line for line in lines[1:]
+                                                  if Path(line.split(",", 1)[0]).stem in kept)]))
+    else:
+        for key_file in (root / "keys").glob("*.txt"):
+            if key_file.stem not in kept:
+                key_file.unlink()
+
+
+@pytest.fixture(scope="module")
+def faulty_data(tmp_path_factory, data_root):
+    """A small copy of each demo dataset (a few clips of every split) under a path with a space
+    and accents, with one clip of every fault: (root, {dataset: {clip id: fault}})."""
+    from common.dataset import load_dataset
+    from common.subsets import select
+    root = tmp_path_factory.mktemp("reliability") / "données d'essai"
+    names, spoiled = ("MTAT", "TinySOL", "beatport_key"), {}
+    for name in names:
+        shutil.copytree(data_root / "demo" / name, root / "demo" / name, ignore=shutil.ignore_patterns(".cache"))
+    for name in names:
+        dataset = load_dataset(name, root, demo=True)
+        # MTAT: the clips of the subset train.py reads; the others: clips of every split
+        chosen = select(dataset.clips, "1", 0) if name == "MTAT" else dataset.clips[::len(dataset.clips) // 7][:7]
+        others = [c for split in ("train", "valid", "test") for c in dataset.split(split)
+                  if c not in chosen][:3] if name != "MTAT" else dataset.split("valid")[:3] + dataset.split("test")[:3]
+        _keep_only(dataset.root, name, {c.id for c in [*chosen, *others]})
+        spoiled[name] = {}
+        for clip, fault in zip(chosen, FAULTS):
+            inject(dataset.root / clip.path, fault)
+            spoiled[name][clip.id] = fault
+    return root, spoiled
+
+
+def _skipped_as_expected(stderr, manifest, spoiled):
+    expected = {clip: FAULTS[fault] for clip, fault in spoiled.items() if FAULTS[fault]}
+    lines = [line for line in stderr.splitlines() if "unusable audio file" in line]
+    assert len(lines) == 1 and f"skipped {len(expected)} unusable audio file(s)" in lines[0], stderr[-2000:]
+    listed = {s["key"]: s["skipped"] for s in json.loads(manifest.read_text())["skipped"]}
+    assert set(listed) == set(expected)
+    for clip, reason in expected.items():
+        assert re.search(reason, listed[clip]), (clip, listed[clip])
+        assert clip in lines[0] or len(expected) > 5
+
+
+def test_unusable_audio_is_skipped_named_and_counted_by_train_and_extract(faulty_data, tmp_path):
+    root, spoiled = faulty_data
+    runs = tmp_path / "sorties à part" / "runs"
+    common = ["--data-root", str(root), "--demo", "--runs-dir", str(runs)]
+    out = _run("tmae/train.py", *common, "--subset", "1", "--max-steps", "1", "--batch-size", "2")
+    cache = root / "demo" / "MTAT" / ".cache" / "sr16000"
+    _skipped_as_expected(out.stderr, cache / "manifest.json", spoiled["MTAT"])
+    config = json.loads((runs / "demo" / "tmae" / "1" / "seed0" / "config.json").read_text())
+    used = {clip for clip, fault in spoiled["MTAT"].items() if FAULTS[fault] is None}
+    assert used <= set(config["clips"]) and config["n_clips"] == 10 - (len(spoiled["MTAT"]) - len(used))
+
+    for task, dataset in (("tagging", "MTAT"), ("pitch", "TinySOL"), ("key", "beatport_key")):
+        out = _run("extract_features.py", *common, "--model", "tmae", "--task", task, "--snr", "clean",
+                   "--features-dir", str(tmp_path / "sorties à part" / "features"))
+        _skipped_as_expected(out.stderr, root / "demo" / dataset / ".cache" / "sr16000" / "manifest.json",
+                             spoiled[dataset])
+    # the stereo and resampled clips are in the cache, as long as their originals
+    from common.audio_cache import AudioCache
+    tinysol = AudioCache(root / "demo" / "TinySOL" / ".cache" / "sr16000")
+    for clip, fault in spoiled["TinySOL"].items():
+        assert (clip in tinysol) == (FAULTS[fault] is None), clip
+
+
+# ---------------------------------------------------------------------------------------------
+# train.py killed at any moment
+# ---------------------------------------------------------------------------------------------
+
+def _start(script, *options):
+    return subprocess.Popen([sys.executable, script, *map(str, options)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stop_when(process, moment, signal_number=signal.SIGKILL, timeout=180):
+    """Send `signal_number` to `process` as soon as `moment()` holds (polled every millisecond)."""
+    deadline = time.time() + timeout
+    while not moment():
+        assert process.poll() is None, f"it ended before the moment came: {process.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "the moment never came"
+        time.sleep(0.001)
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=120)
+    return err
+
+
+def _log_rows(run):
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _whole_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(None not in row and None not in row.values() for row in rows), f"{path} has a row cut short"
+
+
+def _everything_visible_is_whole(folder):
+    """Every file a reader can see under `folder` is complete: checkpoints and arrays load, JSON
+    parses, every CSV row has all its fields. (A file may vanish between listing and reading: a
+    stale one being replaced.)"""
+    readers = {".pt": checkpoints.load, ".npy": np.load, ".json": lambda path: json.loads(path.read_text()),
+               ".csv": _whole_csv}
+    for path in folder.rglob("*"):
+        if path.suffix in readers and not path.name.startswith("."):
+            try:
+                readers[path.suffix](path)
+            except FileNotFoundError:
+                continue
+
+
+@pytest.mark.parametrize("crops", ["tile", "random"])
+def test_train_killed_at_any_moment_resumes_to_the_weights_of_an_uninterrupted_run(crops, tmp_path, data_root):
+    # subset 1's ten clips (one tile of each, or two random crops): epochs of 3 or 5 steps of 4, the
+    # weights kept after each
+    options = ["--demo", "--subset", "1", "--batch-size", "4", "--crops", crops, "--crops-per-clip", "2",
+               "--save-every", "1", "--checkpoint-every", "1", "--max-steps", "12"]
+    _run("tmae/train.py", *options, "--runs-dir", tmp_path / "straight")
+    runs = tmp_path / "sorties à part"
+    run = runs / "demo" / "tmae" / "1" / "seed0"
+
+    def writing(pattern):
+        return lambda: any(run.glob(pattern))
+
+    def logged(rows):
+        return lambda: (run / "log.csv").exists() and (run / "log.csv").read_text().count("\n") > rows
+
+    moments = [("writing untrained.pt, before any step", writing(".untrained.pt.*.tmp"), signal.SIGKILL),
+               ("writing last.pt", writing(".last.pt.*.tmp"), signal.SIGKILL),
+               ("writing a kept checkpoint", writing("checkpoints/.step*.tmp"), signal.SIGKILL),
+               ("Ctrl-C between steps", logged(8), signal.SIGINT),
+               ("between steps", logged(10), signal.SIGKILL)]
+    if crops == "random":  # the same moments, met by the same code: what differs is the crops' random state
+        moments = moments[2:3]
+    for what, moment, signal_number in moments:
+        err = _stop_when(_start("tmae/train.py", *options, "--runs-dir", runs, "--resume"), moment, signal_number)
+        _everything_visible_is_whole(run)
+        if signal_number == signal.SIGINT:  # Ctrl-C saves the step it stopped at
+            assert "add --resume to continue" in err, err[-2000:]
+            assert checkpoints.load(run / "last.pt")["step"] == int(_log_rows(run)[-1]["step"])
+    _run("tmae/train.py", *options, "--runs-dir", runs, "--resume")
+
+    straight = tmp_path / "straight" / "demo" / "tmae" / "1" / "seed0"
+    kept = sorted(p.name for p in (straight / "checkpoints").iterdir())
+    assert len(kept) >= 2 and kept == sorted(p.name for p in (run / "checkpoints").iterdir())
+    for name in ["last.pt", "untrained.pt", *(f"checkpoints/{k}" for k in kept)]:
+        a, b = checkpoints.load(straight / name)["model"], checkpoints.load(run / name)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    columns = ("step", "epoch", "loss", "lr")
+    assert [[r[c] for c in columns] for r in _log_rows(run)] == [[r[c] for c in columns] for r in _log_rows(straight)]
+    assert not list(run.rglob("*.tmp"))  # what the killed writers left was cleared by the next write
+
+    out = _run("tmae/train.py", *options, "--runs-dir", runs, "--resume", "--max-steps", "14", "--batch-size", "8",
+               check=False)
+    assert out.returncode == 2 and "--batch-size 4 -> 8" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# extract_features.py and downstream.py killed, or run twice at once
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, data_root):
+    runs = tmp_path_factory.mktemp("runs") / "sorties à part"
+    _run("tmae/train.py", "--demo", "--subset", "1", "--max-steps", "2", "--batch-size", "4", "--runs-dir", runs)
+    return runs
+
+
+def _watch(process, folder, moment, signal_number=signal.SIGKILL, timeout=180):
+    """Check that nothing under `folder` is ever seen half-written while `process` runs; stop it
+    with `signal_number` once `moment()` holds (never, with moment None). Returns its stderr."""
+    deadline = time.time() + timeout
+    while process.poll() is None:
+        _everything_visible_is_whole(folder)
+        if moment is not None and moment():
+            process.send_signal(signal_number)
+            break
+        assert time.time() < deadline, "it ran too long"
+        time.sleep(0.002)
+    else:
+        assert moment is None, f"it ended before the moment came: {process.stderr.read()[-2000:]}"
+    _, err = process.communicate(timeout=120)
+    _everything_visible_is_whole(folder)
+    return err
+
+
+def _same_arrays(a, b):
+    names = sorted(p.relative_to(a) for p in a.rglob("*.npy"))
+    assert names and names == sorted(p.relative_to(b) for p in b.rglob("*.npy"))
+    for name in names:
+        assert np.array_equal(np.load(a / name), np.load(b / name)), name
+
+
+def test_extraction_and_probes_killed_midway_finish_only_what_is_missing(trained_runs, tmp_path):
+    extract = ["--demo", "--model", "tmae", "--task", "pitch", "--runs-dir", trained_runs, "--snr", "clean", "0",
+               "deform_2", "--clips-per-split", "12"]
+    probe = ["--demo", "--model", "tmae", "--task", "pitch", "--seeds", "1", "--epochs", "30"]
+    straight, killed = tmp_path / "straight", tmp_path / "sorties à part"
+    _run("extract_features.py", *extract, "--features-dir", straight / "features")
+    _run("downstream.py", *probe, "--features-dir", straight / "features", "--results-dir", straight / "results")
+
+    features = killed / "features" / "demo" / "pitch" / "tmae"
+    # killed while the trained checkpoint's noisy features are written: the untrained ones and its clean ones are done
+    err = _watch(_start("extract_features.py", *extract, "--features-dir", killed / "features"), killed,
+                 lambda: any((features / "1").glob(".snr0.npy.*.tmp")))
+    done = {p: p.stat().st_mtime_ns for p in features.rglob("*.npy")}
+    assert features / "1" / "clean.npy" in done and features / "untrained" / "deform_2.npy" in done, err
+    out = _run("extract_features.py", *extract, "--features-dir", killed / "features")
+    assert "tmae untrained: done already" in out.stdout and "tmae 1 snr0: 12 clips" in out.stdout
+    assert "tmae 1 clean" not in out.stdout
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in done.items())  # finished files were left alone
+    _same_arrays(straight / "features", killed / "features")
+
+    results = killed / "results" / "demo" / "pitch"
+    process = subprocess.Popen([sys.executable, "downstream.py", *map(str, probe), "--features-dir",
+                                str(killed / "features"), "--results-dir", str(killed / "results")],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while "fitting" not in process.stdout.readline():  # killed as the probes are being fitted
+        assert process.poll() is None
+    _watch(process, killed, lambda: True)
+    assert not results.exists() or not list(results.glob("tmae.*"))
+    _run("downstream.py", *probe, "--features-dir", killed / "features", "--results-dir", killed / "results")
+    assert (results / "tmae.csv").read_text() == (straight / "results" / "demo" / "pitch" / "tmae.csv").read_text()
+
+
+def test_two_extractions_of_the_same_features_at_once_both_finish_whole(trained_runs, tmp_path):
+    extract = ["extract_features.py", "--demo", "--model", "tmae", "--task", "key", "--runs-dir", trained_runs,
+               "--snr", "clean", "deform_2", "--clips-per-split", "6"]
+    _run(*extract, "--features-dir", tmp_path / "alone")
+    together = [_start(*extract, "--features-dir", tmp_path / "together") for _ in range(2)]
+    _watch(together[0], tmp_path / "together", None)
+    together[1].communicate(timeout=180)
+    assert [p.returncode for p in together] == [0, 0]
+    _same_arrays(tmp_path / "alone", tmp_path / "together")
+    assert not list((tmp_path / "together").rglob("*.tmp"))
