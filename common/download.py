@@ -2,12 +2,15 @@
 
 A download goes to `<name>.part`; an interrupted one continues from there with an HTTP
 Range request. The file gets its real name only after its checksum matched, so a file
-under its real name is always complete. Archives are extracted member by member after
+under its real name is always complete. With LIMITED_DATA_MIRROR=<url> in the environment
+every file is fetched from <url>/<file name> instead of the dataset's own host (a copy on a
+cluster's file server, say): the checksums are the same, so a mirror cannot change the data. Archives are extracted member by member after
 checking that no member would land outside the target folder.
 """
 import hashlib
 import http.client
 import json
+import os
 import shutil
 import socket
 import tarfile
@@ -22,6 +25,7 @@ from tqdm import tqdm
 from common.atomic import write_json
 from common.cli import UserError
 
+MIRROR_VARIABLE = "LIMITED_DATA_MIRROR"
 CHUNK = 1 << 20
 TIMEOUT_S = 30
 
@@ -78,6 +82,12 @@ def _verified_once(target, remote):
     return target
 
 
+def source_url(remote):
+    """Where `remote` is fetched from: its dataset's host, or the mirror the environment names."""
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    return f"{mirror.rstrip('/')}/{remote.filename}" if mirror else remote.url
+
+
 def download(remote, folder):
     """Make `folder/remote.filename` exist and match its checksum; return its path. A transfer
     cut short keeps its .part, which the next try resumes with a Range request; only a complete
@@ -88,9 +98,10 @@ def download(remote, folder):
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
+    url = source_url(remote)
     total = None
     try:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             if have and response.status != 206:  # the server ignored the Range: start over
                 have = 0
@@ -105,13 +116,15 @@ def download(remote, folder):
         if error.code == 416 and have:  # the part file is already complete
             pass
         else:
-            raise DownloadError(f"downloading {remote.url} failed: HTTP {error.code}") from None
+            raise DownloadError(f"downloading {url} failed: HTTP {error.code}") from None
+    except ValueError as error:  # a mirror address that is no URL
+        raise DownloadError(f"cannot download from {url!r} ({error}): check ${MIRROR_VARIABLE}") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", None) or type(error).__name__
         kept = f"; {part.stat().st_size:,} bytes kept in {part}, resumed by the next try" if part.exists() else ""
-        raise DownloadError(f"cannot download {remote.url} ({reason}){kept}") from None
+        raise DownloadError(f"cannot download {url} ({reason}){kept}") from None
     if total is not None and part.stat().st_size < total:
-        raise DownloadError(f"the connection to {remote.url} closed after {part.stat().st_size:,} of {total:,} "
+        raise DownloadError(f"the connection to {url} closed after {part.stat().st_size:,} of {total:,} "
                             f"bytes: run again to resume from {part}")
     try:
         verify(part, remote)

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from common import download, mtat, tinysol
-from common.download import ChecksumError, DownloadError, Remote
+from common.download import MIRROR_VARIABLE, ChecksumError, DownloadError, Remote
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,18 +112,46 @@ def test_checksum_mismatch_is_detected_and_not_kept(server, tmp_path):
     assert not (tmp_path / "blob.bin").exists() and not (tmp_path / "blob.bin.part").exists()
 
 
-def test_offline_gives_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+def extract_from_mirror(mirror, data_root):
+    """extract_features.py on the real TinySOL under `data_root`, its files fetched from `mirror`."""
+    return subprocess.run([sys.executable, "extract_features.py", "--model", "handcrafted", "--task", "pitch",
+                           "--data-root", str(data_root), "--features-dir", str(data_root / "features")],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, MIRROR_VARIABLE: mirror})
+
+
+def one_line(out):
+    """The command's one error line (after the progress bar of a transfer, where there was one)."""
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    lines = [line for line in out.stderr.split("\n") if line.strip()]
+    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1, out.stderr[-2000:]
+    return lines[-1]
+
+
+def test_without_network_a_command_says_in_one_line_what_to_place_by_hand(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    remotes = tuple(Remote(r.filename, f"http://127.0.0.1:{port}/{r.filename}", r.algorithm, r.digest)
-                    for r in tinysol.REMOTES)
-    monkeypatch.setattr(tinysol, "REMOTES", remotes)
-    with pytest.raises(DownloadError) as error:
-        tinysol.ensure(tmp_path / "TinySOL")
-    message = str(error.value)
-    assert "\n" not in message
-    assert "TinySOL.tar.gz, TinySOL_metadata.csv" in message and "--demo" in message
+    line = one_line(extract_from_mirror(f"http://127.0.0.1:{port}", tmp_path / "données"))
+    assert "TinySOL.tar.gz, TinySOL_metadata.csv" in line and "by hand" in line and "--demo" in line
+
+
+def test_a_command_refuses_a_corrupt_download_and_resumes_a_cut_one(server, tmp_path):
+    """Through the command line, from a mirror on 127.0.0.1: a cut transfer keeps its .part and
+    the next run asks for the rest; a complete file with another checksum is refused and removed
+    (the served bytes are not TinySOL's, so every complete download here is corrupt)."""
+    folder = tmp_path / "données" / "TinySOL"
+    server.files["/TinySOL.tar.gz"] = b"x" * 200_000
+    server.cut_at = 70_000
+    line = one_line(extract_from_mirror(server.url, tmp_path / "données"))
+    assert "closed after 70,000 of 200,000 bytes" in line and "--demo" in line
+    assert (folder / "TinySOL.tar.gz.part").stat().st_size == 70_000
+    server.cut_at = None
+    line = one_line(extract_from_mirror(server.url, tmp_path / "données"))
+    assert server.requests[-1] == ("/TinySOL.tar.gz", "bytes=70000-")
+    assert "is corrupt: md5" in line and "36030a7fe389da86c3419e5ee48e3b7f" in line
+    assert not (folder / "TinySOL.tar.gz.part").exists() and not (folder / "TinySOL.tar.gz").exists()
+    line = one_line(extract_from_mirror("not a url", tmp_path / "données"))
+    assert MIRROR_VARIABLE in line
 
 
 def _zip(members):

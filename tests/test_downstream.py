@@ -73,7 +73,8 @@ def test_handcrafted_probes_learn_pitch_and_instrument(study, task, chance):
 
 def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
     target = study / "results" / "demo" / "tagging" / "tmae.csv"
-    run("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", features_dir=study / "features",
+    run("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", "--epochs", "10",
+        features_dir=study / "features",
         results_dir=study / "results")
     rows = results(target)
     assert list(rows[0]) == ["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
@@ -87,7 +88,7 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
     assert {r["minutes"] for r in rows if r["checkpoint"] == "1"} == {f"{10 * demo_mtat.CLIP_SECONDS / 60:.2f}"}
     assert all(0 <= float(r["value"]) <= 1 for r in rows)
     mtime = target.stat().st_mtime_ns
-    again = ("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2")
+    again = ("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", "--epochs", "10")
     out = run(*again, features_dir=study / "features", results_dir=study / "results")
     assert "is up to date with its features" in out.stdout and target.stat().st_mtime_ns == mtime
 
@@ -139,15 +140,6 @@ def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tm
     assert "vggish 5 (linear): 0.500" in summary_table(tmp_path / "demo", ["pitch"])
     df = figures.load(tmp_path / "demo")
     assert figures._drawn_probes(df, "pitch") == [("linear", "-")]
-
-
-@pytest.mark.parametrize("options,message", [
-    (["--seeds", "0"], "invalid value '0'"), (["--epochs", "0"], "invalid value '0'"),
-    (["--epochs", "-5"], "invalid value '-5'"), (["--results-dir", __file__], "is a file, not a folder")])
-def test_bad_options_are_one_line(options, message, tmp_path):
-    out = run_demo_script("downstream.py", "--model", "tmae", "--task", "pitch", "--features-dir", tmp_path,
-                          *options, check=False)
-    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_missing_features_name_the_command_that_makes_them(tmp_path):

@@ -162,16 +162,11 @@ def test_error_lines(tmp_path, tmae_runs):
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         return out.stderr
 
-    assert "unknown model 'vgg'" in error("--model", "vgg", "--task", "pitch")
-    assert "invalid choice: 'genre'" in error("--model", "tmae", "--task", "genre")
     assert "python vggish/train.py --demo --subset 1" in error("--model", "vggish", "--task", "pitch")
     assert "choose from untrained, 1" in error("--model", "tmae", "--task", "pitch", "--checkpoints", "5")
     foreign = tmp_path / "runs"
     shutil.copytree(tmae_runs / "demo" / "tmae", foreign / "demo" / "clmr")
     assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)
-    for size in ("0", "-1"):  # a negative batch once wrote an all-NaN clean.npy as finished
-        assert f"invalid value '{size}'" in error("--model", "tmae", "--task", "pitch", "--batch-size", size)
-    assert "is a file, not a folder" in error("--model", "tmae", "--task", "pitch", runs=Path(__file__))
 
 
 def test_weights_that_do_not_fit_and_code_in_a_checkpoint_are_refused_in_one_line(tmp_path, tmae_runs):
@@ -243,14 +238,6 @@ def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12
     assert measured == pytest.approx(15, abs=0.05)
     assert sorted(["deform_0", "0", "clean", "20", "deform_2"], key=condition_order) == [
         "clean", "20", "0", "deform_0", "deform_2"]
-
-
-@pytest.mark.parametrize("value", ["nan", "inf", "loud"])
-def test_a_bad_condition_is_one_line(value, tmp_path):
-    out = extract("--model", "handcrafted", "--task", "pitch", "--snr", value, features=tmp_path, runs=tmp_path,
-                  check=False)
-    assert out.returncode == 2 and f"invalid condition {value!r}" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_their_own(tmp_path, data_root):

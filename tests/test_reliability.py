@@ -98,7 +98,7 @@ def bad_values(action, tmp_path):
     if kind.startswith("model_argument"):
         return [("bogus", "choose from")]
     if kind == "parse_snr":
-        return [("loud", "clean")]
+        return [("loud", "clean"), ("nan", "clean"), ("inf", "clean")]
     if option == "--device":
         return [("bogus", "choose from auto, cpu, cuda"), ("cuda:7", "CUDA device")]
     if option == "--runs-data":
@@ -131,6 +131,7 @@ def _context(command, tmp_path):
 
 def _cases(monkeypatch, tmp_path):
     for command in COMMANDS:
+        yield command, "--no-such-option", "1", "unrecognized arguments"
         for action in parser_of(command, monkeypatch)._actions:
             if not action.option_strings or action.nargs == 0:  # --help and flags take no value
                 continue

@@ -97,10 +97,3 @@ def test_subsets_command_prints_the_table():
     lines = out.stdout.splitlines()
     assert lines[-1].split() == ["full", "15,247", "7400.9"]
     assert lines[2].split() == ["1", "10", "4.9"]
-
-
-def test_bad_option_is_one_line_and_exit_code_2():
-    out = subprocess.run([sys.executable, "-m", "common.subsets", "--data-rot", "x"], cwd=REPO,
-                         capture_output=True, text=True)
-    assert out.returncode == 2
-    assert len(out.stderr.strip().splitlines()) == 1 and "--data-rot" in out.stderr

@@ -2,10 +2,9 @@ import csv
 import json
 import os
 import pickle
-import signal
+import runpy
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,27 +53,6 @@ def test_each_train_py_writes_the_results_layout(model, tmp_path, data_root):
     assert kept["epoch"] == 1 and kept["subset"] == "1"
 
 
-@pytest.mark.parametrize("model,crops", [("musicnn", "tile"), ("tmae", "random")])
-def test_resume_continues_exactly(model, crops, tmp_path, data_root):
-    # musicnn: two 3 s segments of each 5.2 s demo clip; tmae: two random crops of it. Either
-    # way 20 items, epochs of 5 steps of 4, the weights kept after each.
-    options = ["--subset", "1", "--batch-size", "4", "--crops", crops, "--crops-per-clip", "2", "--save-every", "2",
-               "--checkpoint-every", "1"]
-    train(model, tmp_path / "straight", *options, "--max-steps", "8")
-    train(model, tmp_path / "stopped", *options, "--max-steps", "3")
-    train(model, tmp_path / "stopped", *options, "--max-steps", "8", "--resume")
-    straight = tmp_path / "straight" / "demo" / model / "1" / "seed0"
-    resumed = tmp_path / "stopped" / "demo" / model / "1" / "seed0"
-    for name in ("last.pt", "checkpoints/step0000005.pt"):
-        a, b = weights(straight / name), weights(resumed / name)
-        assert all(torch.equal(a[k], b[k]) for k in a), name  # across an epoch: the scheduler ran too
-    assert (straight / "log.csv").read_text().count("\n") == (resumed / "log.csv").read_text().count("\n") == 9
-    out = train(model, tmp_path / "stopped", *options, "--max-steps", "10", "--resume", "--batch-size", "8",
-                check=False)
-    assert out.returncode == 2 and "--batch-size 4 -> 8" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
-
-
 def segment_cache(tmp_path, seconds):
     """A decoded-audio cache of noise clips of the given lengths at 16 kHz."""
     rng = np.random.default_rng(0)
@@ -115,24 +93,6 @@ def test_processes_share_every_step_and_together_visit_each_item_once():
         assert len(plans[0]) == len(plans[1])  # every process takes every step
         assert sorted(np.concatenate(plans[0] + plans[1])) == list(range(n_items))
         assert all(len(b) >= 2 for plan in plans for b in plan)
-
-
-def test_interrupted_run_saves_and_resumes(tmp_path, data_root):
-    options = ["--subset", "1", "--batch-size", "2", "--max-steps", "200"]
-    process = subprocess.Popen([sys.executable, "tmae/train.py", "--demo", "--runs-dir", str(tmp_path), *options],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run = tmp_path / "demo" / "tmae" / "1" / "seed0"
-    deadline = time.time() + 120
-    while not (run / "log.csv").exists() or (run / "log.csv").read_text().count("\n") < 3:
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "--resume" in err
-    stopped_at = torch.load(run / "last.pt", weights_only=True)["step"]
-    assert stopped_at >= 2
-    with open(run / "log.csv") as f:
-        assert int(list(csv.DictReader(f))[-1]["step"]) == stopped_at
 
 
 def test_torchrun_ddp_with_gloo_writes_one_run(tmp_path, data_root):
@@ -227,22 +187,9 @@ def test_skipped_audio_is_named_at_every_run_and_tried_again_once_it_changes(tmp
     assert json.loads(manifest.read_text())["skipped"] == []
 
 
-@pytest.mark.parametrize("options,message", [
-    (["--subset", "7"], "invalid choice: '7'"),
-    (["--max-steps", "-3"], "must be a positive integer"),
-    (["--subset", "50"], "choose from 1, 2, 5, 10, 20, full"),
-    (["--lr", "inf"], "invalid value 'inf': must be a positive number"),
-    (["--seed", "-1"], "invalid value '-1': must be 0 or a positive integer"),
-    (["--weight-decay", "-1"], "invalid value '-1': must be 0 or a positive number"),
-    (["--draw", "-2"], "invalid value '-2'"),
-    (["--crops", "middle"], "invalid choice: 'middle'"),
-    (["--device", "bogus"], "invalid --device 'bogus': choose from auto, cpu, cuda, cuda:N"),
-    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "--device cuda"),
-    (["--runs-dir", __file__], "is a file, not a folder"),
-])
-def test_bad_options_end_in_one_line_and_exit_code_2(options, message, tmp_path, data_root):
-    out = train("musicnn", tmp_path, *options, check=False)
-    assert out.returncode == 2 and message in out.stderr
+def test_a_subset_the_demo_lacks_is_one_line_naming_those_it_has(tmp_path, data_root):
+    out = train("musicnn", tmp_path, "--subset", "50", check=False)
+    assert out.returncode == 2 and "choose from 1, 2, 5, 10, 20, full" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
@@ -297,10 +244,12 @@ def test_ast_train_help_runs_from_the_repository_root():
     ("vggish", 1000, 64, 50, "--crops-per-clip CROPS_PER_CLIP items of each clip per epoch: segments with tile, "
                              "crops with random (default: 8)"),
     ("musicnn", 1000, 50, 50, "(default: 10)"), ("ast", 150, 24, 10, "(default: 6)"), ("clmr", 1000, 10, 50, None)])
-def test_help_shows_the_studys_budgets(model, epochs, batch, every, crops):
-    out = subprocess.run([sys.executable, f"{model}/train.py", "--help"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "COLUMNS": "1000"})
-    text = " ".join(out.stdout.split())
+def test_help_shows_the_studys_budgets(model, epochs, batch, every, crops, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    monkeypatch.setattr(sys, "argv", [f"{model}/train.py", "--help"])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(REPO / model / "train.py"), run_name="__main__")
+    text = " ".join(capsys.readouterr().out.split())
     assert f"--epochs EPOCHS default: {epochs}" in text and f"(default: {batch})" in text
     assert f"extracted as <subset>@<N> (default: {every})" in text
     assert crops is None or crops in text
