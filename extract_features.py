@@ -20,17 +20,17 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
+import io
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from common import checkpoints, handcrafted
-from common.atomic import atomic_path, write_json, write_text
+from common.atomic import atomic_path, write_bytes, write_json, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
                         positive_int, run)
 from common.dataset import SPLIT_SCHEMES, load_dataset
@@ -272,17 +272,19 @@ def main():
                 print(f"{args.model} {name} {snr_name(snr)}: copied from a task on the same clips -> {target}")
                 continue
             dim = handcrafted.DIM if encoder is None else encoder.emb_dim
-            with atomic_path(target) as tmp, tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}",
-                                                  unit="clip", leave=False) as bar:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), dim))
+            # in memory, then written whole (a clip's embedding is a few kB): a memory-mapped file
+            # on a disk that fills up would end the process with SIGBUS instead of an error
+            out = np.zeros((len(rows), dim), dtype=np.float32)
+            with tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}", unit="clip", leave=False) as bar:
                 if encoder is None:
                     for i in range(len(rows)):
                         out[i] = handcrafted.features(audio_of(i), sample_rate)
                         bar.update()
                 else:
                     embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, checkpoint_precision, bar)
-                out.flush()
-                del out
+            buffer = io.BytesIO()  # numpy's own file writes lose the errno of a full disk
+            np.save(buffer, out)
+            write_bytes(target, buffer.getbuffer())
             print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")
 
 

@@ -4,6 +4,7 @@ A researcher who mistypes an option or forgets to download a dataset should read
 line that says what is wrong and what to do, not a traceback.
 """
 import argparse
+import errno
 import math
 import os
 import sys
@@ -58,12 +59,24 @@ def check_output_dir(path, option):
     return path
 
 
+# What a full, read-only or foreign folder answers a write with
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def run(main):
-    """Run `main()`; a UserError or Ctrl-C ends the program with one line and exit code 2."""
+    """Run `main()`; a UserError, a folder that cannot take a write, or Ctrl-C ends the program
+    with one line and exit code 2 (130 for Ctrl-C)."""
     try:
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        print(f"error: cannot write {error.filename or 'a file'}: {error.strerror} (the disk or quota is full, or "
+              f"the folder is read-only or not yours); everything finished is kept: make room or choose another "
+              f"folder, then run the same command again", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept, run the same command again to resume",

@@ -4,8 +4,7 @@ A clip is cut into non-overlapping windows of the model's input length; a last p
 window is dropped (it would be mostly padding), except that a clip shorter than one
 window becomes one zero-padded window. Windows of consecutive clips share batches, and
 each clip's embedding is the mean of its windows' embeddings. Clips are streamed: only
-one batch of audio is in memory at a time, and the output is written into a
-memory-mapped file.
+one batch of audio is in memory at a time.
 """
 import numpy as np
 import torch
