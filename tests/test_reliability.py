@@ -8,6 +8,7 @@ import csv
 import gzip
 import json
 import os
+import pickle
 import re
 import resource
 import runpy
@@ -486,3 +487,40 @@ def test_a_full_disk_stops_every_command_in_one_line_and_leaves_nothing_half_wri
         (out_dir / "results").chmod(0o500)
         out = _run(*commands[2][1], "--overwrite", check=False)
         assert out.returncode == 2 and "is not writable" in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints that are not what they claim
+# ---------------------------------------------------------------------------------------------
+
+class _RunsCode:
+    """Pickled, it would run a shell command when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_foreign_truncated_and_code_carrying_checkpoints_are_refused_in_one_line(trained_runs, tmp_path):
+    from common.models import build
+    runs = tmp_path / "sorties à part"
+    shutil.copytree(trained_runs, runs)
+    last = runs / "demo" / "tmae" / "1" / "seed0" / "last.pt"
+    whole, marker = last.read_bytes(), tmp_path / "the code ran"
+    faults = {
+        "of vggish, not of tmae": lambda: checkpoints.save(last, {"model_name": "vggish",
+                                                                  "model": build("vggish").state_dict()}),
+        "not a readable checkpoint": lambda: last.write_bytes(whole[:len(whole) // 2]),
+        "never loaded": lambda: last.write_bytes(pickle.dumps({"model_name": "tmae", "model": _RunsCode(marker)})),
+    }
+    for says, spoil in faults.items():
+        spoil()
+        out = _run("tmae/train.py", "--demo", "--subset", "1", "--max-steps", "3", "--batch-size", "4", "--resume",
+                   "--runs-dir", runs, check=False)
+        assert out.returncode == 2 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = _run("extract_features.py", "--demo", "--model", "tmae", "--task", "pitch", "--checkpoints", "1",
+               "--runs-dir", runs, "--features-dir", tmp_path / "features", check=False)
+    assert out.returncode == 2 and "never loaded" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists()
