@@ -27,7 +27,6 @@ extraction) or extracted for other clips is named and left out.
 import csv
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

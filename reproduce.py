@@ -21,7 +21,6 @@ import json
 import runpy
 import sys
 import time
-from pathlib import Path
 
 from common import figures, reference
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,

@@ -168,6 +168,17 @@ def test_archive_members_escaping_their_folder_are_refused(tmp_path):
         download.extract(tmp_path / "evil.zip", tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
 
+    absolute = tmp_path / "absolute.txt"
+    (tmp_path / "abs.zip").write_bytes(_zip({str(absolute): b"gotcha"}))
+    with tarfile.open(tmp_path / "abs.tar", "w") as t:
+        member = tarfile.TarInfo(str(absolute))
+        member.size = 6
+        t.addfile(member, io.BytesIO(b"gotcha"))
+    for archive in ("abs.zip", "abs.tar"):
+        with pytest.raises(DownloadError, match="outside"):
+            download.extract(tmp_path / archive, tmp_path / "out")
+        assert not absolute.exists()
+
     with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as t:
         link = tarfile.TarInfo("link")
         link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
