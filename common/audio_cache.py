@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.atomic import write_json
+from common.atomic import write_json, write_text
 from common.audio import AudioError, load_audio
 from common.provenance import digest
 
@@ -131,8 +131,7 @@ def _complete(directory, items, sample_rate, workers, desc):
         entries = [entry for entry in entries if entry not in retried]
     if todo:
         # Drop whatever an interrupted build left after its last complete clip.
-        with open(directory / "index.jsonl", "w") as index:
-            index.writelines(json.dumps(entry) + "\n" for entry in entries)
+        write_text(directory / "index.jsonl", "".join(json.dumps(entry) + "\n" for entry in entries))
         with open(directory / "audio.i16", "ab") as audio:
             audio.truncate(data_size * DTYPE().itemsize)
         paths = {key: path for key, path, _ in todo}

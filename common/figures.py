@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from common.atomic import atomic_path  # noqa: E402
 from common.metrics import PRIMARY  # noqa: E402
 from common.models import MODELS, base_name, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
@@ -281,7 +282,8 @@ def render_all(results_dir, figures_dir):
             continue
         fig = draw(df, with_study=True) if name == "metric_vs_minutes" and Path(results_dir).name == "real" else draw(df)
         path = Path(figures_dir) / f"{name}.png"
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
         paths.append(path)
     return paths

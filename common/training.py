@@ -27,6 +27,7 @@ masking, augmentations) from generators seeded with (seed, rank, s). The step co
 therefore the complete random state, and `--resume` continues exactly where it stopped.
 """
 import csv
+import io
 import json
 import platform
 import signal
@@ -43,7 +44,7 @@ from tqdm import tqdm
 
 from common import checkpoints, distributed
 from common.global_batch import sync_batchnorm
-from common.atomic import write_json
+from common.atomic import write_json, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir,
                         existing_file, folder, non_negative_float, non_negative_int, positive_float, positive_int)
 from common.melspec import FRONT_ENDS
@@ -205,7 +206,7 @@ def _read_log(path, up_to_step):
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if int(r["step"]) <= up_to_step]
+        return [r for r in csv.DictReader(f) if None not in r.values() and int(r["step"]) <= up_to_step]
 
 
 def pretrain(model_name, objective, defaults, description, supervised, views=1):
@@ -280,13 +281,15 @@ def _train(model_name, objective, args, world, supervised, views):
     n_items = len(item_clips)
     steps_per_epoch = len(_epoch_plan(n_items, args.seed, 0, world, args.batch_size))
     total = min(args.max_steps or 1 << 62, args.epochs * steps_per_epoch)
-    log_rows = _read_log(run_dir / "log.csv", step)
     log_file = None
-    if world.is_main:
-        log_file = open(run_dir / "log.csv", "w", newline="", buffering=1)  # line-buffered: tail -f works
-        log = csv.DictWriter(log_file, LOG_FIELDS)
+    if world.is_main:  # the rows up to the resumed step, replaced whole; then a row per step
+        kept = io.StringIO()
+        log = csv.DictWriter(kept, LOG_FIELDS)
         log.writeheader()
-        log.writerows(log_rows)
+        log.writerows(_read_log(run_dir / "log.csv", step))
+        write_text(run_dir / "log.csv", kept.getvalue())
+        log_file = open(run_dir / "log.csv", "a", newline="", buffering=1)  # line-buffered: tail -f works
+        log = csv.DictWriter(log_file, LOG_FIELDS)
     bar = tqdm(total=total, initial=step, desc=f"{model_name} {data.name} {name}", unit="step",
                disable=not world.is_main, dynamic_ncols=True)
 
