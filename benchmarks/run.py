@@ -1,32 +1,46 @@
 """Speed measurements of SPEC section 9, one JSON object per line:
-{"name", "ours", "baseline", "unit", "ratio", "target"}.
+{"name", "ours", "baseline", "unit", "ratio", "target", "limit", "of_limit"}.
 
     python benchmarks/run.py                 # everything measured so far
+    python benchmarks/run.py --quick         # the same rows, shorter and smaller: under two minutes
     python benchmarks/run.py --only loader   # one of them
 
 Runs on the demo data (rendered on first use). Timings are wall-clock on this machine:
-compare ratios, not absolute numbers, between machines.
+compare ratios, not absolute numbers, between machines. `limit` is what this machine can do
+for that kind of work, measured in the same run: for arithmetic, a large matrix product in
+the dtype the work runs in (FLOP/s); for the loader, a large memory copy (bytes/s).
+`of_limit` is the fraction of it reached, the work counted by torch's FlopCounterMode
+(matrix products and convolutions; FFTs and element-wise work are not counted, so it is a
+lower bound) or as the bytes read and written.
 """
+import functools
 import json
 import os
 import sys
 import time
 import warnings
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import librosa
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common.cli import ArgumentParser, add_data_options  # noqa: E402
+from common.cli import ArgumentParser, add_data_options, run  # noqa: E402
 from common.dataset import load_dataset  # noqa: E402
 from common.melspec import MelSpectrogram  # noqa: E402
 
 
+QUICK = False  # --quick: every measurement shorter
+
+
 def timed(fn, min_seconds=2.0):
-    """Calls of `fn` per second, repeated for at least `min_seconds` after one warm-up call."""
+    """Calls of `fn` per second, repeated for at least `min_seconds` (a tenth with --quick) after
+    one warm-up call."""
+    min_seconds = min_seconds / 10 if QUICK else min_seconds
     fn()
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < min_seconds:
@@ -56,9 +70,43 @@ def quiet_stderr():
             os.close(saved)
 
 
-def report(name, ours, baseline, unit, target):
+@functools.cache
+def matmul_peak(dtype=torch.float32, size=2048):
+    """FLOP/s of a large matrix product in `dtype` on this machine's CPU threads: the arithmetic limit."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    return timed(lambda: a @ b, min_seconds=3.0) * 2 * size ** 3
+
+
+@functools.cache
+def copy_bandwidth(megabytes=256):
+    """Bytes/s read and written by a large memory copy: the limit of work that only moves data."""
+    source = np.ones(megabytes << 18, np.float32)
+    target = np.empty_like(source)
+    return timed(lambda: np.copyto(target, source), min_seconds=3.0) * 2 * source.nbytes
+
+
+def flops(fn):
+    """Floating-point operations of one call of `fn`, as torch's FlopCounterMode counts them."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def compute_limit(flop_per_s, dtype=torch.float32):
+    return flop_per_s, matmul_peak(dtype), f"GFLOP/s of a {str(dtype)[6:]} matmul"
+
+
+def memory_limit(bytes_per_s):
+    return bytes_per_s, copy_bandwidth(), "GB/s of a memory copy"
+
+
+def report(name, ours, baseline, unit, target, limit, **more):
+    """One row; `limit` is (what the work reached, the machine's limit for it, its name), in one
+    unit; `more`, what else the row measured."""
+    reached, most, kind = limit
     print(json.dumps({"name": name, "ours": round(ours, 2), "baseline": round(baseline, 2), "unit": unit,
-                      "ratio": round(ours / baseline, 2), "target": target}), flush=True)
+                      "ratio": round(ours / baseline, 2), "target": target,
+                      "limit": f"{most / 1e9:.1f} {kind}", "of_limit": round(reached / most, 3), **more}), flush=True)
 
 
 def loader(args):
@@ -80,7 +128,9 @@ def loader(args):
 
     with quiet_stderr():  # mpg123 reports every seek into a frame as an error on stderr
         baseline = timed(reference)
-    report("loader", timed(ours) * batch, baseline, "crops/s", ">= 50")
+    crops_per_s = timed(ours) * batch
+    moved = length * (np.dtype(np.int16).itemsize + np.dtype(np.float32).itemsize)  # 16-bit read, float32 written
+    report("loader", crops_per_s, baseline, "crops/s", ">= 50", memory_limit(crops_per_s * moved))
 
 
 def frontend(args):
@@ -99,7 +149,8 @@ def frontend(args):
         np.testing.assert_allclose(front_end(waveforms[:2]).numpy(), np.stack([reference_one(y) for y in batch[:2]]),
                                    atol=1e-3)
         ours = timed(lambda: front_end(waveforms)) * len(batch)
-    report("frontend", ours, baseline, "items/s", ">= 10")
+        work = flops(lambda: front_end(waveforms)) / len(batch)
+    report("frontend", ours, baseline, "items/s", ">= 10", compute_limit(ours * work))
 
 
 def extract(args):
@@ -110,7 +161,7 @@ def extract(args):
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     encoder = build("vggish").eval()
     cache = dataset.audio(encoder.sample_rate)
-    keys = [c.id for c in dataset.split("train")][:96]
+    keys = [c.id for c in dataset.split("train")][:24 if QUICK else 96]
     seconds = sum(len(windows(cache.clip(k), encoder.input_samples)) for k in keys) * encoder.input_seconds
     out = np.zeros((len(keys), encoder.emb_dim), np.float32)
     ours = timed(lambda: embed_clips(encoder, lambda i: cache.clip(keys[i]), len(keys), out, 16,
@@ -121,26 +172,32 @@ def extract(args):
         with torch.inference_mode():
             for batch in batches.split(16):
                 encoder.embed(batch)
-    report("extract", ours, timed(bare, min_seconds=5) * seconds, "audio s/s", ">= 0.77")
+    with torch.inference_mode():
+        work = flops(lambda: encoder.embed(batches[:16])) / (16 * encoder.input_seconds)
+    report("extract", ours, timed(bare, min_seconds=5) * seconds, "audio s/s", ">= 0.77", compute_limit(ours * work))
 
 
 def probes(args):
-    """All 9 probes (3 kinds x 3 seeds) batched vs scikit-learn one after another, same features."""
+    """All 15 probes (5 kinds x 3 seeds) batched vs scikit-learn one after another (logistic
+    regression for the kinds without a hidden layer, MLPClassifier of the same sizes for the
+    others), same features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from common.metrics import accuracy
-    from common.probes import PROBES, ProbeSpec, fit, predict
+    from common.probes import PROBES, ProbeSpec, fit, hidden_sizes, predict
     # MTAT-sized synthetic features: 14 classes in 512 dimensions, 15,000 train clips
     rng = np.random.default_rng(0)
-    n, dim, classes = 17_000, 512, 14
+    n, dim, classes = (3_400 if QUICK else 17_000), 512, 14
     y = rng.integers(0, classes, n)
     x = (rng.standard_normal((classes, dim))[y] * 0.3 + rng.standard_normal((n, dim))).astype(np.float32)
-    splits = {"train": np.arange(15_000), "valid": np.arange(15_000, 16_000), "test": np.arange(16_000, n)}
+    train, valid = n * 15 // 17, n * 16 // 17
+    splits = {"train": np.arange(train), "valid": np.arange(train, valid), "test": np.arange(valid, n)}
     specs = [ProbeSpec(kind, 0, seed) for kind in PROBES for seed in range(3)]
+    epochs = 5 if QUICK else 20
     scores = {}
 
     def ours():
-        fitted = fit("instrument", specs, [x], y, splits, classes, torch.device("cpu"), epochs=20)
+        fitted = fit("instrument", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
         outputs = np.concatenate([predict(m, sets, [x[splits["test"]]]) for m, sets, _ in fitted.values()])
         scores["ours"] = max(accuracy(y[splits["test"]], o.argmax(1)) for o in outputs)
 
@@ -148,9 +205,9 @@ def probes(args):
         best = 0.0
         for kind in PROBES:
             for seed in range(3):
-                model = (LogisticRegression(max_iter=200) if kind == "linear" else
-                         MLPClassifier({"mlp1": (256,), "mlp2": (256, 128)}[kind], max_iter=20, early_stopping=True,
-                                       random_state=seed))
+                hidden = hidden_sizes(kind, dim, classes)
+                model = (LogisticRegression(max_iter=200) if not hidden else
+                         MLPClassifier(hidden, max_iter=epochs, early_stopping=True, random_state=seed))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model.fit(x[splits["train"]], y[splits["train"]])
@@ -158,8 +215,8 @@ def probes(args):
         scores["reference"] = best
 
     ours_rate, reference_rate = once(ours), once(reference)
-    report("probes", ours_rate, reference_rate, "grids/s", ">= 10")
-    print(json.dumps({"name": "probes_score", "ours": scores["ours"], "baseline": scores["reference"]}), flush=True)
+    report("probes", ours_rate, reference_rate, "grids/s", ">= 10", compute_limit(ours_rate * flops(ours)),
+           score=round(scores["ours"], 4), baseline_score=round(scores["reference"], 4))
 
 
 def train(args):
@@ -184,7 +241,7 @@ def train(args):
     clips = select(dataset.split("train"), "5")
     precision = resolve_precision("auto", torch.device("cpu"))
     for name in MODELS:
-        batch_size, steps = (4, 4) if name == "ast" else (8, 6)
+        batch_size, steps = ((2, 2) if name == "ast" else (4, 2)) if QUICK else ((4, 4) if name == "ast" else (8, 6))
         with tempfile.TemporaryDirectory() as runs:
             subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(args.data_root),
                             "--subset", "5", "--max-steps", str(steps), "--batch-size", str(batch_size),
@@ -220,22 +277,23 @@ def train(args):
                 return np.stack(crops), labels
 
         loader = DataLoader(DecodingDataset(), batch_size=batch_size, shuffle=True, num_workers=1, drop_last=True)
-        times = []
+        times, counter = [], FlopCounterMode(display=False)
         with quiet_stderr():
             batches = iter(loader)
-            for _ in range(steps):
+            for step in range(steps):
                 started = time.perf_counter()
                 audio, labels = next(batches)
                 batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
-                    loss = objective(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+                        loss = objective(model, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 optimizer.step()
                 times.append(time.perf_counter() - started)
-        report(f"train_{name}", 1 / step_seconds, 1 / np.mean(times[1:]), "steps/s", ">= 3")
-        print(json.dumps({"name": f"train_{name}_data_wait", "ours": round(float(waiting), 4), "unit": "of step time",
-                          "target": "< 0.05"}), flush=True)
+        report(f"train_{name}", 1 / step_seconds, 1 / np.mean(times[1:]), "steps/s", ">= 3",
+               compute_limit(counter.get_total_flops() / step_seconds, precision),
+               data_wait=round(float(waiting), 4), data_wait_target="< 0.05")
 
 
 BENCHMARKS = {"loader": loader, "frontend": frontend, "extract": extract, "probes": probes, "train": train}
@@ -245,11 +303,15 @@ def main():
     parser = ArgumentParser(prog="python benchmarks/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
                         help="run only this benchmark (repeatable)")
+    parser.add_argument("--quick", action="store_true",
+                        help="every row, from shorter timings on less data (under two minutes on 2 CPU cores)")
     add_data_options(parser)
     args = parser.parse_args()
+    global QUICK
+    QUICK = args.quick
     for name in args.only or BENCHMARKS:
         BENCHMARKS[name](args)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
