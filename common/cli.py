@@ -60,7 +60,8 @@ def check_output_dir(path, option):
 
 
 # What a full, read-only or foreign folder answers a write with
-UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+PERMISSION = (errno.EACCES, errno.EPERM)
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, *PERMISSION)
 
 
 def run(main):
@@ -74,9 +75,11 @@ def run(main):
     except OSError as error:
         if error.errno not in UNWRITABLE:
             raise
-        print(f"error: cannot write {error.filename or 'a file'}: {error.strerror} (the disk or quota is full, or "
-              f"the folder is read-only or not yours); everything finished is kept: make room or choose another "
-              f"folder, then run the same command again", file=sys.stderr)
+        what = (f"permission denied: {error.filename} (read-only, or not yours)" if error.errno in PERMISSION else
+                f"cannot write {error.filename or 'a file'}: {error.strerror} (the disk or quota is full, or the file "
+                f"system is read-only)")
+        print(f"error: {what}; everything finished is kept: make room or choose another folder, then run the same "
+              f"command again", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept, run the same command again to resume",
