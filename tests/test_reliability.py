@@ -8,7 +8,6 @@ import csv
 import gzip
 import json
 import os
-import pickle
 import re
 import resource
 import runpy
@@ -516,7 +515,7 @@ def test_foreign_truncated_and_code_carrying_checkpoints_are_refused_in_one_line
         "of vggish, not of tmae": lambda: checkpoints.save(last, {"model_name": "vggish",
                                                                   "model": build("vggish").state_dict()}),
         "not a readable checkpoint": lambda: last.write_bytes(whole[:len(whole) // 2]),
-        "never loaded": lambda: last.write_bytes(pickle.dumps({"model_name": "tmae", "model": _RunsCode(marker)})),
+        "never loaded": lambda: torch.save({"model_name": "tmae", "model": _RunsCode(marker)}, last),
     }
     for says, spoil in faults.items():
         spoil()
