@@ -26,9 +26,10 @@ import soundfile as sf
 import torch
 
 from common import checkpoints, cli
+from common.models import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
-TRAIN_SCRIPTS = [f"{model}/train.py" for model in ("vggish", "musicnn", "ast", "clmr", "tmae")]
+TRAIN_SCRIPTS = [f"{model}/train.py" for model in MODELS]
 COMMANDS = [*TRAIN_SCRIPTS, "extract_features.py", "downstream.py", "reproduce.py", "benchmarks/run.py",
             "common.subsets", "common.reference", "common.models"]
 
