@@ -20,7 +20,6 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
-import io
 import json
 import shutil
 from collections import Counter
@@ -30,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from common import checkpoints, handcrafted
-from common.atomic import atomic_path, write_bytes, write_json, write_text
+from common.atomic import atomic_path, write_json, write_serialised, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
                         positive_int, run)
 from common.dataset import SPLIT_SCHEMES, load_dataset
@@ -282,9 +281,7 @@ def main():
                         bar.update()
                 else:
                     embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, checkpoint_precision, bar)
-            buffer = io.BytesIO()  # numpy's own file writes lose the errno of a full disk
-            np.save(buffer, out)
-            write_bytes(target, buffer.getbuffer())
+            write_serialised(target, lambda file: np.save(file, out))
             print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")
 
 

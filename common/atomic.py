@@ -7,6 +7,7 @@ process of this host that no longer exists (killed with SIGKILL) is removed by t
 write beside it. The written file gets the permissions of the user's umask (0644 under
 022), as open() would give it, not mkstemp's private 0600.
 """
+import io
 import json
 import os
 import socket
@@ -68,6 +69,15 @@ def atomic_path(path):
 def write_bytes(path, data):
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_serialised(path, dump):
+    """`dump(file)` into memory, then written whole: torch's and numpy's own file writers lose
+    the errno of a full disk (torch's raises an "unexpected pos" RuntimeError), a plain write
+    says what happened. Checkpoints and feature files are a few MB to a GB."""
+    buffer = io.BytesIO()
+    dump(buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def write_text(path, text):

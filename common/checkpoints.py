@@ -6,23 +6,18 @@ names its model, so one model's weights are never loaded into another, and carri
 `save_id` drawn anew at every save: what the features made from it record (a run deleted
 and trained again to the same step is another save, so its features are made again).
 """
-import io
 import pickle
 import uuid
 import warnings
 
 import torch
 
-from common.atomic import write_bytes
+from common.atomic import write_serialised
 from common.cli import UserError
 
 
 def save(path, payload):
-    # serialised in memory, then written: torch's own file writer turns a full disk into an
-    # "unexpected pos" RuntimeError, where a plain write says what happened
-    buffer = io.BytesIO()
-    torch.save({**payload, "save_id": uuid.uuid4().hex}, buffer)
-    write_bytes(path, buffer.getbuffer())
+    write_serialised(path, lambda file: torch.save({**payload, "save_id": uuid.uuid4().hex}, file))
 
 
 def load(path, model_name=None, map_location="cpu"):

@@ -4,8 +4,9 @@ A download goes to `<name>.part`; an interrupted one continues from there with a
 Range request. The file gets its real name only after its checksum matched, so a file
 under its real name is always complete. With LIMITED_DATA_MIRROR=<url> in the environment
 every file is fetched from <url>/<file name> instead of the dataset's own host (a copy on a
-cluster's file server, say): the checksums are the same, so a mirror cannot change the data. Archives are extracted member by member after
-checking that no member would land outside the target folder.
+cluster's file server, say): the checksums are the same, so a mirror cannot change the data.
+Archives are extracted member by member after checking that no member would land outside
+the target folder.
 """
 import hashlib
 import http.client

@@ -293,15 +293,25 @@ def _start(script, *options):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _stop_when(process, moment, signal_number=signal.SIGKILL, timeout=180):
-    """Send `signal_number` to `process` as soon as `moment()` holds (polled every millisecond)."""
+def _watch(process, folder, moment, signal_number=signal.SIGKILL, timeout=180):
+    """Stop `process` with `signal_number` as soon as `moment()` holds (never, with moment None),
+    polled every millisecond; with a `folder`, check all the while that nothing under it is ever
+    seen half-written (without one the moment is caught sooner: reading every checkpoint at
+    every poll would let it pass). Returns the process's stderr."""
     deadline = time.time() + timeout
-    while not moment():
-        assert process.poll() is None, f"it ended before the moment came: {process.stderr.read()[-2000:]}"
-        assert time.time() < deadline, "the moment never came"
+    while process.poll() is None:
+        if folder is not None:
+            _everything_visible_is_whole(folder)
+        if moment is not None and moment():
+            process.send_signal(signal_number)
+            break
+        assert time.time() < deadline, "it ran too long"
         time.sleep(0.001)
-    process.send_signal(signal_number)
+    else:
+        assert moment is None, f"it ended before the moment came: {process.stderr.read()[-2000:]}"
     _, err = process.communicate(timeout=120)
+    if folder is not None:
+        _everything_visible_is_whole(folder)
     return err
 
 
@@ -354,7 +364,7 @@ def test_train_killed_at_any_moment_resumes_to_the_weights_of_an_uninterrupted_r
     if crops == "random":  # the same moments, met by the same code: what differs is the crops' random state
         moments = moments[2:3]
     for what, moment, signal_number in moments:
-        err = _stop_when(_start("tmae/train.py", *options, "--runs-dir", runs, "--resume"), moment, signal_number)
+        err = _watch(_start("tmae/train.py", *options, "--runs-dir", runs, "--resume"), None, moment, signal_number)
         _everything_visible_is_whole(run)
         if signal_number == signal.SIGINT:  # Ctrl-C saves the step it stopped at
             assert "add --resume to continue" in err, err[-2000:]
@@ -386,24 +396,6 @@ def trained_runs(tmp_path_factory, data_root):
     runs = tmp_path_factory.mktemp("runs") / "sorties à part"
     _run("tmae/train.py", "--demo", "--subset", "1", "--max-steps", "2", "--batch-size", "4", "--runs-dir", runs)
     return runs
-
-
-def _watch(process, folder, moment, signal_number=signal.SIGKILL, timeout=180):
-    """Check that nothing under `folder` is ever seen half-written while `process` runs; stop it
-    with `signal_number` once `moment()` holds (never, with moment None). Returns its stderr."""
-    deadline = time.time() + timeout
-    while process.poll() is None:
-        _everything_visible_is_whole(folder)
-        if moment is not None and moment():
-            process.send_signal(signal_number)
-            break
-        assert time.time() < deadline, "it ran too long"
-        time.sleep(0.002)
-    else:
-        assert moment is None, f"it ended before the moment came: {process.stderr.read()[-2000:]}"
-    _, err = process.communicate(timeout=120)
-    _everything_visible_is_whole(folder)
-    return err
 
 
 def _same_arrays(a, b):
