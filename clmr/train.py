@@ -10,7 +10,14 @@ its 1e-6 only with LARS), and, as its Lightning trainer sets no epoch limit, Lig
 default of 1,000 epochs; weights kept every 50 (our choice). The loop itself (data,
 checkpoints, resume, DDP) is common/training.py.
 
+--strategy picks what a positive pair is and at what scale the loss acts (Choi et al. 2022;
+clmr/model.py): different-segments (CLMR's: two crops of the clip), same-segment (one crop
+augmented twice) or regional (one three-window crop augmented twice, each window's frame
+matched with the same frame of the other view). The loss is the same NT-Xent in all three:
+a regional frame is one more item of the batch.
+
     python clmr/train.py --subset 5
+    python clmr/train.py --subset 5 --strategy regional  # the model id clmr-regional
     python clmr/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
 """
 import sys
@@ -41,7 +48,11 @@ def nt_xent(z, temperature=TEMPERATURE):
 
 
 def contrastive_loss(model, batch):
-    return nt_xent(gather_views(model(augment(batch.audio, SAMPLE_RATE)), batch.views))
+    """NT-Xent between the views of every item and frame: (2N, frames, d) projections become
+    2N x frames rows, view by view, so frame f of an item's first view pairs with frame f of
+    its second."""
+    z = gather_views(model(augment(batch.audio, SAMPLE_RATE)), batch.views)
+    return nt_xent(z.reshape(-1, z.shape[-1]))
 
 
 if __name__ == "__main__":

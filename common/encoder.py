@@ -14,6 +14,15 @@ class AudioEncoder(nn.Module):
     n_mels: int | None     # mel bins of its front end (None: raw waveform)
     front_end_recipe = "study"  # mel recipe (common/melspec.py), set by the model id
     VARIANTS = {}          # variant name -> the class attributes it changes (common/models.py)
+    VARIANT_OPTION = "variant"  # the train.py option that picks a variant
+    DEFAULT_VARIANT = "code"    # what the bare model name is, as that option names it
+    HEADS = ()             # submodules that only pretraining uses (not counted as the embedding's)
+
+    # What one training item is: how many input windows one crop spans, and whether the views
+    # of a multi-view objective are augmentations of one crop or each its own crop of the clip
+    # (CLMR's contrastive strategies, clmr/model.py)
+    crop_windows = 1
+    views_share_crop = False
 
     input_samples: int     # samples in one input window, set from the two above
 

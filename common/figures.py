@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 from common.metrics import PRIMARY  # noqa: E402
-from common.models import MODELS, base_name, sort_key  # noqa: E402
+from common.models import MODELS, base_name, model_ids, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
 from common.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.selection import best_probe  # noqa: E402
@@ -66,6 +66,13 @@ def _colour(model):
     if model == "handcrafted":
         return "black"
     return plt.get_cmap("tab20").colors[2 * MODELS.index(base_name(model)) + (model != base_name(model))]
+
+
+def _marker(model):
+    """A circle for a model's own id; its variants and front ends (which share a shade) each a
+    marker of their own."""
+    ids = [i for i in model_ids() if base_name(i) == base_name(model)]
+    return "o" if model not in ids[1:] else "sD^vP*X<>"[(ids.index(model) - 1) % 9]
 
 
 def _models(rows, handcrafted=False):
@@ -150,15 +157,15 @@ def minutes_figure(df, probes=None, with_study=False):
                 for number, (probe, style) in enumerate(_drawn_probes(mine, task, probes)):
                     tested = _test(mine[mine.probe == probe], condition)
                     trained = _by_subset(tested)
-                    ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker="o", ms=4, capsize=2,
-                                ls=style, color=_colour(model), label=model if number == 0 else None)
+                    ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker=_marker(model), ms=4,
+                                capsize=2, ls=style, color=_colour(model), label=model if number == 0 else None)
                     if (trained.high > trained.low).any():
                         ax.fill_between(trained.minutes, trained.low, trained.high, color=_colour(model), alpha=0.15,
                                         lw=0)
                     untrained = tested[tested.subset == "untrained"].value
                     if len(untrained):
-                        ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())], marker="o",
-                                    mfc="white", ms=6, capsize=2, color=_colour(model))
+                        ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())],
+                                    marker=_marker(model), mfc="white", ms=6, capsize=2, color=_colour(model))
                     if with_study and probe in STUDY_PROBES and model == base_name(model):  # the study's code
                         study, study_untrained = study_points(task, model, probe, condition)
                         ax.plot([m for m, _ in study] + [left] * len(study_untrained),
@@ -207,7 +214,7 @@ def snr_figure(df):
             mine = mine[(mine.probe == best_probe(mine, task)) & (mine.split == "test")]
             means = [mine[mine.snr == s].value.mean() for s in levels]
             stds = [mine[mine.snr == s].value.std() for s in levels]
-            ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker="o", ms=4, capsize=2,
+            ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker=_marker(model), ms=4, capsize=2,
                         color=_colour(model), ls="--" if model == "handcrafted" else "-",
                         label=f"{model} ({mine.checkpoint.iloc[0]})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
@@ -255,7 +262,7 @@ def steps_figure(df):
                 seed = run.partition("-seed")[2]
                 start = mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")  # step 0
                 points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
-                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker="o", ms=3, capsize=2,
+                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3, capsize=2,
                             color=_colour(model), label=f"{model} {run}")
         _label(ax, TASK_TITLES[task], "pretraining step", task)
         ax.legend(fontsize=7)

@@ -7,8 +7,11 @@ standard-library module `ast`, so the `ast/` folder must never become one.
 A model id names one configuration, and is what runs/, features/ and the results CSVs are
 keyed by: `<model>[-<variant>][-librosa]`. The variants are a model's `VARIANTS` (class
 attributes its code or table reading changes: `musicnn-table` is MusiCNN at the study
-table's 12.0 M parameters); `-librosa` swaps a mel model's study front end for the librosa
-one (common/melspec.py). The bare name is the study's code.
+table's 12.0 M parameters, `clmr-regional` CLMR under another contrastive strategy,
+`tune-plus` TUNe+), picked by one option of its train.py (`VARIANT_OPTION`: --variant,
+--strategy, --size); `-librosa` swaps a mel model's study front end for the librosa one
+(common/melspec.py). The bare name is the study's code (for TUNe, the paper's TUNe).
+STUDY_MODELS are the study's five; TUNe (tune/) is a sixth, from a neighbouring paper.
 
     python -m common.models --json     # every id: params, emb_dim, input_seconds, sample_rate, n_mels
 """
@@ -19,48 +22,69 @@ import sys
 
 from common.cli import REPO_ROOT, ArgumentParser, UserError, run
 
-CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE"}
+CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE", "tune": "TUNe"}
 MODELS = tuple(CLASSES)
+STUDY_MODELS = MODELS[:5]  # the study's five; reproduce.py runs these unless told otherwise
 LIBROSA = "librosa"
 _variant_classes = {}
 
 
-def _base_class(name):
-    module_name = f"study_models.{name}"
+def _load(name, file):
+    module_name = f"study_models.{name}.{file}"
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / name / "model.py")
+        spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / name / f"{file}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
-    return getattr(sys.modules[module_name], CLASSES[name])
+    return sys.modules[module_name]
 
 
-def parse_id(model_id):
-    """`musicnn-table-librosa` -> ("musicnn", "table", "librosa"); variant "code" and front end
-    "study" are the defaults a bare name stands for."""
-    name, *parts = model_id.split("-")
+def _base_class(name):
+    return getattr(_load(name, "model"), CLASSES[name])
+
+
+def train_script(name):
+    """A model's train.py as a module: its DEFAULTS and objective (the script's main does not run)."""
+    return _load(name, "train")
+
+
+def pretraining_objective(name):
+    """(objective, supervised, views): the loss a model's train.py hands the training loop,
+    whether it needs the clips' tags, and how many views of an item it compares."""
+    script = train_script(name)
+    objective = next(getattr(script, f) for f in ("tagging_loss", "contrastive_loss", "masked_patch_loss")
+                     if hasattr(script, f))
+    return objective, objective.__name__ == "tagging_loss", 2 if objective.__name__ == "contrastive_loss" else 1
+
+
+def parse_id(model_id_):
+    """`musicnn-table-librosa` -> ("musicnn", "table", "librosa"), `clmr-same-segment` -> ("clmr",
+    "same-segment", "study"); a bare name stands for the model's DEFAULT_VARIANT and the study's
+    front end."""
+    name, _, rest = model_id_.partition("-")
     if name not in CLASSES:
-        raise UserError(f"unknown model {model_id!r}: choose from {', '.join(model_ids())}")
+        raise UserError(f"unknown model {model_id_!r}: choose from {', '.join(model_ids())}")
     cls = _base_class(name)
     front_end = "study"
-    if parts and parts[-1] == LIBROSA and cls.n_mels:
-        front_end = parts.pop()
-    variant = parts.pop() if len(parts) == 1 and parts[0] in cls.VARIANTS else "code"
-    if parts:
-        raise UserError(f"unknown model {model_id!r}: choose from {', '.join(model_ids())}")
-    return name, variant, front_end
+    if cls.n_mels and (rest == LIBROSA or rest.endswith("-" + LIBROSA)):
+        front_end, rest = LIBROSA, rest[: -len(LIBROSA)].rstrip("-")
+    if rest and rest not in cls.VARIANTS:
+        raise UserError(f"unknown model {model_id_!r}: choose from {', '.join(model_ids())}")
+    return name, rest or cls.DEFAULT_VARIANT, front_end
 
 
-def model_id(name, variant="code", front_end="study"):
-    return name + (f"-{variant}" if variant != "code" else "") + (f"-{front_end}" if front_end != "study" else "")
+def model_id(name, variant=None, front_end="study"):
+    """The id of a model's variant (None or its DEFAULT_VARIANT: the bare model) and front end."""
+    bare = variant in (None, _base_class(name).DEFAULT_VARIANT)
+    return name + ("" if bare else f"-{variant}") + (f"-{front_end}" if front_end != "study" else "")
 
 
 def model_ids():
-    """Every id: each model's code, its variants, and the librosa front end of each mel model."""
+    """Every id: each model's default, its variants, and the librosa front end of each mel model."""
     ids = []
     for name in MODELS:
         cls = _base_class(name)
-        for variant in ("code", *cls.VARIANTS):
+        for variant in (None, *cls.VARIANTS):
             ids += [model_id(name, variant, f) for f in ("study", LIBROSA)[: 2 if cls.n_mels else 1]]
     return tuple(ids)
 
@@ -70,8 +94,7 @@ def model_class(model_id_):
     if model_id_ not in _variant_classes:
         name, variant, front_end = parse_id(model_id_)
         cls = _base_class(name)
-        attributes = {**(cls.VARIANTS[variant] if variant != "code" else {}), "name": model_id_,
-                      "front_end_recipe": front_end}
+        attributes = {**cls.VARIANTS.get(variant, {}), "name": model_id_, "front_end_recipe": front_end}
         _variant_classes[model_id_] = type(cls.__name__, (cls,), attributes) if model_id_ != name else cls
     return _variant_classes[model_id_]
 
@@ -95,7 +118,8 @@ def base_name(model_id_):
 def train_command(model_id_):
     """The train.py and its options that train this id."""
     name, variant, front_end = parse_id(model_id_)
-    return f"{name}/train.py", (["--variant", variant] if variant != "code" else []) + \
+    cls = _base_class(name)
+    return f"{name}/train.py", ([f"--{cls.VARIANT_OPTION}", variant] if variant != cls.DEFAULT_VARIANT else []) + \
         (["--front-end", front_end] if front_end != "study" else [])
 
 
@@ -109,7 +133,11 @@ def build(model_id_, **kwargs):
 
 
 def describe(model):
-    return {"name": model.name, "params": sum(p.numel() for p in model.parameters()), "emb_dim": model.emb_dim,
+    """`params` counts everything trained; `embedding_params` leaves out the heads only
+    pretraining uses (what papers such as CLMR's and TUNe's count)."""
+    params = sum(p.numel() for p in model.parameters())
+    heads = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[0] in model.HEADS)
+    return {"name": model.name, "params": params, "embedding_params": params - heads, "emb_dim": model.emb_dim,
             "input_seconds": round(model.input_seconds, 4), "input_samples": model.input_samples,
             "sample_rate": model.sample_rate, "n_mels": model.n_mels}
 
@@ -122,10 +150,11 @@ def main():
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'name':<22} {'params':>8} {'emb_dim':>7} {'input s':>8} {'samples':>8} {'rate':>6} {'n_mels':>6}")
+    print(f"{'name':<22} {'params':>8} {'w/o heads':>9} {'emb_dim':>7} {'input s':>8} {'samples':>8} {'rate':>6} "
+          f"{'n_mels':>6}")
     for r in rows:
-        print(f"{r['name']:<22} {r['params'] / 1e6:>7.2f}M {r['emb_dim']:>7} {r['input_seconds']:>8.4f} "
-              f"{r['input_samples']:>8} {r['sample_rate']:>6} {str(r['n_mels'] or '-'):>6}")
+        print(f"{r['name']:<22} {r['params'] / 1e6:>7.2f}M {r['embedding_params'] / 1e6:>8.2f}M {r['emb_dim']:>7} "
+              f"{r['input_seconds']:>8.4f} {r['input_samples']:>8} {r['sample_rate']:>6} {str(r['n_mels'] or '-'):>6}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ file does the rest, identically for all five models:
            cache; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
            with --crops tile (the study's way) the clip's consecutive segments of the
            model's input length (the last one zero-padded), with --crops random as many
-           uniformly placed crops (epoch_items)
+           uniformly placed crops (epoch_items); a multi-view objective sees each item
+           through crops of its own or through one shared crop, as the model says
+           (views_share_crop, crop_windows: CLMR's strategies)
   model    built with the seed, saved as untrained.pt before any update (the study's
            "untrained model"), wrapped in DistributedDataParallel under torchrun, with
            BatchNorm over the global batch (common/global_batch.py)
@@ -76,15 +78,15 @@ FIXED_ON_RESUME = ("batch_size", "crops", "crops_per_clip", "lr", "weight_decay"
                    "world_size")
 
 
-def parse_args(model_name, description, defaults):
-    """The train.py command line; `defaults` are the model's (the study's configuration)."""
+def parse_args(model_name, description, defaults, argv=None):
+    """The train.py command line (or `argv`); `defaults` are the model's (the study's configuration)."""
     parser = ArgumentParser(prog=f"python {model_name}/train.py", description=description)
     model = model_class(model_name)
     if model.VARIANTS:
-        parser.add_argument("--variant", default="code", choices=("code", *model.VARIANTS),
-                            help="code: the model as the study's code builds it (default); table: as the study's "
-                                 "table gives it (README's protocol table); trains the model id "
-                                 f"{model_name}-<variant>")
+        parser.add_argument(f"--{model.VARIANT_OPTION}", dest="variant", default=model.DEFAULT_VARIANT,
+                            choices=(model.DEFAULT_VARIANT, *model.VARIANTS),
+                            help=f"{model.DEFAULT_VARIANT} (default) trains the model id {model_name}, any other "
+                                 f"{model_name}-<{model.VARIANT_OPTION}> (explained in {model_name}/model.py)")
     if model.n_mels:
         parser.add_argument("--front-end", default="study", choices=FRONT_ENDS,
                             help="study: the mel spectrogram of the study's code (default); librosa: the project's "
@@ -124,7 +126,7 @@ def parse_args(model_name, description, defaults):
                                                "extracted as <subset>@<N> (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in its folder from last.pt (or start it, if nothing is saved yet)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _seed_step(seed, rank, step):
@@ -133,23 +135,27 @@ def _seed_step(seed, rank, step):
     return np.random.default_rng([seed, rank, step])
 
 
-def epoch_items(data, args, input_samples):
-    """What one epoch visits: (clip index, segment index) arrays, an entry per item. With tile
-    crops, clip c gives its first `crops_per_clip` consecutive segments of the input length,
-    but only those at least half audio (the study's last, zero-padded segments of 29-second
-    MTAT clips are 68-89% audio; a short clip of the demo or of --audio-dir gives fewer, and
-    always one); with random crops, `crops_per_clip` items whose offsets are drawn when read."""
+def items_per_clip(lengths, args, crop_samples):
+    """How many items each clip (of `lengths` samples) gives an epoch. With tile crops, clip c
+    gives its first `crops_per_clip` consecutive segments of the crop length, but only those at
+    least half audio (the study's last, zero-padded segments of 29-second MTAT clips are
+    68-89% audio; a short clip of the demo or of --audio-dir gives fewer, and always one);
+    with random crops, `crops_per_clip` items whose offsets are drawn when read."""
     if args.crops == "random":
-        per_clip = np.full(len(data.keys), args.crops_per_clip)
-    else:
-        lengths = np.array([data.cache.lengths[data.cache.position(k)] for k in data.keys])
-        per_clip = np.clip((lengths + input_samples // 2) // input_samples, 1, args.crops_per_clip)
+        return np.full(len(lengths), args.crops_per_clip)
+    return np.clip((lengths + crop_samples // 2) // crop_samples, 1, args.crops_per_clip)
+
+
+def epoch_items(data, args, crop_samples):
+    """What one epoch visits: (clip index, segment index) arrays, an entry per item."""
+    lengths = np.array([data.cache.lengths[data.cache.position(k)] for k in data.keys])
+    per_clip = items_per_clip(lengths, args, crop_samples)
     clips = np.repeat(np.arange(len(data.keys)), per_clip)
     segments = np.concatenate([np.arange(n) for n in per_clip])
     return clips, segments
 
 
-def _epoch_plan(n_items, seed, epoch, world, batch_size):
+def epoch_plan(n_items, seed, epoch, world, batch_size):
     """This process's batches of item indices for one epoch, which visits every item once.
     Each step's `batch_size` items are shared out among the processes; a last, smaller step is
     kept unless it would leave a process fewer than two items (BatchNorm cannot train on
@@ -212,7 +218,7 @@ def _read_log(path, up_to_step):
 def pretrain(model_name, objective, defaults, description, supervised, views=1):
     """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`."""
     args = parse_args(model_name, description, defaults)
-    model_name = model_id(model_name, getattr(args, "variant", "code"), getattr(args, "front_end", "study"))
+    model_name = model_id(model_name, getattr(args, "variant", None), getattr(args, "front_end", "study"))
     check_output_dir(args.runs_dir, "--runs-dir")
     world = distributed.start(args.device)
     try:
@@ -226,7 +232,7 @@ def pretrain(model_name, objective, defaults, description, supervised, views=1):
 
 def _train(model_name, objective, args, world, supervised, views):
     model_cls = model_class(model_name)
-    sample_rate, input_samples = model_cls.sample_rate, model_cls.input_samples
+    sample_rate, crop_samples = model_cls.sample_rate, model_cls.input_samples * model_cls.crop_windows
     if args.audio_dir is not None:
         if args.draw:
             raise UserError("--draw picks clips of an MTAT subset: it does not go with --audio-dir")
@@ -277,9 +283,9 @@ def _train(model_name, objective, args, world, supervised, views):
     net = DistributedDataParallel(model) if world.size > 1 else model
     labels = torch.from_numpy(data.labels).to(world.device) if data.labels is not None else None
     use_amp = distributed.resolve_precision(args.precision, world.device) == torch.bfloat16
-    item_clips, item_segments = epoch_items(data, args, input_samples)
+    item_clips, item_segments = epoch_items(data, args, crop_samples)
     n_items = len(item_clips)
-    steps_per_epoch = len(_epoch_plan(n_items, args.seed, 0, world, args.batch_size))
+    steps_per_epoch = len(epoch_plan(n_items, args.seed, 0, world, args.batch_size))
     total = min(args.max_steps or 1 << 62, args.epochs * steps_per_epoch)
     log_file = None
     if world.is_main:  # the rows up to the resumed step, replaced whole; then a row per step
@@ -315,14 +321,16 @@ def _train(model_name, objective, args, world, supervised, views):
     try:
         net.train()
         while step < total and epoch < args.epochs:
-            plan = _epoch_plan(n_items, args.seed, epoch, world, args.batch_size)
+            plan = epoch_plan(n_items, args.seed, epoch, world, args.batch_size)
             while batch_in_epoch < len(plan) and step < total:
                 started = time.perf_counter()
                 rng = _seed_step(args.seed, world.rank, step)
                 items = plan[batch_in_epoch]
                 clips = item_clips[items]
-                audio = np.concatenate([read_crops(data, clips, item_segments[items], args.crops, input_samples, rng)
-                                        for _ in range(views)])
+                # the views of an item: each its own crop of the clip, or all the same crop
+                crops = [read_crops(data, clips, item_segments[items], args.crops, crop_samples, rng)
+                         for _ in range(1 if model_cls.views_share_crop else views)]
+                audio = np.concatenate(crops * views if model_cls.views_share_crop else crops)
                 batch = Batch(torch.from_numpy(audio).to(world.device, non_blocking=True),
                               labels[torch.from_numpy(clips).to(world.device)] if labels is not None else None,
                               views)

@@ -61,6 +61,7 @@ class MusiCNN(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "musicnn", 16000, 3.0, 200, 96
     mid_filters = 64
     VARIANTS = {"table": {"mid_filters": 744}}
+    HEADS = ("head",)
 
     def __init__(self, n_tags=50):
         super().__init__()

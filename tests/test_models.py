@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from common.dataset import load_dataset
-from common.models import MODELS, build
+from common.models import MODELS, base_name, build, train_script
 from common.training import Batch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +20,9 @@ TABLE = {"vggish-table": (3.7e6, 512, 3.75, 128, 0.03), "musicnn-table": (12.0e6
 # What the study's code builds, measured by instantiating its model definitions (MusiCNN's
 # port: 808,577 less the 128 parameters of a BatchNorm whose output it never uses)
 CODE = {"vggish": (3_687_348, 59049), "musicnn": (808_449, 48000), "ast": (None, 81866), "clmr": (2_663_424, 59049)}
+# TUNe's paper counts the encoder without its projection head: TUNe 2.1 M, TUNe+ 2.2 M, and
+# CLMR's SampleCNN 2.4 M
+WITHOUT_HEADS = {"tune": 2.1e6, "tune-plus": 2.2e6, "clmr": 2.4e6}
 
 
 def test_models_json_lists_the_code_and_the_table_variants():
@@ -39,19 +42,14 @@ def test_models_json_lists_the_code_and_the_table_variants():
         assert rows[name]["input_samples"] == samples, name
         assert params is None or rows[name]["params"] == params, name
     assert rows["musicnn-librosa"]["params"] == rows["musicnn"]["params"] + 2  # the librosa recipe's input BatchNorm
-
-
-def load_train_script(name):
-    """The objective defined in <name>/train.py (loaded the way the registry loads models)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"train_{name}", REPO / name / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    for name, params in WITHOUT_HEADS.items():
+        assert abs(rows[name]["embedding_params"] - params) / params <= 0.05, name
+    strategies = [rows[f"clmr-{s}"] for s in ("same-segment", "regional")]
+    assert all({**r, "name": "clmr"} == rows["clmr"] for r in strategies)  # the same network, other objectives
 
 
 OBJECTIVES = {"vggish": "tagging_loss", "musicnn": "tagging_loss", "ast": "tagging_loss",
-              "clmr": "contrastive_loss", "tmae": "masked_patch_loss"}
+              "clmr": "contrastive_loss", "tmae": "masked_patch_loss", "tune": "contrastive_loss"}
 
 
 @pytest.fixture(scope="module")
@@ -65,29 +63,34 @@ def demo_batch(data_root):
     return clips, labels, caches
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [*MODELS, "tune-plus", "clmr-regional"])
 def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch):
     clips, labels, caches = demo_batch
+    if name == "clmr-regional":  # three windows an item: two items are enough to contrast
+        clips, labels = clips[:2], labels[:2]
     torch.manual_seed(0)
     model = build(name)
     cache = caches[model.sample_rate]
-    audio = torch.from_numpy(cache.random_crops([c.id for c in clips], model.input_samples, np.random.default_rng(0)))
+    keys, rng = [c.id for c in clips], np.random.default_rng(0)
+    audio = torch.from_numpy(cache.random_crops(keys, model.input_samples * model.crop_windows, rng))
     model.eval()
     with torch.no_grad():
-        embedding = model.embed(audio)
+        embedding = model.embed(audio[:, :model.input_samples])
         out = model(audio)
     assert embedding.shape == (len(clips), model.emb_dim) and torch.isfinite(embedding).all()
     if name == "tmae":
         predicted, target, mask = out
         assert predicted.shape == target.shape == (len(clips), 114, 256)
         assert mask.sum(dim=1).tolist() == [114 - int(114 * 0.25)] * len(clips)
-    elif name == "clmr":
+    elif name.startswith("clmr"):  # a frame per input window: three for the regional strategy
+        assert out.shape == (len(clips), model.crop_windows, 64)
+    elif name.startswith("tune"):
         assert out.shape == (len(clips), 64)
     else:
         assert out.shape == (len(clips), 50)
 
-    objective = getattr(load_train_script(name), OBJECTIVES[name])
-    views = 2 if name == "clmr" else 1
+    objective = getattr(train_script(base_name(name)), OBJECTIVES[base_name(name)])
+    views = 2 if OBJECTIVES[base_name(name)] == "contrastive_loss" else 1
     batch = Batch(audio.repeat(views, 1), labels, views)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4 if name == "ast" else 1e-3)

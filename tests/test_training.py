@@ -72,7 +72,7 @@ def test_tile_crops_visit_each_segment_of_each_clip_once_per_epoch(tmp_path):
     # the study's 8 segments of a 29 s clip; fewer of shorter clips: those at least half audio, at least one
     assert np.bincount(clips).tolist() == [8, 8, 3, 1, 1]
     for epoch, batch_size in ((0, 4), (1, 5), (2, 64)):
-        plan = training._epoch_plan(len(clips), 0, epoch, World(), batch_size)
+        plan = training.epoch_plan(len(clips), 0, epoch, World(), batch_size)
         assert all(len(batch) >= 2 for batch in plan)
         visited = np.concatenate(plan)
         assert sorted(visited) == list(range(len(clips)))  # each item exactly once
@@ -82,13 +82,13 @@ def test_tile_crops_visit_each_segment_of_each_clip_once_per_epoch(tmp_path):
                 expected = cache.clip(data.keys[c])[k * length:(k + 1) * length]
                 np.testing.assert_array_equal(row[:len(expected)], expected)
                 assert not row[len(expected):].any()  # the last segment is zero-padded
-    orders = [np.concatenate(training._epoch_plan(len(clips), 0, e, World(), 4)) for e in (0, 1)]
+    orders = [np.concatenate(training.epoch_plan(len(clips), 0, e, World(), 4)) for e in (0, 1)]
     assert not np.array_equal(*orders)  # shuffled anew each epoch
 
 
 def test_processes_share_every_step_and_together_visit_each_item_once():
     for n_items, batch_size in ((21, 8), (20, 6), (9, 4)):
-        plans = [training._epoch_plan(n_items, 3, 0, World(rank=r, size=2), batch_size) for r in range(2)]
+        plans = [training.epoch_plan(n_items, 3, 0, World(rank=r, size=2), batch_size) for r in range(2)]
         assert len(plans[0]) == len(plans[1])  # every process takes every step
         assert sorted(np.concatenate(plans[0] + plans[1])) == list(range(n_items))
         assert all(len(b) >= 2 for plan in plans for b in plan)
@@ -250,3 +250,53 @@ def test_a_draw_trains_on_other_clips_of_the_same_size(tmp_path, data_root):
     assert torch.load(tmp_path / "demo" / "tmae" / "2-draw1" / "seed0" / "last.pt", weights_only=True)["draw"] == 1
     out = train("tmae", tmp_path, "--subset", "full", "--draw", "1", check=False)
     assert out.returncode == 2 and "full is the whole train split" in out.stderr
+
+
+@pytest.mark.parametrize("strategy,samples,shared", [("different-segments", 59049, False),
+                                                     ("same-segment", 59049, True), ("regional", 3 * 59049, True)])
+def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, samples, shared, tmp_path,
+                                                                      monkeypatch):
+    """CLMR's views are two crops of the clip; same-segment and regional augment one crop twice,
+    regional a crop of three windows."""
+    from clmr.train import DEFAULTS
+    seen = []
+
+    def record(model, batch):
+        seen.append(batch.audio.clone())
+        return model(batch.audio).pow(2).mean()
+    monkeypatch.setattr(sys, "argv", ["clmr/train.py", "--demo", "--subset", "1", "--batch-size", "2", "--max-steps",
+                                      "1", "--strategy", strategy, "--runs-dir", str(tmp_path)])
+    training.pretrain("clmr", record, DEFAULTS, "test", supervised=False, views=2)
+    (audio,) = seen
+    assert audio.shape == (4, samples)
+    assert torch.equal(audio[:2], audio[2:]) == shared
+    model_id = "clmr" if strategy == "different-segments" else f"clmr-{strategy}"
+    assert (tmp_path / "demo" / model_id / "1" / "seed0" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("model,options", [("tune", []), ("clmr-regional", ["--strategy", "regional"])])
+def test_tune_and_the_strategies_resume_exactly_and_their_checkpoints_extract_and_probe(model, options, tmp_path,
+                                                                                        monkeypatch):
+    from clmr.train import DEFAULTS, contrastive_loss
+    straight, halves, features, results = (tmp_path / d for d in ("straight", "halves", "features", "results"))
+
+    def train(runs, steps, *resume):  # in this process: three launches of train.py cost seconds each
+        monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--subset", "1", "--batch-size", "2", *options,
+                                          "--max-steps", str(steps), "--runs-dir", str(runs), *resume])
+        training.pretrain(model.split("-")[0], contrastive_loss, DEFAULTS, "test", supervised=False, views=2)
+    train(straight, 3)
+    train(halves, 2)
+    train(halves, 3, "--resume")
+    run = Path("demo") / model / "1" / "seed0"
+    assert json.loads((straight / run / "config.json").read_text())["model"]["name"] == model
+    for name in ("untrained.pt", "last.pt"):
+        a, b = torch.load(straight / run / name, weights_only=True), torch.load(halves / run / name, weights_only=True)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
+    run_demo_script("extract_features.py", "--model", model, "--task", "pitch", "--snr", "clean", "--checkpoints",
+                    "untrained", "1", "--clips-per-split", "6", "--runs-dir", straight, "--features-dir", features)
+    assert np.load(features / "demo" / "pitch" / model / "1" / "clean.npy").shape == (18, 512)
+    run_demo_script("downstream.py", "--model", model, "--task", "pitch", "--seeds", "1", "--epochs", "2",
+                    "--features-dir", features, "--results-dir", results)
+    with open(results / "demo" / "pitch" / f"{model}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model"] for r in rows} == {model} and {r["checkpoint"] for r in rows} >= {"untrained", "1"}

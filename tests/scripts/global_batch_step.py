@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from common import distributed  # noqa: E402
 from common.global_batch import gather_views, sync_batchnorm  # noqa: E402
-from common.models import build  # noqa: E402
+from common.models import base_name, build  # noqa: E402
 from common.training import Batch, tagging_loss  # noqa: E402
 
 BATCH = 6
@@ -31,12 +31,16 @@ BATCH = 6
 def objective(name, local):
     """The model's loss on a batch of audio that is already augmented (the augmentations draw
     per process, so the comparison starts after them)."""
-    if name == "clmr":
+    if base_name(name) == "clmr":
         spec = importlib.util.spec_from_file_location("clmr_train", REPO / "clmr" / "train.py")
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
         gather = (lambda z, views: z) if local else gather_views
-        return lambda model, batch: script.nt_xent(gather(model(batch.audio), batch.views))
+
+        def loss(model, batch):
+            z = gather(model(batch.audio), batch.views)  # (2N, frames, d)
+            return script.nt_xent(z.reshape(-1, z.shape[-1]))
+        return loss
     return tagging_loss
 
 
@@ -44,7 +48,8 @@ def main(name, out, local=False):
     world = distributed.start("cpu")
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
-    model = build(name, **({"n_tags": 50} if name != "clmr" else {})).double()
+    contrastive = base_name(name) == "clmr"
+    model = build(name, **({} if contrastive else {"n_tags": 50})).double()
     for module in model.modules():  # dropout draws per process, by design: not part of the comparison
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -53,8 +58,8 @@ def main(name, out, local=False):
     net = DistributedDataParallel(model) if world.size > 1 else model
     net.train()
     generator = torch.Generator().manual_seed(1)
-    views = 2 if name == "clmr" else 1
-    audio = torch.randn(views, BATCH, model.input_samples, generator=generator) * 0.1
+    views = 2 if contrastive else 1
+    audio = torch.randn(views, BATCH, model.input_samples * model.crop_windows, generator=generator) * 0.1
     labels = (torch.rand(BATCH, 50, generator=generator) < 0.2).float()
     mine = torch.arange(BATCH)[world.rank::world.size]  # this process's share, as training._epoch_plan deals it
     batch = Batch(audio[:, mine].reshape(-1, audio.shape[-1]), labels[mine], views)
