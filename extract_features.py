@@ -22,7 +22,6 @@ so an interrupted run resumes.
 """
 import json
 import shutil
-from collections import Counter
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, 
                         positive_int, run)
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
-from common.extraction import bfloat16_keeps_differences, embed_clips, windows
+from common.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
 from common.models import build, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.provenance import changes, clips_digest
@@ -147,24 +146,6 @@ def weights_id(out_dir, source, model):
     state = checkpoints.load(source, model)
     # checkpoints written before save ids existed: their path and modification time stand in
     return state.get("save_id") or f"{source}@{source.stat().st_mtime_ns}", state
-
-
-def sample_per_split(clips, n):
-    """At most n clips of each split, taken in turn from each combination of the dataset's
-    labels in a seeded order (so a key or an instrument keeps its share), in dataset order.
-    The dataset's labels, not the task's: tasks on one dataset share the sample and features."""
-    rng = np.random.default_rng(0)
-    kept = set()
-    for split in ("train", "valid", "test"):
-        members = [c for c in clips if c.split == split]
-        taken = Counter()
-        turns = []
-        for position, i in enumerate(rng.permutation(len(members))):
-            label = repr(sorted(members[i].labels.items()))
-            turns.append((taken[label], position, members[i].id))
-            taken[label] += 1
-        kept.update(clip_id for _, _, clip_id in sorted(turns)[:n])
-    return [c for c in clips if c.id in kept]
 
 
 def write_index(path, clips, task, settings):

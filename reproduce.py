@@ -5,6 +5,7 @@
     python reproduce.py --demo --quick     # a smaller grid, under runs/quick/, features/quick/, ...: minutes
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
+    python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
    draw of the limited subsets (--draws; the untrained weights come with every run);
@@ -22,12 +23,14 @@ import runpy
 import sys
 import time
 
-from common import figures, reference
+from common import figures, plan, reference
+from common.atomic import write_json
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
                         positive_int, run)
-from common.distributed import add_device_option
+from common.distributed import add_device_option, resolve_device
+from common.extraction import sample_per_split
 from common.metrics import PRIMARY
-from common.models import MODELS, base_name, model_argument, train_command
+from common.models import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.noise import DEFORMATIONS
 from common.subsets import SUBSETS, training_set_name
 from common.selection import best_probes, validation
@@ -41,8 +44,9 @@ from common.tasks import TASKS
 # layer and the embedding collapses onto two or three directions (pitch at chance), so the
 # demo grids use 1e-4.
 DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--batch-size", "16", "--lr", "1e-4"],
-              "ast": ["--batch-size", "4"], "clmr": ["--batch-size", "16"], "tmae": ["--batch-size", "32"]}
-DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60}
+              "ast": ["--batch-size", "4"], "clmr": ["--batch-size", "16"], "tmae": ["--batch-size", "32"],
+              "tune": ["--batch-size", "16"]}
+DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20}
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3},
     "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},
@@ -62,10 +66,14 @@ OUTPUTS = ("runs", "features", "results", "figures")
 def parse_args():
     parser = ArgumentParser(prog="python reproduce.py", description=__doc__.split("\n")[0])
     add_data_options(parser)
+    parser.add_argument("--plan", action="store_true",
+                        help="run nothing: print the grid's work per stage and its estimated time on this device "
+                             "(from a few timed steps of each model), kept for the run's summary")
     parser.add_argument("--quick", action="store_true",
                         help="a smaller grid (fewer subsets, steps, SNRs, seeds; on the demo, 48 clips per split)")
-    parser.add_argument("--models", nargs="+", type=model_argument(), default=list(MODELS), metavar="MODEL",
-                        help="model ids (python -m common.models; default: the study's five)")
+    parser.add_argument("--models", nargs="+", type=model_argument(), default=list(STUDY_MODELS), metavar="MODEL",
+                        help=f"model ids, of: {', '.join(model_ids())} (python -m common.models; default: the "
+                             f"study's five, {' '.join(STUDY_MODELS)})")
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
@@ -105,40 +113,46 @@ def training_done(run_dir, options):
     return asked is None or json.loads(finished.read_text())["step"] >= int(asked)
 
 
-def jobs(args, grid, data_name):
-    """Every step of the study, in order: (description, script, prepare). `prepare()`, called
-    just before the step runs, gives its options, or None when its work is already done."""
-    common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
-    runs_data = "demo" if args.demo else "MTAT"
+def training_runs(args, grid):
+    """(model id, subset, draw, train.py options) of every pretraining run of the grid."""
     for model in args.models:
-        script, variant_options = train_command(model)
-        train_options = variant_options + grid["train"].get(base_name(model), grid["train"].get("*", []))
+        _, variant_options = train_command(model)
+        options = variant_options + grid["train"].get(base_name(model), grid["train"].get("*", []))
         for draw in range(args.draws):
             for subset in grid["subsets"].get(base_name(model), grid["subsets"]["*"]):
-                if draw and subset == "full":
-                    continue  # full is the whole train split: it has no draws
+                if not (draw and subset == "full"):  # full is the whole train split: it has no draws
+                    yield model, subset, draw, options
 
-                def prepare(model=model, subset=subset, draw=draw, train_options=train_options):
-                    run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw) / "seed0"
-                    if training_done(run_dir, train_options):
-                        return None
-                    resume = ["--resume"] if (run_dir / "last.pt").exists() else []
-                    return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options,
-                                     *resume]
-                yield f"pretrain {model} on subset {training_set_name(subset, draw)}", script, prepare
+
+def jobs(args, grid):
+    """Every step of the study, in order: (stage, description, script, prepare). `prepare()`,
+    called just before the step runs, gives its options, or None when its work is already done."""
+    common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
+    runs_data = "demo" if args.demo else "MTAT"
+    for model, subset, draw, train_options in training_runs(args, grid):
+        def prepare(model=model, subset=subset, draw=draw, train_options=train_options):
+            run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw) / "seed0"
+            if training_done(run_dir, train_options):
+                return None
+            resume = ["--resume"] if (run_dir / "last.pt").exists() else []
+            return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options, *resume]
+        yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw)}",
+               train_command(model)[0], prepare)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:
             options = common + dirs + ["--model", model, "--task", task, "--snr", *grid["snr"]]
             if "clips_per_split" in grid:
                 options += ["--clips-per-split", grid["clips_per_split"]]
-            yield f"extract {model} features for {task}", "extract_features.py", lambda options=options: options
+            yield ("extract", f"extract {model} features for {task}", "extract_features.py",
+                   lambda options=options: options)
     for task in args.tasks:
         for model in args.models + ["handcrafted"]:
             options = common + ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model",
                                 model, "--task", task, "--seeds", grid["seeds"]]
             # downstream.py itself fits again only what its features' provenance says changed
-            yield f"fit probes on {model} features for {task}", "downstream.py", lambda options=options: options
+            yield ("probes", f"fit probes on {model} features for {task}", "downstream.py",
+                   lambda options=options: options)
 
 
 def summary_table(results_dir, tasks):
@@ -168,22 +182,58 @@ def summary_table(results_dir, tasks):
     return "\n".join(lines)
 
 
+def write_plan(args, grid, grid_name, path):
+    """Estimate the grid's cost on this device, print it and keep it for the run's summary."""
+    device = resolve_device(args.device)
+    rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, args.tasks, grid, args.data_root,
+                                  args.demo, device, sample_per_split)
+    print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
+    if missing:
+        print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
+    write_json(path, {"grid": grid_name, "models": args.models, "tasks": args.tasks, "draws": args.draws,
+                      "device": str(device), "stages": {s: sum(r[3] for r in rows if r[0] == s) for s in plan.STAGES}})
+    print(f"\nkept in {path}: the run's summary will show these estimates beside its measured times")
+
+
+def estimate_beside_measured(path, grid_name, args, measured):
+    """Lines of the stages' estimated (from --plan) and measured minutes, when a plan of this
+    very grid was made."""
+    if not path.exists():
+        return ""
+    saved = json.loads(path.read_text())
+    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"]] != [grid_name, args.models, args.tasks,
+                                                                            args.draws]:
+        return ""
+    lines = [f"\nestimated (--plan, on {saved['device']}) beside measured minutes (of the steps that ran now):"]
+    lines += [f"  {stage:<9} {saved['stages'][stage] / 60:>7.1f} {measured[stage] / 60:>9.1f}" for stage in plan.STAGES]
+    return "\n".join(lines)
+
+
 def main():
     args = parse_args()
     data_name = "demo" if args.demo else "real"
-    grid = GRIDS[f"{data_name}{'-quick' if args.quick else ''}"]
+    grid_name = f"{data_name}{'-quick' if args.quick else ''}"
+    grid = GRIDS[grid_name]
+    plan_file = args.results_dir / data_name / "plan.json"
+    if args.plan:
+        write_plan(args, grid, grid_name, plan_file)
+        return
     started = time.time()
-    plan = list(jobs(args, grid, data_name))
-    for number, (description, script, prepare) in enumerate(plan, start=1):
+    steps = list(jobs(args, grid))
+    measured = dict.fromkeys(plan.STAGES, 0.0)
+    for number, (stage, description, script, prepare) in enumerate(steps, start=1):
         options = prepare()
-        print(f"\n[{number}/{len(plan)} | {(time.time() - started) / 60:.1f} min] {description}"
+        print(f"\n[{number}/{len(steps)} | {(time.time() - started) / 60:.1f} min] {description}"
               + (": done already" if options is None else ""), flush=True)
         if options is not None:
+            step_started = time.time()
             invoke(script, options)
+            measured[stage] += time.time() - step_started
     paths = figures.render_all(args.results_dir / data_name, args.figures_dir / data_name)
     print(f"\nfigures: {', '.join(str(p) for p in paths)}")
     print(f"\nsummary ({data_name}; chosen on the valid split, shown on the clean test split, mean over seeds; "
-          f"{(time.time() - started) / 60:.1f} min in all):\n{summary_table(args.results_dir / data_name, args.tasks)}")
+          f"{(time.time() - started) / 60:.1f} min in all):\n{summary_table(args.results_dir / data_name, args.tasks)}"
+          f"{estimate_beside_measured(plan_file, grid_name, args, measured)}")
     if data_name == "real":
         _, rows = reference.compare(args.results_dir / data_name)
         print(f"\nours beside the study's published numbers (python -m common.reference --compare "

@@ -225,13 +225,12 @@ def train(args):
     same model, objective, batch and precision; and the share of a train.py step spent
     waiting for data (from its log.csv)."""
     import csv
-    import importlib.util
     import subprocess
     import tempfile
     from torch.utils.data import DataLoader
 
     from common.distributed import resolve_precision
-    from common.models import MODELS, build, model_class
+    from common.models import MODELS, STUDY_MODELS, build, model_class, pretraining_objective
     from common.mtat import TOP50
     from common.subsets import select
     from common.training import Batch
@@ -240,7 +239,7 @@ def train(args):
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     clips = select(dataset.split("train"), "5")
     precision = resolve_precision("auto", torch.device("cpu"))
-    for name in MODELS:
+    for name in STUDY_MODELS if QUICK else MODELS:
         batch_size, steps = ((2, 2) if name == "ast" else (4, 2)) if QUICK else ((4, 4) if name == "ast" else (8, 6))
         with tempfile.TemporaryDirectory() as runs:
             subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(args.data_root),
@@ -251,12 +250,7 @@ def train(args):
         step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
         waiting = np.mean([float(r["data_s"]) for r in rows]) / step_seconds
 
-        spec = importlib.util.spec_from_file_location(f"{name}_train", repo / name / "train.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        objective = next(getattr(script, f) for f in ("tagging_loss", "contrastive_loss", "masked_patch_loss")
-                         if hasattr(script, f))
-        supervised, views = objective.__name__ == "tagging_loss", 2 if name == "clmr" else 1
+        objective, supervised, views = pretraining_objective(name)
         cls = model_class(name)
         torch.manual_seed(0)
         model = build(name, **({"n_tags": len(TOP50)} if supervised else {})).train()

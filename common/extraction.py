@@ -4,8 +4,11 @@ A clip is cut into non-overlapping windows of the model's input length; a last p
 window is dropped (it would be mostly padding), except that a clip shorter than one
 window becomes one zero-padded window. Windows of consecutive clips share batches, and
 each clip's embedding is the mean of its windows' embeddings. Clips are streamed: only
-one batch of audio is in memory at a time.
+one batch of audio is in memory at a time. A quick study embeds a sample of each split
+(sample_per_split).
 """
+from collections import Counter
+
 import numpy as np
 import torch
 
@@ -65,3 +68,21 @@ def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=t
     if pending:
         flush()
     out /= counts[:, None]
+
+
+def sample_per_split(clips, n):
+    """At most n clips of each split, taken in turn from each combination of the dataset's
+    labels in a seeded order (so a key or an instrument keeps its share), in dataset order.
+    The dataset's labels, not the task's: tasks on one dataset share the sample and features."""
+    rng = np.random.default_rng(0)
+    kept = set()
+    for split in ("train", "valid", "test"):
+        members = [c for c in clips if c.split == split]
+        taken = Counter()
+        turns = []
+        for position, i in enumerate(rng.permutation(len(members))):
+            label = repr(sorted(members[i].labels.items()))
+            turns.append((taken[label], position, members[i].id))
+            taken[label] += 1
+        kept.update(clip_id for _, _, clip_id in sorted(turns)[:n])
+    return [c for c in clips if c.id in kept]

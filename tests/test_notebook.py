@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import nbformat
@@ -45,13 +46,26 @@ def test_reproduce_renders_the_same_figures(demo_results, tmp_path):
     assert [p.name for p in paths] == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
 
 
-def test_reproduce_quick_runs_the_study_then_skips_what_is_done(tmp_path, data_root):
-    def reproduce():
-        return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *[
+def test_reproduce_plans_then_runs_the_quick_study_then_skips_what_is_done(tmp_path, data_root):
+    def reproduce(*plan):
+        return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *plan, *[
             option for name in ("runs", "features", "results", "figures")
             for option in (f"--{name}-dir", tmp_path / name)]).stdout
 
+    planned = reproduce("--plan")
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    rows = {tuple(line.split()[:2]): line for line in planned.splitlines()}
+    # tmae's quick grid: one run of 20 steps; the sampled pitch clips (48 train, 28 valid and 28
+    # test TinySOL notes: one window each), the test clips under 3 conditions, for the untrained
+    # and the trained weights; 5 kinds of probe x 2 seeds on each
+    assert "1 run, 20 steps of 32" in rows["pretrain", "tmae"]
+    assert "2 checkpoints x 160 windows" in rows["extract", "tmae"]
+    assert "20 probes" in rows["probes", "tmae"] and "10 probes" in rows["probes", "handcrafted"]
+    estimated = json.loads((tmp_path / "results" / "demo" / "plan.json").read_text())["stages"]
+    assert set(estimated) == {"pretrain", "extract", "probes"} and all(v > 0 for v in estimated.values())
+
     first = reproduce()
+    assert "estimated (--plan, on cpu) beside measured minutes" in first
     assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first
     index = (tmp_path / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
     assert sum(line.endswith(",train") for line in index) == 48  # the quick grid's sample

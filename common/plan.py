@@ -1,0 +1,185 @@
+"""The study's cost before it runs (`python reproduce.py --plan`): the work of every stage of
+a grid, and its time on this device from a few timed steps of each model.
+
+  pretrain  optimizer steps per model and training set, counted as train.py counts them
+            (the set's clips and their lengths, the crops per epoch, the batch, --epochs,
+            --max-steps), times one timed step of the model's objective; on a CPU the step
+            is timed at a batch of at most 4 and scaled per item
+  extract   windows to embed per model: each dataset's clips cut as extraction cuts them, for
+            every checkpoint (untrained and one per training set) and test condition (the
+            noisy ones on the test split only), times a timed forward pass of 8 windows
+  probes    probes per model and task (checkpoints x kinds x seeds, fitted together as
+            downstream.py fits them), times a timed epoch of those probes on features of
+            the task's size, times --epochs: an upper bound, as early stopping ends most
+            fits sooner
+
+Timed on random inputs of the real shapes: the estimate needs neither trained weights nor
+decoded audio, only the datasets' metadata (the clip lengths of TinySOL and Beatport are
+read from their files' headers; a dataset not yet downloaded is named and left out).
+"""
+import math
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from common import handcrafted, probes
+from common.cli import UserError
+from common.dataset import load_dataset
+from common.distributed import World, resolve_precision
+from common.models import base_name, build, model_class, pretraining_objective, train_script
+from common.mtat import TOP50
+from common.subsets import select
+from common.tasks import TASKS
+from common.training import Batch, epoch_plan, items_per_clip, parse_args
+
+STAGES = ("pretrain", "extract", "probes")
+
+
+def _seconds_per_call(function, repeats=2):
+    function()  # warm-up: allocations, kernel selection
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - started) / repeats
+
+
+def _autocast(device, precision):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == torch.bfloat16)
+
+
+def train_step_seconds(model_id, batch_size, device, precision):
+    """Seconds of one optimizer step of the model's own objective at `batch_size` items."""
+    objective, supervised, views = pretraining_objective(base_name(model_id))
+    timed = batch_size if device.type == "cuda" else min(batch_size, 4)
+    torch.manual_seed(0)
+    model = build(model_id, **({"n_tags": len(TOP50)} if supervised else {})).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    samples = model.input_samples * model.crop_windows
+    audio = torch.randn(views * timed, samples, device=device) * 0.1
+    labels = (torch.rand(timed, len(TOP50), device=device) < 0.1).float()
+
+    def step():
+        with _autocast(device, precision):
+            loss = objective(model, Batch(audio, labels, views))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return _seconds_per_call(step) * batch_size / timed
+
+
+@torch.inference_mode()
+def window_seconds(model_id, device, precision, windows=8):
+    model = build(model_id).to(device).eval()
+    audio = torch.randn(windows, model.input_samples, device=device) * 0.1
+
+    def forward():
+        with _autocast(device, precision):
+            model.embed(audio)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return _seconds_per_call(forward, repeats=1) / windows
+
+
+def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, kinds):
+    """Seconds of one epoch of `n_probes_per_kind` stacked probes of every kind (fitted on
+    random features: the cost depends on the shapes only)."""
+    generator = np.random.default_rng(0)
+    features = [generator.standard_normal((n_clips, n_inputs)).astype(np.float32)
+                for _ in range(n_probes_per_kind)]
+    n_outputs = len(task.classes)
+    targets = (generator.random((n_clips, n_outputs)) < 0.1).astype(np.float32) if task.multilabel else \
+        generator.integers(0, n_outputs, n_clips)
+    splits = {"train": np.arange(n_clips * 4 // 5), "valid": np.arange(n_clips * 4 // 5, n_clips)}
+    specs = [probes.ProbeSpec(kind, k, 0) for k in range(n_probes_per_kind) for kind in kinds]
+    started = time.perf_counter()
+    probes.fit(task.name, specs, features, targets, splits, n_outputs, device, epochs=2, patience=2)
+    return (time.perf_counter() - started) / 2
+
+
+def _training_steps(model_id, options, clips):
+    script = train_script(base_name(model_id))
+    args = parse_args(base_name(model_id), "", script.DEFAULTS, argv=options)
+    cls = model_class(model_id)
+    lengths = np.array([round(c.seconds * cls.sample_rate) for c in clips])
+    n_items = int(items_per_clip(lengths, args, cls.input_samples * cls.crop_windows).sum())
+    per_epoch = len(epoch_plan(n_items, 0, 0, World(), args.batch_size))
+    return min(args.max_steps or math.inf, args.epochs * per_epoch), args.batch_size
+
+
+def _clip_seconds(dataset, clip):
+    return clip.seconds if clip.seconds is not None else sf.info(dataset.root / clip.path).duration
+
+
+def _dataset_clips(name, data_root, demo, clips_per_split, sample):
+    """{split: [seconds of each clip extraction will embed]} of a dataset, or None if it is
+    not here."""
+    try:
+        dataset = load_dataset(name, data_root, demo=demo, download=False)
+        clips = sample(dataset.clips, clips_per_split) if clips_per_split else dataset.clips
+        return {split: [_clip_seconds(dataset, c) for c in clips if c.split == split]
+                for split in ("train", "valid", "test")}
+    except (UserError, OSError, RuntimeError):
+        return None
+
+
+def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
+    """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
+    options) per run) and the extraction and probes of `models` on `tasks`; `sample` picks the
+    clips extraction takes when the grid sets clips_per_split. Also the tasks left out."""
+    precision = resolve_precision("auto", device)
+    pretraining = load_dataset("MTAT", data_root, demo=demo, download=False).clips
+    rows = []
+    for model in models:
+        runs = [(subset, draw, options) for m, subset, draw, options in jobs if m == model]
+        steps = [_training_steps(model, options, select(pretraining, subset, draw)) for subset, draw, options in runs]
+        if steps:
+            batch = steps[0][1]
+            step_seconds = train_step_seconds(model, batch, device, precision)
+            total = sum(s for s, _ in steps)
+            rows.append(("pretrain", model, f"{len(runs)} run{'s' * (len(runs) != 1)}, {total:,} steps of {batch} "
+                                            f"({step_seconds:.2f} s/step)", total * step_seconds))
+    # tasks on one dataset share its features (extraction copies them from a sibling task)
+    dataset_clips = {name: _dataset_clips(name, data_root, demo, grid.get("clips_per_split"), sample)
+                     for name in dict.fromkeys(TASKS[t].dataset for t in tasks)}
+    task_clips = {task: dataset_clips[TASKS[task].dataset] for task in tasks}
+    missing = [task for task, clips in task_clips.items() if clips is None]
+    present = [clips for clips in dataset_clips.values() if clips is not None]
+    conditions, kinds = len(grid["snr"]), list(probes.KINDS)
+    for model in [*models, "handcrafted"]:
+        checkpoints = 1 + sum(1 for m, *_ in jobs if m == model)  # untrained + one per training set
+        if model == "handcrafted":  # computed once, from the whole clip
+            checkpoints, n_inputs = 1, handcrafted.DIM
+            seconds = sum(sum(clips["train"] + clips["valid"]) + conditions * sum(clips["test"]) for clips in present)
+            per_second = _seconds_per_call(lambda: handcrafted.features(np.random.default_rng(0).standard_normal(
+                handcrafted.SAMPLE_RATE * 10).astype(np.float32)), repeats=1) / 10
+            rows.append(("extract", model, f"{seconds / 60:,.0f} minutes of audio", seconds * per_second))
+        else:
+            cls = model_class(model)
+            n_inputs, windows = cls.emb_dim, 0  # windows of one checkpoint
+            for clips in present:
+                per_split = {split: sum(max(1, int(s * cls.sample_rate) // cls.input_samples) for s in seconds)
+                             for split, seconds in clips.items()}
+                windows += per_split["train"] + per_split["valid"] + conditions * per_split["test"]
+            per_window = window_seconds(model, device, precision)
+            rows.append(("extract", model, f"{checkpoints} checkpoints x {windows:,} windows "
+                                           f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
+        epoch = sum(probe_epoch_seconds(TASKS[task], len(clips["train"]) + len(clips["valid"]), n_inputs,
+                                        checkpoints * grid["seeds"], device, kinds)
+                    for task, clips in task_clips.items() if clips is not None)
+        count = (len(tasks) - len(missing)) * checkpoints * len(kinds) * grid["seeds"]
+        rows.append(("probes", model, f"{count:,} probes, at most 100 epochs", 100 * epoch))
+    return rows, missing
+
+
+def table(rows):
+    lines = [f"{'stage':<9} {'model':<18} {'work':<58} {'estimate':>9}"]
+    for stage, model, work, seconds in rows:
+        lines.append(f"{stage:<9} {model:<18} {work:<58} {seconds / 60:>7.1f} m")
+    by_stage = {s: sum(r[3] for r in rows if r[0] == s) for s in STAGES}
+    lines.append(f"{'total':<9} {'':<18} {', '.join(f'{s} {v / 60:.1f} m' for s, v in by_stage.items()):<58} "
+                 f"{sum(by_stage.values()) / 60:>7.1f} m")
+    return "\n".join(lines)
