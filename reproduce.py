@@ -196,7 +196,7 @@ def write_plan(args, grid, grid_name, path):
 
 
 def estimate_beside_measured(path, grid_name, args, measured):
-    """Lines of the stages' estimated (from --plan) and measured minutes, when a plan of this
+    """Lines of the stages' estimated (from --plan) and measured times, when a plan of this
     very grid was made."""
     if not path.exists():
         return ""
@@ -204,8 +204,10 @@ def estimate_beside_measured(path, grid_name, args, measured):
     if [saved["grid"], saved["models"], saved["tasks"], saved["draws"]] != [grid_name, args.models, args.tasks,
                                                                             args.draws]:
         return ""
-    lines = [f"\nestimated (--plan, on {saved['device']}) beside measured minutes (of the steps that ran now):"]
-    lines += [f"  {stage:<9} {saved['stages'][stage] / 60:>7.1f} {measured[stage] / 60:>9.1f}" for stage in plan.STAGES]
+    lines = [f"\ntime estimated by --plan (on {saved['device']}) and measured (the steps that ran now):",
+             f"  {'stage':<9} {'estimated':>9} {'measured':>9}"]
+    lines += [f"  {stage:<9} {plan.duration(saved['stages'][stage]):>9} {plan.duration(measured[stage]):>9}"
+              for stage in plan.STAGES]
     return "\n".join(lines)
 
 

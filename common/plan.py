@@ -29,7 +29,7 @@ from common.cli import UserError
 from common.dataset import load_dataset
 from common.distributed import World, resolve_precision
 from common.models import base_name, build, model_class, pretraining_objective, train_script
-from common.mtat import TOP50
+from common.mtat import TOP50, read_index
 from common.subsets import select
 from common.tasks import TASKS
 from common.training import Batch, epoch_plan, items_per_clip, parse_args
@@ -119,6 +119,8 @@ def _dataset_clips(name, data_root, demo, clips_per_split, sample):
     not here."""
     try:
         dataset = load_dataset(name, data_root, demo=demo, download=False)
+        if not dataset.clips:
+            return None
         clips = sample(dataset.clips, clips_per_split) if clips_per_split else dataset.clips
         return {split: [_clip_seconds(dataset, c) for c in clips if c.split == split]
                 for split in ("train", "valid", "test")}
@@ -131,7 +133,8 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
     options) per run) and the extraction and probes of `models` on `tasks`; `sample` picks the
     clips extraction takes when the grid sets clips_per_split. Also the tasks left out."""
     precision = resolve_precision("auto", device)
-    pretraining = load_dataset("MTAT", data_root, demo=demo, download=False).clips
+    # the real MTAT's clips and lengths are in the split index shipped with the project
+    pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
     rows = []
     for model in models:
         runs = [(subset, draw, options) for m, subset, draw, options in jobs if m == model]
@@ -175,11 +178,16 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
     return rows, missing
 
 
+def duration(seconds):
+    """Minutes up to two hours, hours beyond."""
+    return f"{seconds / 60:.1f} m" if seconds < 7200 else f"{seconds / 3600:,.1f} h"
+
+
 def table(rows):
-    lines = [f"{'stage':<9} {'model':<18} {'work':<58} {'estimate':>9}"]
+    lines = [f"{'stage':<9} {'model':<18} {'work':<58} {'estimate':>10}"]
     for stage, model, work, seconds in rows:
-        lines.append(f"{stage:<9} {model:<18} {work:<58} {seconds / 60:>7.1f} m")
+        lines.append(f"{stage:<9} {model:<18} {work:<58} {duration(seconds):>10}")
     by_stage = {s: sum(r[3] for r in rows if r[0] == s) for s in STAGES}
-    lines.append(f"{'total':<9} {'':<18} {', '.join(f'{s} {v / 60:.1f} m' for s, v in by_stage.items()):<58} "
-                 f"{sum(by_stage.values()) / 60:>7.1f} m")
+    lines.append(f"{'total':<9} {'':<18} {', '.join(f'{s} {duration(v)}' for s, v in by_stage.items()):<58} "
+                 f"{duration(sum(by_stage.values())):>10}")
     return "\n".join(lines)

@@ -65,7 +65,7 @@ def test_reproduce_plans_then_runs_the_quick_study_then_skips_what_is_done(tmp_p
     assert set(estimated) == {"pretrain", "extract", "probes"} and all(v > 0 for v in estimated.values())
 
     first = reproduce()
-    assert "estimated (--plan, on cpu) beside measured minutes" in first
+    assert "time estimated by --plan (on cpu) and measured" in first
     assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first
     index = (tmp_path / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
     assert sum(line.endswith(",train") for line in index) == 48  # the quick grid's sample
