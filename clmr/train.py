@@ -14,7 +14,8 @@ checkpoints, resume, DDP) is common/training.py.
 clmr/model.py): different-segments (CLMR's: two crops of the clip), same-segment (one crop
 augmented twice) or regional (one three-window crop augmented twice, each window's frame
 matched with the same frame of the other view). The loss is the same NT-Xent in all three:
-a regional frame is one more item of the batch.
+a regional frame is one more item of the batch. The strategies assume CLMR's random crops:
+under --crops tile both views read the same segment, whatever the strategy.
 
     python clmr/train.py --subset 5
     python clmr/train.py --subset 5 --strategy regional  # the model id clmr-regional

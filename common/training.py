@@ -2,7 +2,7 @@
 
 A train.py says what its model learns from (tags or not, one or two views of a clip) and
 how the loss is computed (the three tagging models share `tagging_loss`, below); this
-file does the rest, identically for all five models:
+file does the rest, identically for every model:
 
   data     the clips of an MTAT subset and draw (or --audio-dir), decoded once into the
            cache; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
