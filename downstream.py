@@ -38,7 +38,7 @@ from common.distributed import add_device_option, resolve_device
 from common.metrics import PRIMARY, task_metrics
 from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
-from common.probes import PROBES, ProbeSpec, fit, predict
+from common.probes import MAX_EPOCHS, PROBES, ProbeSpec, fit, predict
 from common.provenance import changes, clips_digest, digest
 from common.selection import best_probes
 from common.subsets import checkpoint_order
@@ -58,7 +58,8 @@ def parse_args():
     parser.add_argument("--results-dir", type=folder, default=REPO_ROOT / "results")
     parser.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES))
     parser.add_argument("--seeds", type=positive_int, default=3, help="probe seeds per checkpoint and kind (default 3)")
-    parser.add_argument("--epochs", type=positive_int, default=100, help="most epochs of probe training (default 100)")
+    parser.add_argument("--epochs", type=positive_int, default=MAX_EPOCHS,
+                        help="most epochs of probe training (default %(default)s)")
     add_device_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="fit again even if the results file is up to date with its features")

@@ -28,7 +28,6 @@ from common.atomic import write_json
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
                         positive_int, run)
 from common.distributed import add_device_option, resolve_device
-from common.extraction import sample_per_split
 from common.metrics import PRIMARY
 from common.models import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.noise import DEFORMATIONS
@@ -186,7 +185,7 @@ def write_plan(args, grid, grid_name, path):
     """Estimate the grid's cost on this device, print it and keep it for the run's summary."""
     device = resolve_device(args.device)
     rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, args.tasks, grid, args.data_root,
-                                  args.demo, device, sample_per_split)
+                                  args.demo, device)
     print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")

@@ -13,11 +13,16 @@ import numpy as np
 import torch
 
 
+def window_count(n_samples, length):
+    """How many windows a clip of `n_samples` gives (see the module's docstring)."""
+    return max(1, n_samples // length)
+
+
 def windows(y, length):
     """(n_windows, length) non-overlapping windows of `y` (see the module's docstring)."""
-    count = len(y) // length
-    if count == 0:
+    if len(y) < length:
         return np.pad(y, (0, length - len(y)))[None]
+    count = window_count(len(y), length)
     return y[: count * length].reshape(count, length)
 
 

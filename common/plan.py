@@ -10,8 +10,8 @@ a grid, and its time on this device from a few timed steps of each model.
             noisy ones on the test split only), times a timed forward pass of 8 windows
   probes    probes per model and task (checkpoints x kinds x seeds, fitted together as
             downstream.py fits them), times a timed epoch of those probes on features of
-            the task's size, times --epochs: an upper bound, as early stopping ends most
-            fits sooner
+            the task's size, times downstream.py's most epochs (100): an upper bound, as
+            early stopping ends most fits sooner
 
 Timed on random inputs of the real shapes: the estimate needs neither trained weights nor
 decoded audio, only the datasets' metadata (the clip lengths of TinySOL and Beatport are
@@ -28,6 +28,7 @@ from common import handcrafted, probes
 from common.cli import UserError
 from common.dataset import load_dataset
 from common.distributed import World, resolve_precision
+from common.extraction import sample_per_split, window_count
 from common.models import base_name, build, model_class, pretraining_objective, train_script
 from common.mtat import TOP50, read_index
 from common.subsets import select
@@ -114,24 +115,24 @@ def _clip_seconds(dataset, clip):
     return clip.seconds if clip.seconds is not None else sf.info(dataset.root / clip.path).duration
 
 
-def _dataset_clips(name, data_root, demo, clips_per_split, sample):
+def _dataset_clips(name, data_root, demo, clips_per_split):
     """{split: [seconds of each clip extraction will embed]} of a dataset, or None if it is
     not here."""
     try:
         dataset = load_dataset(name, data_root, demo=demo, download=False)
         if not dataset.clips:
             return None
-        clips = sample(dataset.clips, clips_per_split) if clips_per_split else dataset.clips
+        clips = sample_per_split(dataset.clips, clips_per_split) if clips_per_split else dataset.clips
         return {split: [_clip_seconds(dataset, c) for c in clips if c.split == split]
                 for split in ("train", "valid", "test")}
     except (UserError, OSError, RuntimeError):
         return None
 
 
-def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
+def estimate(jobs, models, tasks, grid, data_root, demo, device):
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
-    options) per run) and the extraction and probes of `models` on `tasks`; `sample` picks the
-    clips extraction takes when the grid sets clips_per_split. Also the tasks left out."""
+    options) per run) and the extraction and probes of `models` on `tasks`; also the tasks
+    left out."""
     precision = resolve_precision("auto", device)
     # the real MTAT's clips and lengths are in the split index shipped with the project
     pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
@@ -146,25 +147,25 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
             rows.append(("pretrain", model, f"{len(runs)} run{'s' * (len(runs) != 1)}, {total:,} steps of {batch} "
                                             f"({step_seconds:.2f} s/step)", total * step_seconds))
     # tasks on one dataset share its features (extraction copies them from a sibling task)
-    dataset_clips = {name: _dataset_clips(name, data_root, demo, grid.get("clips_per_split"), sample)
+    dataset_clips = {name: _dataset_clips(name, data_root, demo, grid.get("clips_per_split"))
                      for name in dict.fromkeys(TASKS[t].dataset for t in tasks)}
     task_clips = {task: dataset_clips[TASKS[task].dataset] for task in tasks}
     missing = [task for task, clips in task_clips.items() if clips is None]
     present = [clips for clips in dataset_clips.values() if clips is not None]
     conditions, kinds = len(grid["snr"]), list(probes.KINDS)
     for model in [*models, "handcrafted"]:
-        checkpoints = 1 + sum(1 for m, *_ in jobs if m == model)  # untrained + one per training set
-        if model == "handcrafted":  # computed once, from the whole clip
+        if model == "handcrafted":  # one feature set, computed from the whole clip
             checkpoints, n_inputs = 1, handcrafted.DIM
             seconds = sum(sum(clips["train"] + clips["valid"]) + conditions * sum(clips["test"]) for clips in present)
-            per_second = _seconds_per_call(lambda: handcrafted.features(np.random.default_rng(0).standard_normal(
-                handcrafted.SAMPLE_RATE * 10).astype(np.float32)), repeats=1) / 10
+            ten_seconds = np.random.default_rng(0).standard_normal(handcrafted.SAMPLE_RATE * 10).astype(np.float32)
+            per_second = _seconds_per_call(lambda: handcrafted.features(ten_seconds), repeats=1) / 10
             rows.append(("extract", model, f"{seconds / 60:,.0f} minutes of audio", seconds * per_second))
         else:
+            checkpoints = 1 + sum(1 for m, *_ in jobs if m == model)  # untrained + one per training set
             cls = model_class(model)
             n_inputs, windows = cls.emb_dim, 0  # windows of one checkpoint
             for clips in present:
-                per_split = {split: sum(max(1, int(s * cls.sample_rate) // cls.input_samples) for s in seconds)
+                per_split = {split: sum(window_count(int(s * cls.sample_rate), cls.input_samples) for s in seconds)
                              for split, seconds in clips.items()}
                 windows += per_split["train"] + per_split["valid"] + conditions * per_split["test"]
             per_window = window_seconds(model, device, precision)
@@ -174,7 +175,8 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, sample):
                                         checkpoints * grid["seeds"], device, kinds)
                     for task, clips in task_clips.items() if clips is not None)
         count = (len(tasks) - len(missing)) * checkpoints * len(kinds) * grid["seeds"]
-        rows.append(("probes", model, f"{count:,} probes, at most 100 epochs", 100 * epoch))
+        rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
+                     probes.MAX_EPOCHS * epoch))
     return rows, missing
 
 

@@ -35,6 +35,7 @@ class Recipe:
     stop_on: str            # "metric" or "loss": what early stopping watches on the validation split
 
 
+MAX_EPOCHS = 100  # downstream.py's default --epochs
 RECIPES = {"ours": Recipe(None, 1e-5, "metric"), "mir_ref": Recipe(1083, 2e-5, "loss")}
 KINDS = {"linear": ("ours", ()), "mlp1": ("ours", (256,)), "mlp2": ("ours", (256, 128)),
          "slp": ("mir_ref", ()), "mlp": ("mir_ref", "halfway")}
@@ -108,7 +109,7 @@ def _losses(task, outputs, targets):
     return F.cross_entropy(outputs.transpose(1, 2), targets, reduction="none").mean(dim=1)
 
 
-def fit(task, specs, features, targets, splits, n_outputs, device, epochs=100, patience=10):
+def fit(task, specs, features, targets, splits, n_outputs, device, epochs=MAX_EPOCHS, patience=10):
     """Train every probe of `specs`; {kind: (module, feature-set index per probe, probe indices in specs)}.
 
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)
