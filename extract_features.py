@@ -34,7 +34,7 @@ from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, 
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
-from common.models import build, model_argument, model_class, train_command
+from common.models import build_for, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.provenance import changes, clips_digest
 from common.subsets import checkpoint_order
@@ -222,7 +222,7 @@ def main():
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
             state = state or checkpoints.load(source, args.model)
-            encoder = build(args.model, **({"n_tags": len(state["tags"])} if state.get("tags") else {}))
+            encoder = build_for(args.model, state.get("tags"), state.get("vocabulary"))
             checkpoints.load_weights(encoder, source, state["model"])
             encoder.to(device).eval()
             checkpoint_precision = precision

@@ -44,8 +44,8 @@ from common.tasks import TASKS
 # demo grids use 1e-4.
 DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--batch-size", "16", "--lr", "1e-4"],
               "ast": ["--batch-size", "4"], "clmr": ["--batch-size", "16"], "tmae": ["--batch-size", "32"],
-              "tune": ["--batch-size", "16"]}
-DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20}
+              "tune": ["--batch-size", "16"], "mulap": ["--batch-size", "8"]}
+DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20, "mulap": 20}
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3},
     "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},

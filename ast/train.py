@@ -22,4 +22,4 @@ DEFAULTS = {"epochs": 150, "batch_size": 24, "lr": 1e-4, "weight_decay": 1e-5, "
 
 
 if __name__ == "__main__":
-    run(lambda: pretrain("ast", tagging_loss, DEFAULTS, __doc__.split("\n")[0], supervised=True))
+    run(lambda: pretrain("ast", tagging_loss, DEFAULTS, __doc__.split("\n")[0], learns_from="tags"))

@@ -230,7 +230,8 @@ def train(args):
     from torch.utils.data import DataLoader
 
     from common.distributed import resolve_precision
-    from common.models import MODELS, STUDY_MODELS, build, model_class, pretraining_objective
+    from common import captions
+    from common.models import MODELS, STUDY_MODELS, build_for, model_class, pretraining_objective
     from common.mtat import TOP50
     from common.subsets import select
     from common.training import Batch
@@ -250,10 +251,13 @@ def train(args):
         step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
         waiting = np.mean([float(r["data_s"]) for r in rows]) / step_seconds
 
-        objective, supervised, views = pretraining_objective(name)
+        objective, learns_from, views = pretraining_objective(name)
         cls = model_class(name)
         torch.manual_seed(0)
-        model = build(name, **({"n_tags": len(TOP50)} if supervised else {})).train()
+        texts = [captions.from_tags(c.labels["tags"], c.id) for c in clips]
+        model = build_for(name, TOP50 if learns_from == "tags" else None,
+                          captions.vocabulary(texts) if learns_from == "captions" else None).train()
+        seconds, samples = cls.input_seconds * cls.crop_windows, cls.input_samples * cls.crop_windows
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         class DecodingDataset(torch.utils.data.Dataset):  # the reference repositories' way
@@ -263,12 +267,12 @@ def train(args):
             def __getitem__(self, i):
                 crops = []
                 for _ in range(views):
-                    offset = np.random.random() * max(clips[i].seconds - cls.input_seconds, 0)
+                    offset = np.random.random() * max(clips[i].seconds - seconds, 0)
                     y, _ = librosa.load(dataset.root / clips[i].path, sr=cls.sample_rate, offset=offset,
-                                        duration=cls.input_seconds)
-                    crops.append(np.pad(y, (0, cls.input_samples - len(y))))
+                                        duration=seconds)
+                    crops.append(np.pad(y, (0, samples - len(y))))
                 labels = np.array([t in clips[i].labels["tags"] for t in TOP50], np.float32)
-                return np.stack(crops), labels
+                return np.stack(crops), labels, i
 
         loader = DataLoader(DecodingDataset(), batch_size=batch_size, shuffle=True, num_workers=1, drop_last=True)
         times, counter = [], FlopCounterMode(display=False)
@@ -276,8 +280,9 @@ def train(args):
             batches = iter(loader)
             for step in range(steps):
                 started = time.perf_counter()
-                audio, labels = next(batches)
-                batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views)
+                audio, labels, items = next(batches)
+                batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views,
+                              [texts[i] for i in items])
                 with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
                         loss = objective(model, batch)

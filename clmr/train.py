@@ -57,4 +57,4 @@ def contrastive_loss(model, batch):
 
 
 if __name__ == "__main__":
-    run(lambda: pretrain("clmr", contrastive_loss, DEFAULTS, __doc__.split("\n")[0], supervised=False, views=2))
+    run(lambda: pretrain("clmr", contrastive_loss, DEFAULTS, __doc__.split("\n")[0], views=2))

@@ -101,3 +101,8 @@ def start(device_name):
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return World(rank=rank, size=size, device=device)
+
+
+def unwrap(model):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

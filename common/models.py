@@ -11,7 +11,8 @@ table's 12.0 M parameters, `clmr-regional` CLMR under another contrastive strate
 `tune-plus` TUNe+), picked by one option of its train.py (`VARIANT_OPTION`: --variant,
 --strategy, --size); `-librosa` swaps a mel model's study front end for the librosa one
 (common/melspec.py). The bare name is the study's code (for TUNe, the paper's TUNe).
-STUDY_MODELS are the study's five; TUNe (tune/) is a sixth, from a neighbouring paper.
+STUDY_MODELS are the study's five; TUNe (tune/) and MuLaP (mulap/) come from neighbouring
+papers.
 
     python -m common.models --json     # every id: params, emb_dim, input_seconds, sample_rate, n_mels
 """
@@ -22,7 +23,8 @@ import sys
 
 from common.cli import REPO_ROOT, ArgumentParser, UserError, run
 
-CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE", "tune": "TUNe"}
+CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE", "tune": "TUNe",
+           "mulap": "MuLaP"}
 MODELS = tuple(CLASSES)
 STUDY_MODELS = MODELS[:5]  # the study's five; reproduce.py runs these unless told otherwise
 LIBROSA = "librosa"
@@ -48,13 +50,19 @@ def train_script(name):
     return _load(name, "train")
 
 
+# Each paradigm's objective, by its function's name in a train.py: what the batches carry
+# besides audio (the training loop's `learns_from`) and how many views of an item it compares.
+OBJECTIVES = {"tagging_loss": ("tags", 1), "contrastive_loss": (None, 2), "masked_patch_loss": (None, 1),
+              "language_loss": ("captions", 1)}
+
+
 def pretraining_objective(name):
-    """(objective, supervised, views): the loss a model's train.py hands the training loop,
-    whether it needs the clips' tags, and how many views of an item it compares."""
+    """(objective, learns_from, views): the loss a model's train.py hands the training loop,
+    what it learns from besides audio (tags, captions or nothing) and how many views of an
+    item it compares."""
     script = train_script(name)
-    objective = next(getattr(script, f) for f in ("tagging_loss", "contrastive_loss", "masked_patch_loss")
-                     if hasattr(script, f))
-    return objective, objective.__name__ == "tagging_loss", 2 if objective.__name__ == "contrastive_loss" else 1
+    objective = next(getattr(script, f) for f in OBJECTIVES if hasattr(script, f))
+    return (objective, *OBJECTIVES[objective.__name__])
 
 
 def parse_id(model_id_):
@@ -130,6 +138,13 @@ def sort_key(model_id_):
 
 def build(model_id_, **kwargs):
     return model_class(model_id_)(**kwargs)
+
+
+def build_for(model_id_, tags=None, vocabulary=None):
+    """The model as trained on these tags (a head of that size) or captions of this vocabulary
+    (word embeddings of that size): what a checkpoint records as `tags` and `vocabulary`."""
+    return build(model_id_, **({"n_tags": len(tags)} if tags else {}),
+                 **({"vocabulary": tuple(vocabulary)} if vocabulary else {}))
 
 
 def describe(model):

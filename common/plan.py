@@ -24,12 +24,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from common import handcrafted, probes
+from common import captions, handcrafted, probes
 from common.cli import UserError
 from common.dataset import load_dataset
 from common.distributed import World, resolve_precision
 from common.extraction import sample_per_split, window_count
-from common.models import base_name, build, model_class, pretraining_objective, train_script
+from common.models import base_name, build, build_for, model_class, pretraining_objective, train_script
 from common.mtat import TOP50, read_index
 from common.subsets import select
 from common.tasks import TASKS
@@ -52,18 +52,21 @@ def _autocast(device, precision):
 
 def train_step_seconds(model_id, batch_size, device, precision):
     """Seconds of one optimizer step of the model's own objective at `batch_size` items."""
-    objective, supervised, views = pretraining_objective(base_name(model_id))
+    objective, learns_from, views = pretraining_objective(base_name(model_id))
     timed = batch_size if device.type == "cuda" else min(batch_size, 4)
     torch.manual_seed(0)
-    model = build(model_id, **({"n_tags": len(TOP50)} if supervised else {})).to(device).train()
+    labels = (torch.rand(timed, len(TOP50)) < 0.1).float()
+    texts = [captions.from_tags([t for t, on in zip(TOP50, row) if on], i) for i, row in enumerate(labels)]
+    model = build_for(model_id, TOP50 if learns_from == "tags" else None,
+                      captions.vocabulary(texts) if learns_from == "captions" else None).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     samples = model.input_samples * model.crop_windows
     audio = torch.randn(views * timed, samples, device=device) * 0.1
-    labels = (torch.rand(timed, len(TOP50), device=device) < 0.1).float()
+    batch = Batch(audio, labels.to(device), views, texts)
 
     def step():
         with _autocast(device, precision):
-            loss = objective(model, Batch(audio, labels, views))
+            loss = objective(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,7 +1,9 @@
 """What a model is pretrained on: the clips of an MTAT subset, or a folder of the user's audio.
 
 Either way the result is a list of clip keys, the decoded-audio cache they are read from,
-and (for the tagging models) a multi-hot tag matrix.
+and what the model learns from besides the audio (`learns_from`): for the tagging models
+a multi-hot tag matrix ("tags"), for the language-supervised one a caption per clip
+("captions": made from the clip's tags, or read from a MuLaP-format file; common/captions.py).
 """
 import csv
 from dataclasses import dataclass
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import subsets
+from common import captions as caption_files, subsets
 from common.cli import UserError
 from common.dataset import Clip, Dataset, load_dataset
 from common.mtat import TOP50
@@ -28,6 +30,7 @@ class PretrainingData:
     minutes: float
     tags: tuple | None        # tag vocabulary, for the supervised models
     labels: np.ndarray | None  # (clips, tags) multi-hot float32, rows in `keys` order
+    captions: list | None     # a caption per clip, in `keys` order
 
 
 def _multi_hot(clips, vocabulary):
@@ -38,7 +41,9 @@ def _multi_hot(clips, vocabulary):
     return labels
 
 
-def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary):
+def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary, captions=None):
+    """`captions`: {clip id: caption}; made from each clip's tags when None and asked for (an
+    empty dict)."""
     cache = dataset.audio(sample_rate, clips=clips)
     usable = [c for c in clips if c.id in cache]
     if not usable:
@@ -46,23 +51,30 @@ def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary):
                         f"(see {cache.directory / 'manifest.json'})")
     minutes = float(sum(cache.seconds(c.id) for c in usable) / 60)
     labels = _multi_hot(usable, vocabulary) if vocabulary else None
-    return PretrainingData(name, subset, draw, [c.id for c in usable], cache, minutes, vocabulary, labels)
+    texts = None if captions is None else [captions.get(c.id) or caption_files.from_tags(c.labels["tags"], c.id)
+                                           for c in usable]
+    return PretrainingData(name, subset, draw, [c.id for c in usable], cache, minutes, vocabulary, labels, texts)
 
 
-def mtat_subset(subset, draw, sample_rate, data_root, demo, supervised):
+def mtat_subset(subset, draw, sample_rate, data_root, demo, learns_from):
     dataset = load_dataset("MTAT", data_root, demo=demo)
     clips = subsets.select(dataset.clips, subset, draw)
     return _finish("demo" if demo else "MTAT", subset, draw, dataset, clips, sample_rate,
-                   TOP50 if supervised else None)
+                   TOP50 if learns_from == "tags" else None, {} if learns_from == "captions" else None)
 
 
-def audio_folder(folder, sample_rate, data_root, tags_file=None, supervised=False):
-    """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags).
-    Its decoded-audio cache goes under the project's data root, keyed by the folder's path: a
-    user's music folder is read, never written."""
+def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=None, captions_file=None):
+    """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags),
+    captions from `captions_file` (MuLaP's format: only the files it names). Its decoded-audio
+    cache goes under the project's data root, keyed by the folder's path: a user's music folder
+    is read, never written."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise UserError(f"--audio-dir {folder} is not a folder")
+    supervised = learns_from == "tags"
+    if learns_from == "captions" and tags_file is None and captions_file is None:
+        raise UserError("this model learns from captions: give --captions FILE (MuLaP's JSON format) or --tags "
+                        "FILE (CSV with columns path,tags: captions made from the tags) with --audio-dir")
     if supervised and tags_file is None:
         raise UserError("this model learns from tags: give --tags FILE (CSV with columns path,tags; tags "
                         "separated by ';') with --audio-dir, or pretrain clmr or tmae, which need none")
@@ -75,6 +87,13 @@ def audio_folder(folder, sample_rate, data_root, tags_file=None, supervised=Fals
                    ".cache" not in p.relative_to(folder).parts)  # caches of earlier versions lay inside
     clips = [Clip(str(p.relative_to(folder)), str(p.relative_to(folder)), "train",
                   {"tags": tags.get(str(p.relative_to(folder)), ())}) for p in files]
+    captions = caption_files.read_mulap(captions_file) if captions_file is not None else None
+    if captions is not None:
+        missing = sorted(set(captions) - {c.id for c in clips})
+        if missing:
+            raise UserError(f"--captions {captions_file} names {len(missing)} file(s) not under {folder}, "
+                            f"such as {missing[0]}")
+        clips = [c for c in clips if c.id in captions]
     if supervised:
         clips = [c for c in clips if c.labels["tags"]]
     if not clips:
@@ -83,4 +102,4 @@ def audio_folder(folder, sample_rate, data_root, tags_file=None, supervised=Fals
     vocabulary = tuple(sorted({t for c in clips for t in c.labels["tags"]})) if supervised else None
     cache_dir = Path(data_root) / ".cache" / "audio-dirs" / f"{folder.name}-{digest(str(folder))[:8]}"
     return _finish(f"audio-{folder.name}", "all", 0, Dataset(folder.name, folder, clips, cache_dir=cache_dir), clips,
-                   sample_rate, vocabulary)
+                   sample_rate, vocabulary, (captions or {}) if learns_from == "captions" else None)

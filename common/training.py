@@ -5,7 +5,7 @@ how the loss is computed (the three tagging models share `tagging_loss`, below);
 file does the rest, identically for every model:
 
   data     the clips of an MTAT subset and draw (or --audio-dir), decoded once into the
-           cache; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
+           cache, with their tags or captions when the model learns from them; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
            with --crops tile (the study's way) the clip's consecutive segments of the
            model's input length (the last one zero-padded), with --crops random as many
            uniformly placed crops (epoch_items); a multi-view objective sees each item
@@ -50,7 +50,8 @@ from common.atomic import write_json, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir,
                         existing_file, folder, non_negative_float, non_negative_int, positive_float, positive_int)
 from common.melspec import FRONT_ENDS
-from common.models import build, describe, model_class, model_id
+from common.captions import vocabulary
+from common.models import build_for, describe, model_class, model_id
 from common.pretraining_data import audio_folder, mtat_subset
 from common.subsets import SUBSETS, training_set_name
 
@@ -62,6 +63,7 @@ class Batch:
     audio: torch.Tensor          # (views * batch, samples): view v of item i is row v * batch + i
     labels: torch.Tensor | None  # (batch, tags) for the supervised models
     views: int
+    captions: list | None = None  # a caption per item, for the language-supervised model
 
 
 def tagging_loss(model, batch):
@@ -78,7 +80,7 @@ FIXED_ON_RESUME = ("batch_size", "crops", "crops_per_clip", "lr", "weight_decay"
                    "world_size")
 
 
-def parse_args(model_name, description, defaults, argv=None):
+def parse_args(model_name, description, defaults, argv=None, learns_from=None):
     """The train.py command line (or `argv`); `defaults` are the model's (the study's configuration)."""
     parser = ArgumentParser(prog=f"python {model_name}/train.py", description=description)
     model = model_class(model_name)
@@ -99,6 +101,10 @@ def parse_args(model_name, description, defaults, argv=None):
     add_data_options(parser)
     parser.add_argument("--audio-dir", type=folder, help="pretrain on every audio file under this folder instead")
     parser.add_argument("--tags", type=existing_file, help="with --audio-dir: CSV (path,tags; tags separated by ';')")
+    if learns_from == "captions":
+        parser.add_argument("--captions", type=existing_file,
+                            help="with --audio-dir: MuLaP's JSON (a list of audio_id, caption, audio_path relative "
+                                 "to the folder); only the files it names are trained on")
     parser.add_argument("--epochs", type=positive_int, default=defaults["epochs"], help="default: %(default)s")
     parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in all")
     parser.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"],
@@ -215,14 +221,15 @@ def _read_log(path, up_to_step):
         return [r for r in csv.DictReader(f) if None not in r.values() and int(r["step"]) <= up_to_step]
 
 
-def pretrain(model_name, objective, defaults, description, supervised, views=1):
-    """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`."""
-    args = parse_args(model_name, description, defaults)
+def pretrain(model_name, objective, defaults, description, learns_from=None, views=1):
+    """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`.
+    `learns_from`: what the batches carry besides audio: "tags", "captions" or nothing (None)."""
+    args = parse_args(model_name, description, defaults, learns_from=learns_from)
     model_name = model_id(model_name, getattr(args, "variant", None), getattr(args, "front_end", "study"))
     check_output_dir(args.runs_dir, "--runs-dir")
     world = distributed.start(args.device)
     try:
-        _train(model_name, objective, args, world, supervised, views)
+        _train(model_name, objective, args, world, learns_from, views)
         # Leave together: a process tearing down its group while another still writes its
         # checkpoints can abort in gloo's background threads ("terminate called ...").
         world.barrier()
@@ -230,17 +237,18 @@ def pretrain(model_name, objective, defaults, description, supervised, views=1):
         world.close()
 
 
-def _train(model_name, objective, args, world, supervised, views):
+def _train(model_name, objective, args, world, learns_from, views):
     model_cls = model_class(model_name)
     sample_rate, crop_samples = model_cls.sample_rate, model_cls.input_samples * model_cls.crop_windows
     if args.audio_dir is not None:
         if args.draw:
             raise UserError("--draw picks clips of an MTAT subset: it does not go with --audio-dir")
-        data = audio_folder(args.audio_dir, sample_rate, args.data_root, args.tags, supervised)
-    elif args.tags is not None:
-        raise UserError("--tags goes with --audio-dir")
+        data = audio_folder(args.audio_dir, sample_rate, args.data_root, args.tags, learns_from,
+                            getattr(args, "captions", None))
+    elif args.tags is not None or getattr(args, "captions", None) is not None:
+        raise UserError(f"--{'tags' if args.tags else 'captions'} goes with --audio-dir")
     else:
-        data = mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, supervised)
+        data = mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, learns_from)
     name = training_set_name(data.subset, data.draw)
     run_dir = args.runs_dir / data.name / model_name / name / f"seed{args.seed}"
     last = run_dir / "last.pt"
@@ -256,15 +264,16 @@ def _train(model_name, objective, args, world, supervised, views):
     if args.resume:
         _check_resumable(run_dir, args, world)
 
+    identity = {"model_name": model_name, "subset": data.subset, "draw": data.draw, "minutes": data.minutes,
+                "data": data.name, "seed": args.seed, "tags": list(data.tags) if data.tags else None,
+                "vocabulary": list(vocabulary(data.captions)) if data.captions else None}
     torch.manual_seed(args.seed)  # the same initial weights in every process
-    model = build(model_name, **({"n_tags": len(data.tags)} if supervised else {})).to(world.device)
+    model = build_for(model_name, identity["tags"], identity["vocabulary"]).to(world.device)
     if world.size > 1:  # BatchNorm over the global batch (before the optimizer sees the parameters)
         model = sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
     step, epoch, batch_in_epoch, epoch_loss = 0, 0, 0, [0.0, 0]
-    identity = {"model_name": model_name, "subset": data.subset, "draw": data.draw, "minutes": data.minutes,
-                "data": data.name, "seed": args.seed, "tags": list(data.tags) if data.tags else None}
     if args.resume:
         state = checkpoints.load(last, model_name)
         checkpoints.load_weights(model, last, state["model"])
@@ -333,7 +342,7 @@ def _train(model_name, objective, args, world, supervised, views):
                 audio = np.concatenate(crops * views if model_cls.views_share_crop else crops)
                 batch = Batch(torch.from_numpy(audio).to(world.device, non_blocking=True),
                               labels[torch.from_numpy(clips).to(world.device)] if labels is not None else None,
-                              views)
+                              views, [data.captions[i] for i in clips] if data.captions else None)
                 data_seconds = time.perf_counter() - started
                 with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = objective(net, batch)

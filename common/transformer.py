@@ -1,21 +1,56 @@
-"""The pre-norm Vision-Transformer block shared by AST and TMAE, and 2-D patch embedding."""
+"""The pre-norm Vision-Transformer block shared by AST, TMAE and MuLaP, cross-attention
+(MuLaP's co-attention), and 2-D patch embedding."""
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def _heads(x, heads):
+    """(batch, n, dim) -> (batch, heads, n, dim / heads)."""
+    b, n, d = x.shape
+    return x.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+def _attend(q, k, v, mask):
+    """Scaled dot-product attention over heads; `mask` (batch, keys) is True for the keys that
+    may be attended (not padding)."""
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None, None, :])
+    return out.transpose(1, 2).flatten(2)
+
+
 class Attention(nn.Module):
+    """Self-attention with one fused projection for queries, keys and values."""
+
     def __init__(self, dim, heads):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+    def forward(self, x, mask=None):
+        q, k, v = (_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        return self.proj(_attend(q, k, v, mask))
+
+
+class CrossAttention(nn.Module):
+    """Attention of one sequence's queries over another sequence's keys and values (MuLaP's
+    co-attention: text attending to audio, audio to text)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, context, context_mask=None):
+        k, v = (_heads(t, self.heads) for t in self.kv(context).chunk(2, dim=-1))
+        return self.proj(_attend(_heads(self.q(x), self.heads), k, v, context_mask))
+
+
+def mlp(dim, mlp_ratio=4.0):
+    hidden = int(dim * mlp_ratio)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
 
 class Block(nn.Module):
@@ -24,11 +59,10 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.mlp = mlp(dim, mlp_ratio)
 
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x, mask=None):
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common.dataset import load_dataset
-from common.models import MODELS, base_name, build, train_script
+from common import captions
+from common.models import MODELS, base_name, build, build_for, pretraining_objective
 from common.training import Batch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,12 +45,9 @@ def test_models_json_lists_the_code_and_the_table_variants():
     assert rows["musicnn-librosa"]["params"] == rows["musicnn"]["params"] + 2  # the librosa recipe's input BatchNorm
     for name, params in WITHOUT_HEADS.items():
         assert abs(rows[name]["embedding_params"] - params) / params <= 0.05, name
+    assert rows["mulap"]["embedding_params"] == rows["musicnn"]["embedding_params"]  # MuLaP's backbone: MusiCNN
     strategies = [rows[f"clmr-{s}"] for s in ("same-segment", "regional")]
     assert all({**r, "name": "clmr"} == rows["clmr"] for r in strategies)  # the same network, other objectives
-
-
-OBJECTIVES = {"vggish": "tagging_loss", "musicnn": "tagging_loss", "ast": "tagging_loss",
-              "clmr": "contrastive_loss", "tmae": "masked_patch_loss", "tune": "contrastive_loss"}
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +64,19 @@ def demo_batch(data_root):
 @pytest.mark.parametrize("name", [*MODELS, "tune-plus", "clmr-regional"])
 def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch):
     clips, labels, caches = demo_batch
-    if name == "clmr-regional":  # three windows an item: two items are enough to contrast
+    if name in ("clmr-regional", "ast"):  # three windows an item, or AST's cost: two items are enough
         clips, labels = clips[:2], labels[:2]
+    texts = [captions.from_tags(c.labels["tags"], c.id) for c in clips]
     torch.manual_seed(0)
-    model = build(name)
+    model = build_for(name, vocabulary=captions.vocabulary(texts)) if name == "mulap" else build(name)
     cache = caches[model.sample_rate]
     keys, rng = [c.id for c in clips], np.random.default_rng(0)
     audio = torch.from_numpy(cache.random_crops(keys, model.input_samples * model.crop_windows, rng))
     model.eval()
     with torch.no_grad():
         embedding = model.embed(audio[:, :model.input_samples])
-        out = model(audio)
+        tokens = captions.tokenize(texts, model.vocabulary, model.max_tokens) if name == "mulap" else ()
+        out = model(audio, *tokens)
     assert embedding.shape == (len(clips), model.emb_dim) and torch.isfinite(embedding).all()
     if name == "tmae":
         predicted, target, mask = out
@@ -86,14 +86,15 @@ def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch)
         assert out.shape == (len(clips), model.crop_windows, 64)
     elif name.startswith("tune"):
         assert out.shape == (len(clips), 64)
+    elif name == "mulap":  # a prediction per caption token over the vocabulary, a match logit per item
+        assert out[0].shape == (*tokens[0].shape, len(model.vocabulary)) and out[1].shape == (len(clips),)
     else:
         assert out.shape == (len(clips), 50)
     if name == "tune-plus":
         return  # trained by the same objective as tune, below
 
-    objective = getattr(train_script(base_name(name)), OBJECTIVES[base_name(name)])
-    views = 2 if OBJECTIVES[base_name(name)] == "contrastive_loss" else 1
-    batch = Batch(audio.repeat(views, 1), labels, views)
+    objective, _, views = pretraining_objective(base_name(name))
+    batch = Batch(audio.repeat(views, 1), labels, views, texts)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4 if name == "ast" else 1e-3)
     losses = []

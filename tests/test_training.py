@@ -13,11 +13,12 @@ import soundfile as sf
 import torch
 from conftest import run_demo_script
 
-from common import audio_cache, checkpoints, training
+from common import audio_cache, captions, checkpoints, training
 from common.cli import UserError
+from common.dataset import load_dataset
 from common.demo import mtat as demo_mtat
 from common.distributed import World
-from common.models import MODELS, model_class
+from common.models import MODELS, model_class, pretraining_objective, train_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,6 +153,40 @@ def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     assert out.returncode == 2 and "--tags" in out.stderr
 
 
+def test_mulap_learns_from_a_mulap_format_captions_file_and_refuses_a_malformed_one(tmp_path):
+    """MuLaP's own format (ilaria-manco/mulap's example dataset_train.json): only the files it
+    names are trained on, the vocabulary is their captions' words; a malformed file, or a
+    folder without captions, is refused in one line."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "music" / "a").mkdir(parents=True)
+    for path in ("a/x.wav", "y.wav", "z.wav"):
+        sf.write(tmp_path / "music" / path, 0.2 * rng.standard_normal(16000 * 4), 16000)
+    pairs = [{"audio_id": 1, "caption": "First caption that describes this amazing track!", "audio_path": "a/x.wav"},
+             {"audio_id": 2, "caption": "A slow piano piece", "audio_path": "y.wav"}]
+    (tmp_path / "train.json").write_text(json.dumps(pairs))
+
+    def train(*options):
+        return subprocess.run([sys.executable, "mulap/train.py", "--audio-dir", str(tmp_path / "music"),
+                               "--runs-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"),
+                               "--max-steps", "1", "--batch-size", "2", *options],
+                              cwd=REPO, capture_output=True, text=True)
+    out = train("--captions", str(tmp_path / "train.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = tmp_path / "runs" / "audio-music" / "mulap" / "all" / "seed0"
+    assert json.loads((run / "config.json").read_text())["clips"] == ["a/x.wav", "y.wav"]
+    assert torch.load(run / "untrained.pt", weights_only=True)["vocabulary"] == [
+        *captions.SPECIAL, "a", "amazing", "caption", "describes", "first", "piano", "piece", "slow", "that", "this",
+        "track"]
+    for malformed in ('{"audio_id": 1}', '[{"audio_id": 1, "caption": "", "audio_path": "y.wav"}]',
+                      '[{"audio_id": 1, "caption": "a", "audio_path": "gone.wav"}]', "[{"):
+        (tmp_path / "bad.json").write_text(malformed)
+        out = train("--captions", str(tmp_path / "bad.json"), "--seed", "1")
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+        assert "bad.json" in out.stderr
+    out = train("--seed", "1")
+    assert out.returncode == 2 and "--captions" in out.stderr
+
+
 def test_skipped_audio_is_named_at_every_run_and_tried_again_once_it_changes(tmp_path):
     """A FIFO named like audio is skipped and named, not waited on; the cache lies under the data
     root, not in the user's folder; every run says what it skips; once the file is replaced by
@@ -207,14 +242,12 @@ def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, 
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "2"])
     defaults = {"epochs": 1000, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "plateau",
                 "crops": "tile", "crops_per_clip": 1, "checkpoint_every": 50}
-    training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].float().pow(2).mean(), defaults, "test",
-                      supervised=False)
+    training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].float().pow(2).mean(), defaults, "test")
     run = tmp_path / "demo" / "tmae" / "1" / "seed0"
     before = weights(run / "last.pt")
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "4", "--resume"])
     with pytest.raises(UserError, match="loss became nan at step 3"):
-        training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].sum() * float("nan"), defaults, "test",
-                          supervised=False)
+        training.pretrain("tmae", lambda model, batch: model(batch.audio)[0].sum() * float("nan"), defaults, "test")
     after = weights(run / "last.pt")
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -266,7 +299,7 @@ def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, 
         return model(batch.audio).pow(2).mean()
     monkeypatch.setattr(sys, "argv", ["clmr/train.py", "--demo", "--subset", "1", "--batch-size", "2", "--max-steps",
                                       "1", "--strategy", strategy, "--runs-dir", str(tmp_path)])
-    training.pretrain("clmr", record, DEFAULTS, "test", supervised=False, views=2)
+    training.pretrain("clmr", record, DEFAULTS, "test", views=2)
     (audio,) = seen
     assert audio.shape == (4, samples)
     assert torch.equal(audio[:2], audio[2:]) == shared
@@ -274,27 +307,36 @@ def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, 
     assert (tmp_path / "demo" / model_id / "1" / "seed0" / "last.pt").exists()
 
 
-@pytest.mark.parametrize("model,options", [("tune", []), ("clmr-regional", ["--strategy", "regional"])])
-def test_tune_and_the_strategies_resume_exactly_and_their_checkpoints_extract_and_probe(model, options, tmp_path,
-                                                                                        monkeypatch):
-    from clmr.train import DEFAULTS, contrastive_loss
+@pytest.mark.parametrize("model,options", [("tune", []), ("clmr-regional", ["--strategy", "regional"]),
+                                           ("mulap", [])])
+def test_the_new_paradigms_resume_exactly_and_their_checkpoints_extract_and_probe(model, options, tmp_path,
+                                                                                  data_root, monkeypatch):
+    """TUNe, a contrastive strategy and MuLaP (captions made from the subset's tags)."""
+    name = model.split("-")[0]
+    objective, learns_from, views = pretraining_objective(name)
     straight, halves, features, results = (tmp_path / d for d in ("straight", "halves", "features", "results"))
 
     def train(runs, steps, *resume):  # in this process: three launches of train.py cost seconds each
         monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--subset", "1", "--batch-size", "2", *options,
                                           "--max-steps", str(steps), "--runs-dir", str(runs), *resume])
-        training.pretrain(model.split("-")[0], contrastive_loss, DEFAULTS, "test", supervised=False, views=2)
+        training.pretrain(name, objective, train_script(name).DEFAULTS, "test", learns_from, views)
     train(straight, 2)
     train(halves, 1)
     train(halves, 2, "--resume")
     run = Path("demo") / model / "1" / "seed0"
-    assert json.loads((straight / run / "config.json").read_text())["model"]["name"] == model
+    config = json.loads((straight / run / "config.json").read_text())
+    assert config["model"]["name"] == model
+    if model == "mulap":  # its words are those of its clips' captions, each made from the clip's own tags
+        clips = {c.id: c for c in load_dataset("MTAT", data_root, demo=True).clips}
+        texts = [captions.from_tags(clips[k].labels["tags"], k) for k in config["clips"]]
+        assert torch.load(straight / run / "untrained.pt", weights_only=True)["vocabulary"] == \
+            list(captions.vocabulary(texts))
     for name in ("untrained.pt", "last.pt"):
         a, b = torch.load(straight / run / name, weights_only=True), torch.load(halves / run / name, weights_only=True)
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
     run_demo_script("extract_features.py", "--model", model, "--task", "pitch", "--snr", "clean", "--checkpoints",
                     "untrained", "1", "--clips-per-split", "6", "--runs-dir", straight, "--features-dir", features)
-    assert np.load(features / "demo" / "pitch" / model / "1" / "clean.npy").shape == (18, 512)
+    assert np.load(features / "demo" / "pitch" / model / "1" / "clean.npy").shape == (18, model_class(model).emb_dim)
     run_demo_script("downstream.py", "--model", model, "--task", "pitch", "--seeds", "1", "--epochs", "2",
                     "--features-dir", features, "--results-dir", results)
     with open(results / "demo" / "pitch" / f"{model}.csv", newline="") as f:

@@ -29,4 +29,4 @@ def masked_patch_loss(model, batch):
 
 
 if __name__ == "__main__":
-    run(lambda: pretrain("tmae", masked_patch_loss, DEFAULTS, __doc__.split("\n")[0], supervised=False))
+    run(lambda: pretrain("tmae", masked_patch_loss, DEFAULTS, __doc__.split("\n")[0]))

@@ -19,4 +19,4 @@ from common.cli import run  # noqa: E402
 from common.training import pretrain  # noqa: E402
 
 if __name__ == "__main__":
-    run(lambda: pretrain("tune", contrastive_loss, DEFAULTS, __doc__.split("\n")[0], supervised=False, views=2))
+    run(lambda: pretrain("tune", contrastive_loss, DEFAULTS, __doc__.split("\n")[0], views=2))

@@ -22,4 +22,4 @@ DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-5, 
 
 
 if __name__ == "__main__":
-    run(lambda: pretrain("vggish", tagging_loss, DEFAULTS, __doc__.split("\n")[0], supervised=True))
+    run(lambda: pretrain("vggish", tagging_loss, DEFAULTS, __doc__.split("\n")[0], learns_from="tags"))
