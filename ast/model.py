@@ -21,6 +21,7 @@ FRAMES, WIDTH, DEPTH, HEADS = 320, 768, 12, 12
 class AST(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "ast", 16000, 81866 / 16000, WIDTH, 128
     HEADS = ("head",)
+    LAYERS, TOKEN_LAYERS = ("blocks",), True
 
     def __init__(self, n_tags=50):
         super().__init__()

@@ -37,6 +37,7 @@ class CLMR(AudioEncoder):
     VARIANTS = {"same-segment": {"views_share_crop": True},
                 "regional": {"views_share_crop": True, "crop_windows": 3}}
     HEADS = ("projector",)
+    LAYERS = ("encoder",)
 
     def __init__(self, projection_dim=64):
         super().__init__()

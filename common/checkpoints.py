@@ -9,6 +9,7 @@ and trained again to the same step is another save, so its features are made aga
 import pickle
 import uuid
 import warnings
+import zipfile
 
 import torch
 
@@ -24,6 +25,9 @@ def load(path, model_name=None, map_location="cpu"):
     """The checkpoint's dict; `model_name`, when given, must match the one it was saved for."""
     if not path.exists():
         raise UserError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise UserError(f"{path} is not a readable checkpoint of this project (not the zip archive torch.save "
+                        f"writes, or a truncated one)")
     try:
         with warnings.catch_warnings():  # torch's notes on foreign pickles would only confuse here
             warnings.simplefilter("ignore")

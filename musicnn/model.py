@@ -62,6 +62,7 @@ class MusiCNN(AudioEncoder):
     mid_filters = 64
     VARIANTS = {"table": {"mid_filters": 744}}
     HEADS = ("head",)
+    LAYERS = ("mid.convs",)
 
     def __init__(self, n_tags=50):
         super().__init__()

@@ -23,6 +23,7 @@ DECODER_WIDTH, DECODER_DEPTH, DECODER_HEADS = 128, 4, 4
 class TMAE(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "tmae", 16000, 4.85, WIDTH, 96
     HEADS = ("decoder_in", "mask_token", "decoder", "decoder_norm", "predict")
+    LAYERS, TOKEN_LAYERS = ("blocks",), True
 
     def __init__(self, mask_ratio=0.75):
         super().__init__()

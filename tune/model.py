@@ -34,6 +34,7 @@ class TUNe(AudioEncoder):
     VARIANT_OPTION, DEFAULT_VARIANT = "size", "base"
     VARIANTS = {"plus": {"tail_links": True}}
     HEADS = ("projector",)
+    LAYERS = ("contracting", "expanding", "tail")
     tail_links = False
 
     def __init__(self, projection_dim=64):

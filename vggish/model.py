@@ -24,6 +24,7 @@ class VGGish(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "vggish", 16000, 59049 / 16000, 512, 128
     VARIANTS = {"table": {"input_seconds": 3.75}}
     HEADS = ("head",)
+    LAYERS = ("convs",)
 
     def __init__(self, n_tags=50):
         super().__init__()
