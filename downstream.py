@@ -11,8 +11,9 @@ device). Every probe is then scored on the clean valid split and on the clean te
 and every degraded version of it (noise, the study's deformations: common/metrics.py).
 
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
-metric): model, checkpoint, subset (untrained, 1, ..., full), draw (0 is the study's
-subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr (the
+metric): model, checkpoint, layer (empty for the model's embedding; K for the feature set
+<checkpoint>#layer<K> of extract_features.py --layers), subset (untrained, 1, ..., full),
+draw (0 is the study's subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr (the
 condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
 the probe kind with the best validation score and its clean test score (never a choice
 made on test scores: common/selection.py). Every feature set extracted for the model is
@@ -44,8 +45,8 @@ from common.selection import best_probes
 from common.subsets import checkpoint_order
 from common.tasks import TASKS
 
-COLUMNS = ("model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr", "metric",
-           "value")
+COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
+           "metric", "value")
 
 
 def parse_args():
@@ -85,12 +86,13 @@ def summary(rows, task):
     test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == PRIMARY[task])]
     means = test.groupby(["checkpoint", "probe"]).value.agg(["mean", "std"])
     kinds = [p for p in PROBES if p in set(test.probe)]
-    lines = [f"{'checkpoint':<12} {'minutes':>8}  chosen on valid  {PRIMARY[task]} on test (mean over seeds)   "
+    width = max(12, *map(len, chosen))
+    lines = [f"{'checkpoint':<{width}} {'minutes':>8}  chosen on valid  {PRIMARY[task]} on test (mean over seeds)   "
              + "".join(f"{k:>8}" for k in kinds)]
     for checkpoint in sorted(chosen, key=checkpoint_order):
         probe, minutes = chosen[checkpoint], df[df.checkpoint == checkpoint].minutes.iloc[0]
         mean, std = means.loc[(checkpoint, probe)]
-        lines.append(f"{checkpoint:<12} {minutes or '-':>8}  {probe:<15}  {mean:.4f} (+/- {np.nan_to_num(std):.4f})"
+        lines.append(f"{checkpoint:<{width}} {minutes or '-':>8}  {probe:<15}  {mean:.4f} (+/- {np.nan_to_num(std):.4f})"
                      f"{'':<17}" + "".join(f"{means.loc[(checkpoint, k), 'mean']:>8.3f}" for k in kinds))
     return "\n".join(lines)
 
@@ -170,7 +172,7 @@ def main():
         noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("*.npy"))
                       if p.stem != CLEAN})
         meta = json.loads((model_dir / name / "meta.json").read_text())
-        described.append({"subset": meta.get("subset") or "", "draw": "" if meta.get("draw") is None else meta["draw"],
+        described.append({"layer": meta.get("layer") or "", "subset": meta.get("subset") or "", "draw": "" if meta.get("draw") is None else meta["draw"],
                           "step": meta.get("step", ""),
                           "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 
@@ -179,26 +181,31 @@ def main():
         lacking = [c for c, n in zip(checkpoints, noisy) if stem not in n]
         print(f"warning: no {stem}.npy for {', '.join(lacking)}: {stem} is not evaluated for any checkpoint "
               f"(extract it, then run again)")
-    specs = [ProbeSpec(kind, k, seed) for k in range(len(checkpoints)) for kind in args.probes
-             for seed in range(args.seeds)]
-    n_outputs = len(task.classes)
-    print(f"fitting {len(specs)} probes ({len(checkpoints)} checkpoints x {len(args.probes)} kinds x "
+    n_probes = len(checkpoints) * len(args.probes) * args.seeds
+    print(f"fitting {n_probes} probes ({len(checkpoints)} checkpoints x {len(args.probes)} kinds x "
           f"{args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
-    fitted = fit(task.name, specs, clean, targets, splits, n_outputs, resolve_device(args.device), epochs=args.epochs)
-
+    by_width = {}  # probes are fitted together on feature sets of one width (a model's layers differ)
+    for k, features in enumerate(clean):
+        by_width.setdefault(features.shape[1], []).append(k)
     rows = []
-    for kind, (module, sets, members) in fitted.items():
-        evaluations = {("valid", CLEAN): predict(module, sets, [c[splits["valid"]] for c in clean]),
-                       ("test", CLEAN): predict(module, sets, [c[splits["test"]] for c in clean])}
-        for stem in complete:
-            evaluations["test", stem] = predict(module, sets, [n[stem] for n in noisy])
-        for (split, stem), outputs in evaluations.items():
-            for g, i in enumerate(members):
-                spec = specs[i]
-                for metric, value in task_metrics(task.name, targets[splits[split]], outputs[g]).items():
-                    rows.append({"model": args.model, "checkpoint": checkpoints[spec.feature_set],
-                                 **described[spec.feature_set], "probe": kind, "seed": spec.seed, "split": split,
-                                 "snr": condition_label(stem), "metric": metric, "value": f"{value:.6f}"})
+    for sets in by_width.values():
+        specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes
+                 for seed in range(args.seeds)]
+        fitted = fit(task.name, specs, [clean[k] for k in sets], targets, splits, len(task.classes),
+                     resolve_device(args.device), epochs=args.epochs)
+        for kind, (module, members_sets, members) in fitted.items():
+            evaluations = {
+                ("valid", CLEAN): predict(module, members_sets, [clean[k][splits["valid"]] for k in sets]),
+                ("test", CLEAN): predict(module, members_sets, [clean[k][splits["test"]] for k in sets])}
+            for stem in complete:
+                evaluations["test", stem] = predict(module, members_sets, [noisy[k][stem] for k in sets])
+            for (split, stem), outputs in evaluations.items():
+                for g, i in enumerate(members):
+                    spec, k = specs[i], sets[specs[i].feature_set]
+                    for metric, value in task_metrics(task.name, targets[splits[split]], outputs[g]).items():
+                        rows.append({"model": args.model, "checkpoint": checkpoints[k], **described[k],
+                                     "probe": kind, "seed": spec.seed, "split": split, "snr": condition_label(stem),
+                                     "metric": metric, "value": f"{value:.6f}"})
     rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
                              r["split"] == "test", condition_order(r["snr"]), r["metric"]))
     buffer = io.StringIO()

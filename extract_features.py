@@ -20,6 +20,7 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 """
+import argparse
 import json
 import shutil
 
@@ -34,7 +35,7 @@ from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, 
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
-from common.models import build_for, model_argument, model_class, train_command
+from common.models import build, build_for, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.provenance import changes, clips_digest
 from common.subsets import checkpoint_order
@@ -68,10 +69,20 @@ def parse_args():
     parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
+    parser.add_argument("--layers", nargs="+", type=layer_number, metavar="K",
+                        help="also each block's embedding (all, or block numbers from 1; python -m common.models "
+                             "counts them), pooled over time and frequency or tokens: a feature set "
+                             "<checkpoint>#layer<K> each, from the same forward pass")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
     add_device_option(parser)
     add_precision_option(parser)
     return parser.parse_args()
+
+
+def layer_number(text):
+    if text != "all" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layer: all, or a block number from 1")
+    return text
 
 
 def find_checkpoints(model, runs_dir, runs_data, wanted):
@@ -169,6 +180,29 @@ def write_index(path, clips, task, settings):
         write_json(recorded, settings)
 
 
+def resolve_layers(args):
+    """The block numbers --layers asks for (none without it), checked against the model's."""
+    if not args.layers:
+        return []
+    if args.model == HANDCRAFTED:
+        raise UserError("--layers: handcrafted features have no layers")
+    count = build(args.model).layer_count()
+    if "all" in args.layers:
+        return list(range(1, count + 1))
+    wrong = [k for k in args.layers if int(k) > count]
+    if wrong:
+        raise UserError(f"--layers {' '.join(wrong)}: {args.model} has {count} layers (1 to {count})")
+    return sorted({int(k) for k in args.layers})
+
+
+@torch.inference_mode()
+def layer_widths(encoder):
+    """{block number: width} of each layer, and {None: emb_dim}."""
+    x = torch.zeros(1, encoder.input_samples, device=next(encoder.parameters()).device)
+    every = encoder.embed_layers(x)
+    return {**{k + 1: o.shape[1] for k, o in enumerate(every[:-1])}, None: every[-1].shape[1]}
+
+
 def _csv(value):
     """A CSV field: quoted, inner quotes doubled, when it holds a comma, a quote or a line break."""
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
@@ -202,20 +236,23 @@ def main():
 
     data_provenance = {"clips": clips_digest((c.id, c.split) for c in clips),
                        "audio": cache.digest([c.id for c in clips]), "precision": str(precision)}
+    layers = [None, *resolve_layers(args)]
     for name, source in sources.items():
-        out_dir = task_dir / args.model / name
-        weights, state = ("handcrafted", None) if source is None else weights_id(out_dir, source, args.model)
+        sets = {k: task_dir / args.model / (name if k is None else f"{name}#layer{k}") for k in layers}
+        weights, state = ("handcrafted", None) if source is None else weights_id(sets[None], source, args.model)
         provenance = {"weights": weights, **data_provenance}
-        before = _read_meta(out_dir).get("provenance")
-        stale = list(out_dir.glob("*.npy")) if before != provenance else []
-        if stale:
-            why = (f"{', '.join(changes(before, provenance))} changed since its features were extracted" if before
-                   else "its features record no provenance (an earlier version made them)")
-            print(f"{args.model} {name}: {why}: extracting again")
-            for path in stale:
-                path.unlink()
-        todo = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
-        if not todo:
+        todo = {}
+        for k, out_dir in sets.items():
+            before = _read_meta(out_dir).get("provenance")
+            stale = list(out_dir.glob("*.npy")) if before != provenance else []
+            if stale:
+                why = (f"{', '.join(changes(before, provenance))} changed since its features were extracted"
+                       if before else "its features record no provenance (an earlier version made them)")
+                print(f"{args.model} {out_dir.name}: {why}: extracting again")
+                for path in stale:
+                    path.unlink()
+            todo[k] = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
+        if not any(todo.values()):
             print(f"{args.model} {name}: done already")
             continue
         if source is None:
@@ -239,31 +276,40 @@ def main():
                     "draw": None if untrained else state.get("draw", 0), "step": state["step"],
                     "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
                     "precision": str(checkpoint_precision)}
-        meta["provenance"] = provenance
-        write_json(out_dir / "meta.json", meta)
-        for snr in todo:
+        for k, out_dir in sets.items():
+            if todo[k]:
+                write_json(out_dir / "meta.json", {**meta, "layer": k, "provenance": provenance})
+        widths = layer_widths(encoder) if len(layers) > 1 else {None: handcrafted.DIM if encoder is None else
+                                                                  encoder.emb_dim}
+        for snr in args.snr:
+            wanted = [k for k in layers if snr in todo[k]]
+            targets = {k: sets[k] / f"{snr_name(snr)}.npy" for k in wanted}
+            for k in list(wanted):
+                if copy_from_sibling_task(targets[k], task_dir, task, args.model, sets[k].name, provenance):
+                    print(f"{args.model} {sets[k].name} {snr_name(snr)}: copied from a task on the same clips -> "
+                          f"{targets[k]}")
+                    wanted.remove(k)
+            if not wanted:
+                continue
             rows = list(range(len(clips))) if snr == CLEAN else test_rows
 
             def audio_of(i, rows=rows, snr=snr):
                 return apply_condition(cache.clip(clips[rows[i]].id), snr, clips[rows[i]].id)
 
-            target = out_dir / f"{snr_name(snr)}.npy"
-            if copy_from_sibling_task(target, task_dir, task, args.model, name, provenance):
-                print(f"{args.model} {name} {snr_name(snr)}: copied from a task on the same clips -> {target}")
-                continue
-            dim = handcrafted.DIM if encoder is None else encoder.emb_dim
             # in memory, then written whole (a clip's embedding is a few kB): a memory-mapped file
             # on a disk that fills up would end the process with SIGBUS instead of an error
-            out = np.zeros((len(rows), dim), dtype=np.float32)
+            outs = [np.zeros((len(rows), widths[k]), dtype=np.float32) for k in wanted]
             with tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}", unit="clip", leave=False) as bar:
                 if encoder is None:
                     for i in range(len(rows)):
-                        out[i] = handcrafted.features(audio_of(i), sample_rate)
+                        outs[0][i] = handcrafted.features(audio_of(i), sample_rate)
                         bar.update()
                 else:
-                    embed_clips(encoder, audio_of, len(rows), out, args.batch_size, device, checkpoint_precision, bar)
-            write_serialised(target, lambda file: np.save(file, out))
-            print(f"{args.model} {name} {snr_name(snr)}: {len(rows)} clips -> {target}")
+                    embed_clips(encoder, audio_of, len(rows), outs, args.batch_size, device, checkpoint_precision, bar,
+                                layers=wanted)
+            for k, out in zip(wanted, outs):
+                write_serialised(targets[k], lambda file, out=out: np.save(file, out))
+                print(f"{args.model} {sets[k].name} {snr_name(snr)}: {len(rows)} clips -> {targets[k]}")
 
 
 if __name__ == "__main__":

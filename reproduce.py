@@ -5,12 +5,13 @@
     python reproduce.py --demo --quick     # a smaller grid, under runs/quick/, features/quick/, ...: minutes
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
+    python reproduce.py --demo --layers    # also every block of every model: probes by layer
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
    draw of the limited subsets (--draws; the untrained weights come with every run);
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
-   hand-crafted features;
+   hand-crafted features (with --layers, every block's features too);
 3. probes: downstream.py for every model and task;
 4. figures: the figures of common/figures.py in figures/<data>/, a summary table, and on the
    real data our numbers beside the study's published ones (common/reference.py).
@@ -77,6 +78,9 @@ def parse_args():
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
                              "N - 1 seeded genre-balanced draws of the same sizes")
+    parser.add_argument("--layers", action="store_true",
+                        help="also extract and probe every block of every model (extract_features.py --layers all), "
+                             "drawn in figures/<data>/metric_by_layer.png; the summary stays on the embeddings")
     for name in OUTPUTS:
         parser.add_argument(f"--{name}-dir", type=folder,
                             help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
@@ -143,6 +147,8 @@ def jobs(args, grid):
             options = common + dirs + ["--model", model, "--task", task, "--snr", *grid["snr"]]
             if "clips_per_split" in grid:
                 options += ["--clips-per-split", grid["clips_per_split"]]
+            if args.layers and model != "handcrafted":
+                options += ["--layers", "all"]
             yield ("extract", f"extract {model} features for {task}", "extract_features.py",
                    lambda options=options: options)
     for task in args.tasks:
@@ -185,11 +191,12 @@ def write_plan(args, grid, grid_name, path):
     """Estimate the grid's cost on this device, print it and keep it for the run's summary."""
     device = resolve_device(args.device)
     rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, args.tasks, grid, args.data_root,
-                                  args.demo, device)
+                                  args.demo, device, args.layers)
     print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
     write_json(path, {"grid": grid_name, "models": args.models, "tasks": args.tasks, "draws": args.draws,
+                      "layers": args.layers,
                       "device": str(device), "stages": {s: sum(r[3] for r in rows if r[0] == s) for s in plan.STAGES}})
     print(f"\nkept in {path}: the run's summary will show these estimates beside its measured times")
 
@@ -200,8 +207,8 @@ def estimate_beside_measured(path, grid_name, args, measured):
     if not path.exists():
         return ""
     saved = json.loads(path.read_text())
-    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"]] != [grid_name, args.models, args.tasks,
-                                                                            args.draws]:
+    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"], saved.get("layers", False)] != \
+            [grid_name, args.models, args.tasks, args.draws, args.layers]:
         return ""
     lines = [f"\ntime estimated by --plan (on {saved['device']}) and measured (the steps that ran now):",
              f"  {'stage':<9} {'estimated':>9} {'measured':>9}"]

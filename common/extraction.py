@@ -42,20 +42,33 @@ def bfloat16_keeps_differences(encoder, batch, device, tolerance=0.2):
 
 
 @torch.inference_mode()
-def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=torch.float32, progress=None):
-    """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i].
+def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=torch.float32, progress=None,
+                layers=None):
+    """Write the mean window embedding of clip i (audio `audio_of(i)`) into out[i]; with
+    `layers` (block numbers from 1, None for the embedding), each one's into the array of
+    `out` (a list) at its position, all from one forward pass.
 
     With `precision` bfloat16 the forward pass runs under autocast (the log-mel front end
     stays in float32); on CPUs with native bfloat16 units that about halves AST's time.
     """
     pending, owners, counts = [], [], np.zeros(n_clips, dtype=np.int64)
-    out[:] = 0.0
+    outs = out if layers else [out]
+    for array in outs:
+        array[:] = 0.0
+
+    def forward(batch):
+        if not layers:
+            return [encoder.embed(batch)]
+        every = encoder.embed_layers(batch)
+        return [every[-1 if k is None else k - 1] for k in layers]
 
     def flush():
         batch = torch.from_numpy(np.concatenate(pending)).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
-            embeddings = encoder.embed(batch).float().cpu().numpy()
-        np.add.at(out, np.concatenate(owners), embeddings)
+            embeddings = [e.float().cpu().numpy() for e in forward(batch)]
+        rows = np.concatenate(owners)
+        for array, part in zip(outs, embeddings):
+            np.add.at(array, rows, part)
         pending.clear()
         owners.clear()
 
@@ -72,7 +85,8 @@ def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=t
             progress.update()
     if pending:
         flush()
-    out /= counts[:, None]
+    for array in outs:
+        array /= counts[:, None]
 
 
 def sample_per_split(clips, n):

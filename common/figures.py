@@ -34,6 +34,7 @@ from common.models import MODELS, base_name, model_ids, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
 from common.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.selection import best_probe  # noqa: E402
+from common.subsets import checkpoint_order  # noqa: E402
 from common.tasks import TASKS  # noqa: E402
 
 TASK_TITLES = {"tagging": "Tagging (MTAT)", "pitch": "Pitch class (TinySOL)",
@@ -46,15 +47,19 @@ CONDITION_TITLES = {name: f"{name}: {'noise' if kind == 'noise' else 'gain'} {am
 STYLES = {"slp": "-", "mlp": ":"}
 
 
-def load(results_dir):
+def load(results_dir, layers=False):
     """Every results CSV under results_dir as one frame (valid and test rows), keeping only
-    the primary metric."""
+    the primary metric; the feature sets of single layers (extract_features.py --layers)
+    only when asked for: every other figure and summary reads a model's embedding."""
     frames = [pd.read_csv(p, dtype={"checkpoint": str, "subset": str, "snr": str}).assign(task=p.parent.name)
               for p in sorted(Path(results_dir).glob("*/*.csv"))]
     if not frames:
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
     df = pd.concat(frames, ignore_index=True)
-    return df[df.metric == df.task.map(PRIMARY)]
+    df = df[df.metric == df.task.map(PRIMARY)]
+    if "layer" not in df:  # results written before layers existed
+        df = df.assign(layer=np.nan)
+    return df if layers else df[df.layer.isna()]
 
 
 def _tasks(df):
@@ -274,20 +279,55 @@ def has_steps(df):
     return bool(df.checkpoint.str.contains("@").any())
 
 
+def layers_figure(df):
+    """Metric against the block a feature set was read from, per model and checkpoint whose
+    layers were extracted; the last point of each line is the model's embedding."""
+    tasks = _tasks(df)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    df = df.assign(base=df.checkpoint.str.split("#").str[0])
+    for ax, task in zip(axes[0], tasks):
+        rows = df[(df.task == task) & (df.model != "handcrafted")]
+        for model in _models(rows):
+            mine = rows[rows.model == model]
+            mine = _test(mine[mine.probe == best_probe(mine, task)])
+            for base in sorted(set(mine.base[mine.layer.notna()]), key=checkpoint_order):
+                run = mine[mine.base == base]
+                depth = int(run.layer.max())
+                points = run.assign(position=run.layer.fillna(depth + 1)).groupby("position").value.agg(
+                    ["mean", "std"]).fillna(0.0)
+                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3,
+                            capsize=2, color=_colour(model), ls="--" if base.startswith("untrained") else "-",
+                            label=f"{model} {base}")
+        _label(ax, TASK_TITLES[task], "block (the last point: the embedding)", task)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def has_layers(df):
+    return bool(df.layer.notna().any())
+
+
 FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure,
-           "metric_vs_steps": steps_figure}
+           "metric_vs_steps": steps_figure, "metric_by_layer": layers_figure}
 
 
 def render_all(results_dir, figures_dir):
     """Draw the figures from results_dir and save them as PNG in figures_dir; return the paths.
-    The training-time figure is drawn only when kept weights along the way were probed."""
-    df = load(results_dir)
+    The training-time figure is drawn only when kept weights along the way were probed, the
+    layers figure only when layers were."""
+    every = load(results_dir, layers=True)
+    df = every[every.layer.isna()]
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     paths = []
     for name, draw in FIGURES.items():
-        if name == "metric_vs_steps" and not has_steps(df):
+        if (name == "metric_vs_steps" and not has_steps(df)) or (name == "metric_by_layer" and not has_layers(every)):
             continue
-        fig = draw(df, with_study=True) if name == "metric_vs_minutes" and Path(results_dir).name == "real" else draw(df)
+        if name == "metric_vs_minutes" and Path(results_dir).name == "real":
+            fig = draw(df, with_study=True)
+        else:
+            fig = draw(every if name == "metric_by_layer" else df)
         path = Path(figures_dir) / f"{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

@@ -11,7 +11,9 @@ a grid, and its time on this device from a few timed steps of each model.
   probes    probes per model and task (checkpoints x kinds x seeds, fitted together as
             downstream.py fits them), times a timed epoch of those probes on features of
             the task's size, times downstream.py's most epochs (100): an upper bound, as
-            early stopping ends most fits sooner
+            early stopping ends most fits sooner; with --layers, a checkpoint's every block
+            is one more feature set to probe (timed at the embedding's width), read in the
+            same forward pass
 
 Timed on random inputs of the real shapes: the estimate needs neither trained weights nor
 decoded audio, only the datasets' metadata (the clip lengths of TinySOL and Beatport are
@@ -132,10 +134,10 @@ def _dataset_clips(name, data_root, demo, clips_per_split):
         return None
 
 
-def estimate(jobs, models, tasks, grid, data_root, demo, device):
+def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
-    options) per run) and the extraction and probes of `models` on `tasks`; also the tasks
-    left out."""
+    options) per run) and the extraction and probes of `models` on `tasks` (`layers`: of each
+    block too); also the tasks left out."""
     precision = resolve_precision("auto", device)
     # the real MTAT's clips and lengths are in the split index shipped with the project
     pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
@@ -174,10 +176,11 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device):
             per_window = window_seconds(model, device, precision)
             rows.append(("extract", model, f"{checkpoints} checkpoints x {windows:,} windows "
                                            f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
+        feature_sets = checkpoints * (1 + (build(model).layer_count() if layers and model != "handcrafted" else 0))
         epoch = sum(probe_epoch_seconds(TASKS[task], len(clips["train"]) + len(clips["valid"]), n_inputs,
-                                        checkpoints * grid["seeds"], device, kinds)
+                                        feature_sets * grid["seeds"], device, kinds)
                     for task, clips in task_clips.items() if clips is not None)
-        count = (len(tasks) - len(missing)) * checkpoints * len(kinds) * grid["seeds"]
+        count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"]
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
                      probes.MAX_EPOCHS * epoch))
     return rows, missing

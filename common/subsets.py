@@ -40,19 +40,21 @@ def training_set_name(subset, draw=0):
 
 
 # How features and results name a checkpoint: <subset or untrained>[-draw<k>][-seed<k>][@<step>]
-CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?$")
+CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@#]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?"
+                             r"(?:#layer(?P<layer>\d+))?$")
 
 
 def checkpoint_order(name):
     """untrained first, then subsets from smallest to full, then anything else; within a
-    subset by draw, seed, and the kept weights by step before the last ones."""
+    subset by draw, seed, and the kept weights by step before the last ones; a checkpoint's
+    layers (extract_features.py --layers) after its embedding, in block order."""
     match = CHECKPOINT_NAME.match(name)
     if not match:
-        return len(SUBSETS) + 2, 0, 0, 0, name
+        return len(SUBSETS) + 2, 0, 0, 0, 0, name
     base = match["base"]
     position = 0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1
     step = int(match["step"]) if match["step"] else float("inf")
-    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, name
+    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, int(match["layer"] or 0), name
 
 
 def available(clips):

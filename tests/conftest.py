@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -25,3 +26,19 @@ def run_demo_script(script, *options, check=True, env=None):
     if check:
         assert out.returncode == 0, out.stderr[-2000:]
     return out
+
+
+def save_untrained(model_id, path):
+    """What train.py saves as untrained.pt (the tagging models with their 50 tags, MuLaP with a
+    vocabulary)."""
+    from common import captions, checkpoints
+    from common.models import build_for
+    from common.mtat import TOP50
+    tags = list(TOP50) if model_id in ("vggish", "musicnn", "ast") else None
+    vocabulary = list(captions.vocabulary(["a slow piano piece"])) if model_id == "mulap" else None
+    torch.manual_seed(0)
+    model = build_for(model_id, tags, vocabulary)
+    checkpoints.save(path, {"model_name": model_id, "subset": None, "draw": 0, "minutes": 0.0, "data": "demo",
+                            "seed": 0, "tags": tags, "vocabulary": vocabulary, "model": model.state_dict(),
+                            "step": 0})
+    return path

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_demo_script
+from conftest import run_demo_script, save_untrained
 
+from common import figures
 from common.extraction import bfloat16_keeps_differences, embed_clips, windows
 from common.models import build
 from common.noise import add_noise
@@ -279,3 +280,39 @@ def test_a_completed_dataset_is_picked_up_and_its_features_made_again(tmp_path, 
     assert "handcrafted none: audio, clips changed since its features were extracted: extracting again" in out.stdout
     assert len(np.load(clean)) == rows + 1
     assert oct(clean.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_every_layer_becomes_a_feature_set_that_probes_and_the_layers_figure_read(tmp_path):
+    """extract_features.py --layers all: one feature set per VGGish block from one forward pass,
+    beside the embedding (the same numbers as without --layers); downstream.py probes each
+    (their widths differ); the layers figure draws them; every other figure and the
+    summary keep to the embeddings."""
+    runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
+    save_untrained("vggish", runs / "demo" / "vggish" / "1" / "seed0" / "untrained.pt")
+    common = ["--model", "vggish", "--task", "pitch", "--clips-per-split", "6", "--runs-dir", runs]
+    run_demo_script("extract_features.py", *common, "--snr", "clean", "--features-dir", tmp_path / "plain")
+    run_demo_script("extract_features.py", *common, "--snr", "clean", "0", "--layers", "all", "--features-dir",
+                    features)
+    model_dir = features / "demo" / "pitch" / "vggish"
+    widths = {"untrained": 512, **{f"untrained#layer{k}": w for k, w in
+                                   enumerate((128, 128, 256, 256, 256, 256, 512), start=1)}}
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(widths)
+    for name, width in widths.items():
+        assert np.load(model_dir / name / "clean.npy").shape == (18, width)
+        assert np.load(model_dir / name / "snr0.npy").shape == (6, width)
+    assert json.loads((model_dir / "untrained#layer3" / "meta.json").read_text())["layer"] == 3
+    np.testing.assert_allclose(np.load(model_dir / "untrained" / "clean.npy"),
+                               np.load(tmp_path / "plain" / "demo" / "pitch" / "vggish" / "untrained" / "clean.npy"),
+                               rtol=1e-5, atol=1e-6)
+    out = run_demo_script("extract_features.py", *common, "--layers", "8", "--features-dir", features, check=False)
+    assert out.returncode == 2 and "vggish has 7 layers" in out.stderr
+
+    run_demo_script("downstream.py", "--model", "vggish", "--task", "pitch", "--probes", "linear", "--seeds", "1",
+                    "--epochs", "2", "--features-dir", features, "--results-dir", results)
+    with open(results / "demo" / "pitch" / "vggish.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["checkpoint"], r["layer"]) for r in rows} == \
+        {("untrained", "")} | {(f"untrained#layer{k}", str(k)) for k in range(1, 8)}
+    paths = figures.render_all(results / "demo", tmp_path / "figures")
+    assert tmp_path / "figures" / "metric_by_layer.png" in paths
+    assert set(figures.load(results / "demo").checkpoint) == {"untrained"}

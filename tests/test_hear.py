@@ -4,30 +4,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from common import captions, checkpoints, hear
+from conftest import save_untrained
+
+from common import hear
 from common.cli import UserError
 from common.extraction import embed_clips
-from common.models import MODELS, build_for
-from common.mtat import TOP50
+from common.models import MODELS
 from common.pretrained import load
 
 
-def untrained_checkpoint(model_id, path):
-    """What train.py saves as untrained.pt (the tagging models with their 50 tags, MuLaP with a
-    vocabulary)."""
-    tags = list(TOP50) if model_id in ("vggish", "musicnn", "ast") else None
-    vocabulary = list(captions.vocabulary(["a slow piano piece"])) if model_id == "mulap" else None
-    torch.manual_seed(0)
-    model = build_for(model_id, tags, vocabulary)
-    checkpoints.save(path, {"model_name": model_id, "subset": None, "draw": 0, "minutes": 0.0, "data": "demo",
-                            "seed": 0, "tags": tags, "vocabulary": vocabulary, "model": model.state_dict(),
-                            "step": 0})
-    return path
-
-
 @pytest.mark.parametrize("model_id", MODELS)
-def test_hear_functions_follow_the_contract_on_every_models_untrained_checkpoint(model_id, tmp_path):
-    model = hear.load_model(str(untrained_checkpoint(model_id, tmp_path / "untrained.pt")))
+def test_hear_functions_follow_the_contract_on_every_models_save_untrained(model_id, tmp_path):
+    model = hear.load_model(str(save_untrained(model_id, tmp_path / "untrained.pt")))
     assert isinstance(model, torch.nn.Module)
     assert model.scene_embedding_size == model.timestamp_embedding_size == model.encoder.emb_dim
     rate = model.sample_rate
@@ -48,7 +36,7 @@ def test_hear_functions_follow_the_contract_on_every_models_untrained_checkpoint
 
 
 def test_scene_embeddings_are_the_features_extract_features_writes(tmp_path):
-    model = hear.load_model(str(untrained_checkpoint("vggish", tmp_path / "untrained.pt")))
+    model = hear.load_model(str(save_untrained("vggish", tmp_path / "untrained.pt")))
     clips = [np.random.default_rng(i).standard_normal(int(s * 16000)).astype(np.float32) * 0.1
              for i, s in enumerate((2.0, 9.5))]
     features = np.zeros((2, 512), np.float32)
@@ -69,7 +57,7 @@ def test_a_file_that_is_not_a_checkpoint_of_this_project_is_refused_in_one_line(
 
 
 def test_the_python_api_embeds_a_44_1_khz_file_per_clip_per_window_and_per_layer(tmp_path):
-    model = load(untrained_checkpoint("clmr", tmp_path / "untrained.pt"))
+    model = load(save_untrained("clmr", tmp_path / "untrained.pt"))
     y = np.random.default_rng(0).standard_normal(44100 * 7).astype(np.float32) * 0.1
     sf.write(tmp_path / "song.wav", y, 44100, subtype="FLOAT")
     clip = model.embed_file(tmp_path / "song.wav")
