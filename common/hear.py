@@ -64,8 +64,8 @@ def get_timestamp_embeddings(audio, model, hop_ms=TIMESTAMP_HOP_MS):
     padded = F.pad(audio, (length // 2, length - length // 2))
     frames = torch.stack([padded[:, s:s + length] for s in starts], dim=1)  # (n_sounds, count, length)
     embeddings = _embed(model, frames.reshape(-1, length)).reshape(n_sounds, count, -1)
-    timestamps = torch.tensor([s / model.sample_rate * 1000 for s in starts], dtype=torch.float32,
-                              device=audio.device)
+    # the nominal centres, as hear-baseline reports them: a window starts within half a sample of its own
+    timestamps = torch.arange(count, dtype=torch.float32, device=audio.device) * hop_ms
     return embeddings, timestamps.expand(n_sounds, -1)
 
 

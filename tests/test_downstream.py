@@ -77,8 +77,8 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
         features_dir=study / "features",
         results_dir=study / "results")
     rows = results(target)
-    assert list(rows[0]) == ["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
-                             "metric", "value"]
+    assert list(rows[0]) == ["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed",
+                             "split", "snr", "metric", "value"]
     conditions = ("clean", "20", "10", "0", "deform_0", "deform_1", "deform_2")
     combos = {(r["checkpoint"], r["split"], r["snr"], r["metric"]) for r in rows}
     assert combos == {(c, "test", s, m) for c in ("untrained", "1") for s in conditions for m in ("roc_auc", "pr_auc")} | \
