@@ -282,7 +282,7 @@ def has_steps(df):
 def layers_figure(df):
     """Metric against the block a feature set was read from, per model and checkpoint whose
     layers were extracted; the last point of each line is the model's embedding."""
-    tasks = _tasks(df)
+    tasks = _tasks(df[df.layer.notna()])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     df = df.assign(base=df.checkpoint.str.split("#").str[0])
     for ax, task in zip(axes[0], tasks):
