@@ -3,6 +3,7 @@
     python extract_features.py --model vggish --task instrument --demo
     python extract_features.py --model handcrafted --task pitch --demo
     python extract_features.py --model clmr --task tagging --checkpoints untrained 5 full --snr clean 10
+    python extract_features.py --audio-dir ~/music --out ~/music-vggish --checkpoint runs/MTAT/vggish/5/seed0/last.pt
 
 For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained weights
 and every trained subset and draw; --checkpoints narrows, and names the weights a run kept
@@ -19,6 +20,9 @@ clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...,defo
 meta.json (minutes of pretraining data, subset, draw, step, source). The rows of a noisy file are the
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
+
+With --audio-dir and --out, a folder of one's own audio is embedded instead, a .npy per file
+(common/folder_features.py), by one --checkpoint file (any model's) or --model handcrafted.
 """
 import argparse
 import json
@@ -30,11 +34,12 @@ from tqdm import tqdm
 
 from common import checkpoints, handcrafted
 from common.atomic import atomic_path, write_json, write_serialised, write_text
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
-                        positive_int, run)
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file,
+                        folder, positive_int, run)
 from common.dataset import SPLIT_SCHEMES, load_dataset
 from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 from common.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
+from common.folder_features import embed_folder
 from common.models import build, build_for, model_argument, model_class, train_command
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.provenance import changes, clips_digest
@@ -48,9 +53,9 @@ BFLOAT16_CHECK_CLIPS = 8
 
 def parse_args():
     parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, type=model_argument(HANDCRAFTED),
+    parser.add_argument("--model", type=model_argument(HANDCRAFTED),
                         help="a model id (python -m common.models), or handcrafted")
-    parser.add_argument("--task", required=True, choices=tuple(TASKS))
+    parser.add_argument("--task", choices=tuple(TASKS))
     add_data_options(parser)
     parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
@@ -74,6 +79,13 @@ def parse_args():
                              "counts them), pooled over time and frequency or tokens: a feature set "
                              "<checkpoint>#layer<K> each, from the same forward pass")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
+    parser.add_argument("--audio-dir", type=folder,
+                        help="instead of a task: embed every audio file under this folder into --out, a .npy each")
+    parser.add_argument("--out", type=folder, help="with --audio-dir: the folder the .npy files go to")
+    parser.add_argument("--checkpoint", type=existing_file,
+                        help="with --audio-dir: the checkpoint file to embed with (untrained.pt, last.pt, ...)")
+    parser.add_argument("--per-window", action="store_true",
+                        help="with --audio-dir: every window's embedding and its start time, not their mean")
     add_device_option(parser)
     add_precision_option(parser)
     return parser.parse_args()
@@ -208,8 +220,28 @@ def _csv(value):
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
 
 
+def embed_own_folder(args):
+    """--audio-dir: the user's folder to a .npy per file."""
+    if args.out is None or args.model not in (None, HANDCRAFTED) or \
+            (args.checkpoint is not None) == (args.model == HANDCRAFTED):
+        raise UserError("--audio-dir needs --out and either --checkpoint FILE (its model is the checkpoint's) or "
+                        "--model handcrafted")
+    if args.task or args.checkpoints or args.layers:
+        raise UserError("--audio-dir embeds a folder, not a task: leave out --task, --checkpoints and --layers")
+    check_output_dir(args.out, "--out")
+    written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window,
+                                          resolve_device(args.device))
+    print(f"{written} file(s) embedded, {kept} already there, {skipped} skipped -> {args.out}")
+
+
 def main():
     args = parse_args()
+    if args.audio_dir is not None:
+        return embed_own_folder(args)
+    if args.model is None or args.task is None:
+        raise UserError("give --model and --task (or --audio-dir to embed a folder of audio)")
+    if args.out or args.checkpoint or args.per_window:
+        raise UserError("--out, --checkpoint and --per-window go with --audio-dir")
     check_output_dir(args.features_dir, "--features-dir")
     task = TASKS[args.task]
     dataset = load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)

@@ -63,6 +63,12 @@ def mtat_subset(subset, draw, sample_rate, data_root, demo, learns_from):
                    TOP50 if learns_from == "tags" else None, {} if learns_from == "captions" else None)
 
 
+def audio_files(folder):
+    """Every audio file under `folder`, nested folders too, in sorted order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and
+                  ".cache" not in p.relative_to(folder).parts)  # caches of earlier versions lay inside
+
+
 def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=None, captions_file=None):
     """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags),
     captions from `captions_file` (MuLaP's format: only the files it names). Its decoded-audio
@@ -83,8 +89,7 @@ def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=Non
         with open(tags_file, newline="", encoding="utf-8") as f:
             tags = {r["path"]: tuple(t.strip() for t in r["tags"].split(";") if t.strip())
                     for r in csv.DictReader(f)}
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and
-                   ".cache" not in p.relative_to(folder).parts)  # caches of earlier versions lay inside
+    files = audio_files(folder)
     clips = [Clip(str(p.relative_to(folder)), str(p.relative_to(folder)), "train",
                   {"tags": tags.get(str(p.relative_to(folder)), ())}) for p in files]
     captions = caption_files.read_mulap(captions_file) if captions_file is not None else None

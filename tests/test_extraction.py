@@ -316,3 +316,45 @@ def test_every_layer_becomes_a_feature_set_that_probes_and_the_layers_figure_rea
     paths = figures.render_all(results / "demo", tmp_path / "figures")
     assert tmp_path / "figures" / "metric_by_layer.png" in paths
     assert set(figures.load(results / "demo").checkpoint) == {"untrained"}
+
+
+def test_a_folder_of_own_audio_embeds_to_a_npy_per_file_resumably_naming_bad_files(tmp_path, data_root):
+    """extract_features.py --audio-dir: nested MP3s of the demo and a 44.1 kHz FLAC become .npy
+    files of the same relative names, equal to the Python API's embeddings; a broken file is
+    skipped and named; a second run keeps what is there; per window with start times;
+    hand-crafted features too; another checkpoint into the same folder is refused."""
+    import soundfile as sf
+    from common.pretrained import load
+    music = tmp_path / "music"
+    (music / "a" / "b").mkdir(parents=True)
+    mp3s = sorted((data_root / "demo" / "MTAT").rglob("*.mp3"))[:2]
+    shutil.copy(mp3s[0], music / "a" / "one.mp3")
+    shutil.copy(mp3s[1], music / "a" / "b" / "two.mp3")
+    sf.write(music / "three.flac", np.random.default_rng(0).standard_normal(44100 * 8) * 0.1, 44100)
+    (music / "a" / "broken.wav").write_text("not audio")
+    checkpoint = save_untrained("vggish", tmp_path / "untrained.pt")
+
+    def embed(out, *options):
+        return subprocess.run([sys.executable, "extract_features.py", "--audio-dir", str(music), "--out",
+                               str(tmp_path / out), *map(str, options)], cwd=REPO, capture_output=True, text=True)
+    first = embed("vggish", "--checkpoint", checkpoint)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "skipped a/broken.wav: unreadable" in first.stderr and "3 file(s) embedded" in first.stdout
+    model = load(checkpoint)
+    for name in ("a/one", "a/b/two", "three"):
+        stored = np.load(tmp_path / "vggish" / f"{name}.npy")
+        source = next(music.glob(f"{name}.*"))
+        np.testing.assert_allclose(stored, model.embed_file(source), rtol=1e-5, atol=1e-6)
+    assert "a/broken.wav" in (tmp_path / "vggish" / "skipped.csv").read_text()
+    mtime = (tmp_path / "vggish" / "three.npy").stat().st_mtime_ns
+    again = embed("vggish", "--checkpoint", checkpoint)
+    assert "0 file(s) embedded, 3 already there, 1 skipped" in again.stdout
+    assert (tmp_path / "vggish" / "three.npy").stat().st_mtime_ns == mtime
+    refused = embed("vggish", "--checkpoint", checkpoint, "--per-window")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "other weights" in refused.stderr
+
+    assert embed("windows", "--checkpoint", checkpoint, "--per-window").returncode == 0
+    frames, starts = np.load(tmp_path / "windows" / "three.npy"), np.load(tmp_path / "windows" / "three.seconds.npy")
+    assert frames.shape == (2, 512) and starts.tolist() == pytest.approx([0.0, 59049 / 16000])  # 8 s: two 3.69 s
+    assert embed("hand", "--model", "handcrafted").returncode == 0
+    assert np.load(tmp_path / "hand" / "a" / "b" / "two.npy").shape == (130,)
