@@ -28,13 +28,15 @@ CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR
 MODELS = tuple(CLASSES)
 STUDY_MODELS = MODELS[:5]  # the study's five; reproduce.py runs these unless told otherwise
 LIBROSA = "librosa"
+# In a checkout the model folders lie beside common/; installed with pip, under study_models/
+MODELS_ROOT = REPO_ROOT if (REPO_ROOT / "vggish" / "model.py").exists() else REPO_ROOT / "study_models"
 _variant_classes = {}
 
 
 def _load(name, file):
     module_name = f"study_models.{name}.{file}"
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / name / f"{file}.py")
+        spec = importlib.util.spec_from_file_location(module_name, MODELS_ROOT / name / f"{file}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
