@@ -5,10 +5,11 @@ how the loss is computed (the three tagging models share `tagging_loss`, below);
 file does the rest, identically for every model:
 
   data     the clips of an MTAT subset and draw (or --audio-dir), decoded once into the
-           cache, with their tags or captions when the model learns from them; an epoch visits `crops_per_clip` items of every clip, in a shuffled order:
-           with --crops tile (the study's way) the clip's consecutive segments of the
-           model's input length (the last one zero-padded), with --crops random as many
-           uniformly placed crops (epoch_items); a multi-view objective sees each item
+           cache, with their tags or captions when the model learns from them; an epoch
+           visits `crops_per_clip` items of every clip, in a shuffled order: with --crops
+           tile (the study's way) the clip's consecutive segments of the model's input
+           length (the last one zero-padded), with --crops random as many uniformly placed
+           crops (epoch_items); a multi-view objective sees each item
            through crops of its own or through one shared crop, as the model says
            (views_share_crop, crop_windows: CLMR's strategies)
   model    built with the seed, saved as untrained.pt before any update (the study's
@@ -47,10 +48,10 @@ from tqdm import tqdm
 from common import checkpoints, distributed
 from common.global_batch import sync_batchnorm
 from common.atomic import write_json, write_text
+from common.captions import vocabulary
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir,
                         existing_file, folder, non_negative_float, non_negative_int, positive_float, positive_int)
 from common.melspec import FRONT_ENDS
-from common.captions import vocabulary
 from common.models import build_for, describe, model_class, model_id
 from common.pretraining_data import audio_folder, mtat_subset
 from common.subsets import SUBSETS, training_set_name

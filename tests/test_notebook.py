@@ -11,17 +11,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def demo_results(tmp_path_factory, data_root):
-    """A small real demo study: tmae on two subsets, hand-crafted features, pitch and instrument."""
+    """A small real demo study: tmae on two subsets, hand-crafted features, pitch and instrument
+    (24 clips per split, probes of at most 20 epochs)."""
     root = tmp_path_factory.mktemp("study")
     dirs = ["--features-dir", root / "features"]
     for subset in ("1", "2"):
-        run_demo_script("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir", root / "runs")
+        run_demo_script("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir",
+                        root / "runs")
     for task in ("pitch", "instrument"):
         for model in ("tmae", "handcrafted"):
-            run_demo_script("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10", "--runs-dir",
-                root / "runs", *dirs)
-            run_demo_script("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--results-dir", root / "results",
-                *dirs)
+            run_demo_script("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10",
+                            "--clips-per-split", "24", "--runs-dir", root / "runs", *dirs)
+            run_demo_script("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--epochs", "20",
+                            "--results-dir", root / "results", *dirs)
     return root
 
 
