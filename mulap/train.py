@@ -12,7 +12,9 @@ learns (MuLaP's two language objectives, weighted as its configuration does):
   - masked language modelling conditioned on the audio: 15% of the words of the matched
     captions (at least one each) are hidden (80% [MASK], 10% a random word, 10% kept) and
     predicted from the text and the audio, weight 0.1.
-MuLaP also regresses masked audio features; that third objective is left out here.
+MuLaP also regresses masked audio features; that third objective is left out here. Under
+torchrun each process draws the mismatched pairs among its own items (randomness per
+process, as dropout is), and BatchNorm spans the global batch as for every model.
 
 Budget: the study's (1,000 epochs, weights kept every 50), so MuLaP is compared with the
 study's models on equal terms; MuLaP's batch (64) and rate (1e-4, constant; its AdamW decay

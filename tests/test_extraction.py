@@ -194,8 +194,8 @@ def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_p
     for draw in ("0", "1"):  # epochs of 5 steps (one item per clip), weights kept after each
         run_demo_script("tmae/train.py", "--subset", "1", "--draw", draw, "--max-steps", "10", "--batch-size", "2",
                         "--crops-per-clip", "1", "--checkpoint-every", "1", "--runs-dir", runs)
-    extract("--model", "tmae", "--task", "pitch", "--snr", "clean", "--checkpoints", "untrained", "1", "1-draw1",
-            "1@all", features=features, runs=runs)
+    extract("--model", "tmae", "--task", "pitch", "--snr", "clean", "--clips-per-split", "12", "--checkpoints",
+            "untrained", "1", "1-draw1", "1@all", features=features, runs=runs)
     made = features / "demo" / "pitch" / "tmae"
     assert sorted(p.name for p in made.iterdir()) == ["1", "1-draw1", "1@10", "1@5", "untrained"]
     meta = {p.name: json.loads((p / "meta.json").read_text()) for p in made.iterdir()}
