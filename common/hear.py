@@ -41,10 +41,11 @@ def load_model(model_file_path):
 
 
 @torch.inference_mode()
-def _embed(model, frames):
-    """(n, input_samples) -> (n, emb_dim) float32, in batches."""
-    return torch.cat([model.encoder.embed(frames[i:i + BATCH_SIZE]).float()
-                      for i in range(0, len(frames), BATCH_SIZE)])
+def _embed(model, windows):
+    """A list of (input_samples,) windows -> (n, emb_dim) float32, stacked a batch at a time
+    (every 50 ms of long audio would not fit in memory at once)."""
+    return torch.cat([model.encoder.embed(torch.stack(windows[i:i + BATCH_SIZE])).float()
+                      for i in range(0, len(windows), BATCH_SIZE)])
 
 
 def _check(audio, model):
@@ -62,8 +63,8 @@ def get_timestamp_embeddings(audio, model, hop_ms=TIMESTAMP_HOP_MS):
     starts = [round(k * hop) for k in range(int(n_samples // hop) + 2) if round(k * hop) <= n_samples]
     count = len(starts)  # centres 0, hop, ... up to the end of the audio
     padded = F.pad(audio, (length // 2, length - length // 2))
-    frames = torch.stack([padded[:, s:s + length] for s in starts], dim=1)  # (n_sounds, count, length)
-    embeddings = _embed(model, frames.reshape(-1, length)).reshape(n_sounds, count, -1)
+    windows = [padded[i, s:s + length] for i in range(n_sounds) for s in starts]  # views: no copies yet
+    embeddings = _embed(model, windows).reshape(n_sounds, count, -1)
     # the nominal centres, as hear-baseline reports them: a window starts within half a sample of its own
     timestamps = torch.arange(count, dtype=torch.float32, device=audio.device) * hop_ms
     return embeddings, timestamps.expand(n_sounds, -1)
@@ -76,5 +77,5 @@ def get_scene_embeddings(audio, model):
     count = window_count(n_samples, length)
     if n_samples < length:
         audio = F.pad(audio, (0, length - n_samples))
-    frames = audio[:, : count * length].reshape(n_sounds * count, length)
-    return _embed(model, frames).reshape(n_sounds, count, -1).mean(dim=1)
+    windows = list(audio[:, : count * length].reshape(n_sounds * count, length))
+    return _embed(model, windows).reshape(n_sounds, count, -1).mean(dim=1)
