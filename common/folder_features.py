@@ -19,20 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common import checkpoints, handcrafted
+from common import handcrafted
 from common.atomic import write_json, write_serialised, write_text
 from common.audio import AudioError, load_audio
 from common.cli import UserError
 from common.pretrained import Pretrained
 from common.pretraining_data import audio_files
-
-
-def _settings(source, per_window):
-    if source is None:
-        return {"model": "handcrafted", "weights": "handcrafted", "per_window": False}
-    state = checkpoints.load(Path(source))
-    return {"model": state["model_name"], "weights": state.get("save_id"), "checkpoint": str(source),
-            "per_window": per_window}
 
 
 def embed_folder(folder, out, source=None, per_window=False, device="cpu"):
@@ -54,13 +46,15 @@ def embed_folder(folder, out, source=None, per_window=False, device="cpu"):
             raise UserError(f"{seen[target].relative_to(folder)} and {f.relative_to(folder)} would both be "
                             f"{target.relative_to(out)}: rename one")
         seen[target] = f
-    settings = _settings(source, per_window)
+    model = None if source is None else Pretrained(source, device)  # the checkpoint is read once
+    settings = ({"model": "handcrafted", "weights": "handcrafted", "per_window": False} if model is None else
+                {"model": model.model_id, "weights": model.save_id, "checkpoint": str(source),
+                 "per_window": per_window})
     recorded = out / "meta.json"
     if recorded.exists() and json.loads(recorded.read_text()) != settings:
         raise UserError(f"{out} holds embeddings made with other weights or settings ({recorded}): choose "
                         f"another --out, or empty it")
     write_json(recorded, settings)
-    model = None if source is None else Pretrained(source, device)
     sample_rate = handcrafted.SAMPLE_RATE if model is None else model.sample_rate
     written, kept, skipped = 0, 0, []
     for path in tqdm(files, desc=f"{settings['model']} {folder.name}", unit="file", leave=False):

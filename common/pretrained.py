@@ -35,6 +35,7 @@ class Pretrained:
         self.encoder.to(device).eval()
         self.device = torch.device(device)
         self.step, self.subset, self.minutes = state["step"], state.get("subset"), state.get("minutes")
+        self.save_id = state.get("save_id")
         self.sample_rate, self.emb_dim = self.encoder.sample_rate, self.encoder.emb_dim
         self.window_seconds = self.encoder.input_samples / self.sample_rate
 
@@ -59,7 +60,7 @@ class Pretrained:
         y = np.asarray(waveform.detach().cpu() if torch.is_tensor(waveform) else waveform, dtype=np.float32)
         if y.ndim != 1:
             raise UserError(f"embed takes one mono waveform (1-D), not an array of shape {y.shape}")
-        y = resample(y, sample_rate, self.sample_rate) if sample_rate != self.sample_rate else y
+        y = resample(y, sample_rate, self.sample_rate)
         cut = windows(y, self.encoder.input_samples)
         out = self.embed_windows(cut, layers)
         if per_window:
