@@ -2,6 +2,7 @@
 
     python downstream.py --model vggish --task tagging --demo
     python downstream.py --model handcrafted --task pitch --demo --seeds 5
+    python downstream.py --model clmr --task-csv ~/moods.csv --demo
 
 For every checkpoint of the model found under features/<data>/<task>/<model>/, the clean
 features are standardised with their train-split statistics and probes (linear, mlp1,
@@ -9,6 +10,9 @@ mlp2, and the study's slp and mlp; several seeds) are fitted on the train split 
 stopping on the valid split (common/probes.py: all of them at once, batched, on the
 device). Every probe is then scored on the clean valid split and on the clean test split
 and every degraded version of it (noise, the study's deformations: common/metrics.py).
+
+A task of one's own (--task-csv, common/task_csv.py) is probed the same way, scored as a
+multi-label or single-label task, and its definition kept beside its results (task.json).
 
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
 metric): model, checkpoint, layer (empty for the model's embedding; K for the feature set
@@ -32,18 +36,18 @@ import json
 import numpy as np
 import pandas as pd
 
+from common import tasks
 from common.atomic import write_json, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
                         positive_int, run)
 from common.distributed import add_device_option, resolve_device
-from common.metrics import PRIMARY, task_metrics
+from common.metrics import task_metrics
 from common.models import model_argument
 from common.noise import CLEAN, condition_label, condition_order
 from common.probes import MAX_EPOCHS, PROBES, ProbeSpec, fit, predict
 from common.provenance import changes, clips_digest, digest
 from common.selection import best_probes
 from common.subsets import checkpoint_order
-from common.tasks import TASKS
 
 COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
            "metric", "value")
@@ -53,7 +57,7 @@ def parse_args():
     parser = ArgumentParser(prog="python downstream.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=model_argument("handcrafted"),
                         help="a model id (python -m common.models), or handcrafted")
-    parser.add_argument("--task", required=True, choices=tuple(TASKS))
+    tasks.add_options(parser)
     add_data_options(parser)
     parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")
     parser.add_argument("--results-dir", type=folder, default=REPO_ROOT / "results")
@@ -70,6 +74,11 @@ def parse_args():
 def read_index(path, task):
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    unknown = {label for r in rows for label in (r["label"].split(";") if task.multilabel else [r["label"]])
+               if label} - set(task.classes)
+    if unknown:
+        raise UserError(f"{path} has labels {task.name} does not ({', '.join(sorted(unknown)[:5])}): the task changed "
+                        f"since its features were extracted; run extract_features.py again")
     if task.multilabel:
         targets = np.array([[t in r["label"].split(";") for t in task.classes] for r in rows], dtype=np.float32)
     else:
@@ -82,12 +91,12 @@ def summary(rows, task):
     """Per checkpoint: the probe kind chosen on validation, its clean test score, and every
     kind's clean test score beside it."""
     df = pd.DataFrame(rows).astype({"value": float})
-    chosen = best_probes(df, task)
-    test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == PRIMARY[task])]
+    chosen = best_probes(df, task.name)
+    test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == task.primary)]
     means = test.groupby(["checkpoint", "probe"]).value.agg(["mean", "std"])
     kinds = [p for p in PROBES if p in set(test.probe)]
     width = max(12, *map(len, chosen))
-    lines = [f"{'checkpoint':<{width}} {'minutes':>8}  chosen on valid  {PRIMARY[task]} on test (mean over seeds)   "
+    lines = [f"{'checkpoint':<{width}} {'minutes':>8}  chosen on valid  {task.primary} on test (mean over seeds)   "
              + "".join(f"{k:>8}" for k in kinds)]
     for checkpoint in sorted(chosen, key=checkpoint_order):
         probe, minutes = chosen[checkpoint], df[df.checkpoint == checkpoint].minutes.iloc[0]
@@ -99,11 +108,12 @@ def summary(rows, task):
 
 def _print_summary(results, task):
     with open(results, newline="") as f:
-        print(summary(list(csv.DictReader(f)), task.name))
+        print(summary(list(csv.DictReader(f)), task))
 
 
-def _extract_command(args, task):
-    return f"python extract_features.py --model {args.model} --task {task.name}{' --demo' if args.demo else ''}"
+def _extract_command(args):
+    task = f"--task-csv {args.task_csv}" if args.task_csv else f"--task {args.task}"
+    return f"python extract_features.py --model {args.model} {task}{' --demo' if args.demo else ''}"
 
 
 def usable_feature_sets(model_dir, index, args):
@@ -134,7 +144,7 @@ def usable_feature_sets(model_dir, index, args):
 def main():
     args = parse_args()
     check_output_dir(args.results_dir, "--results-dir")
-    task = TASKS[args.task]
+    task, own_dataset = tasks.from_args(args)
     data_name = "demo" if args.demo else "real"
     task_dir = args.features_dir / data_name / task.name
     model_dir = task_dir / args.model
@@ -145,11 +155,11 @@ def main():
         return
     if not model_dir.is_dir() or not (task_dir / "index.csv").exists():
         raise UserError(f"no features of {args.model} for {task.name} under {model_dir}: make them with "
-                        f"{_extract_command(args, task)}")
+                        f"{_extract_command(args)}")
     checkpoints, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args)
     if not checkpoints:
         raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
-                        f"{_extract_command(args, task)}")
+                        f"{_extract_command(args)}")
     sidecar = target.with_name(f"{args.model}.provenance.json")
     if target.exists() and not args.overwrite:
         before = json.loads(sidecar.read_text()) if sidecar.exists() else None
@@ -191,7 +201,7 @@ def main():
     for sets in by_width.values():
         specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes
                  for seed in range(args.seeds)]
-        fitted = fit(task.name, specs, [clean[k] for k in sets], targets, splits, len(task.classes),
+        fitted = fit(task.kind, specs, [clean[k] for k in sets], targets, splits, len(task.classes),
                      resolve_device(args.device), epochs=args.epochs)
         for kind, (module, members_sets, members) in fitted.items():
             evaluations = {
@@ -202,7 +212,7 @@ def main():
             for (split, stem), outputs in evaluations.items():
                 for g, i in enumerate(members):
                     spec, k = specs[i], sets[specs[i].feature_set]
-                    for metric, value in task_metrics(task.name, targets[splits[split]], outputs[g]).items():
+                    for metric, value in task_metrics(task.kind, targets[splits[split]], outputs[g]).items():
                         rows.append({"model": args.model, "checkpoint": checkpoints[k], **described[k],
                                      "probe": kind, "seed": spec.seed, "split": split, "snr": condition_label(stem),
                                      "metric": metric, "value": f"{value:.6f}"})
@@ -212,9 +222,11 @@ def main():
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+    if own_dataset:  # before the CSV: results are never without what the figures read them by
+        tasks.save(task, target.parent)
     write_text(target, buffer.getvalue())
     write_json(sidecar, provenance)  # after the CSV: a run killed between the two fits again
-    print(f"{len(rows)} rows -> {target}\n{summary(rows, task.name)}")
+    print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
 
 
 if __name__ == "__main__":

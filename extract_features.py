@@ -3,6 +3,7 @@
     python extract_features.py --model vggish --task instrument --demo
     python extract_features.py --model handcrafted --task pitch --demo
     python extract_features.py --model clmr --task tagging --checkpoints untrained 5 full --snr clean 10
+    python extract_features.py --model clmr --task-csv ~/moods.csv --demo
     python extract_features.py --audio-dir ~/music --out ~/music-vggish --checkpoint runs/MTAT/vggish/5/seed0/last.pt
 
 For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained weights
@@ -21,6 +22,10 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 
+--task-csv names a task of one's own instead (common/task_csv.py: a CSV of audio files,
+labels and splits); its features go to features/<data>/<the CSV's name>/ as a built-in
+task's do, and downstream.py --task-csv probes them.
+
 With --audio-dir and --out, a folder of one's own audio is embedded instead, a .npy per file
 (common/folder_features.py), by one --checkpoint file (any model's) or --model handcrafted.
 """
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import checkpoints, handcrafted
+from common import checkpoints, handcrafted, tasks
 from common.atomic import atomic_path, write_json, write_serialised, write_text
 from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file,
                         folder, positive_int, run)
@@ -44,7 +49,6 @@ from common.models import build, build_for, model_argument, model_class, train_c
 from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.provenance import changes, clips_digest
 from common.subsets import checkpoint_order
-from common.tasks import TASKS
 
 HANDCRAFTED = "handcrafted"
 # bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
@@ -55,7 +59,7 @@ def parse_args():
     parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=model_argument(HANDCRAFTED),
                         help="a model id (python -m common.models), or handcrafted")
-    parser.add_argument("--task", choices=tuple(TASKS))
+    tasks.add_options(parser)
     add_data_options(parser)
     parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
@@ -140,7 +144,7 @@ def find_checkpoints(model, runs_dir, runs_data, wanted):
 def copy_from_sibling_task(target, task_dir, task, model, checkpoint, provenance):
     """Pitch and instrument read the same TinySOL clips: a file one of them made serves the
     other, when it was made from the same weights, clips, audio and settings."""
-    for sibling in TASKS.values():
+    for sibling in tasks.TASKS.values():
         if sibling.dataset != task.dataset or sibling.name == task.name:
             continue
         sibling_dir = task_dir.parent / sibling.name / model / checkpoint
@@ -226,8 +230,9 @@ def embed_own_folder(args):
             (args.checkpoint is not None) == (args.model == HANDCRAFTED):
         raise UserError("--audio-dir needs --out and either --checkpoint FILE (its model is the checkpoint's) or "
                         "--model handcrafted")
-    if args.task or args.checkpoints or args.layers:
-        raise UserError("--audio-dir embeds a folder, not a task: leave out --task, --checkpoints and --layers")
+    if args.task or args.task_csv or args.checkpoints or args.layers:
+        raise UserError("--audio-dir embeds a folder, not a task: leave out --task, --task-csv, --checkpoints and "
+                        "--layers")
     check_output_dir(args.out, "--out")
     written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window,
                                           resolve_device(args.device))
@@ -238,15 +243,17 @@ def main():
     args = parse_args()
     if args.audio_dir is not None:
         return embed_own_folder(args)
-    if args.model is None or args.task is None:
-        raise UserError("give --model and --task (or --audio-dir to embed a folder of audio)")
+    if args.model is None:
+        raise UserError("give --model and --task or --task-csv (or --audio-dir to embed a folder of audio)")
     if args.out or args.checkpoint or args.per_window:
         raise UserError("--out, --checkpoint and --per-window go with --audio-dir")
     check_output_dir(args.features_dir, "--features-dir")
-    task = TASKS[args.task]
-    dataset = load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
+    task, own_dataset = tasks.from_args(args)
+    dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
     data_name = "demo" if args.demo else "real"
     task_dir = args.features_dir / data_name / task.name
+    if own_dataset:
+        tasks.save(task, task_dir)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     if args.model == HANDCRAFTED:

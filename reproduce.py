@@ -6,6 +6,7 @@
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
     python reproduce.py --demo --layers    # also every block of every model: probes by layer
+    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (common/task_csv.py)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
@@ -24,17 +25,15 @@ import runpy
 import sys
 import time
 
-from common import figures, plan, reference
+from common import figures, plan, reference, task_csv, tasks
 from common.atomic import write_json
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
-                        positive_int, run)
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file,
+                        folder, positive_int, run)
 from common.distributed import add_device_option, resolve_device
-from common.metrics import PRIMARY
 from common.models import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.noise import DEFORMATIONS
 from common.subsets import SUBSETS, training_set_name
 from common.selection import best_probes, validation
-from common.tasks import TASKS
 
 # Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
 # seeds, and (quick demo) how many clips of each split the features are extracted for.
@@ -74,7 +73,10 @@ def parse_args():
     parser.add_argument("--models", nargs="+", type=model_argument(), default=list(STUDY_MODELS), metavar="MODEL",
                         help=f"model ids, of: {', '.join(model_ids())} (python -m common.models; default: the "
                              f"study's five, {' '.join(STUDY_MODELS)})")
-    parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", choices=tuple(tasks.TASKS), default=list(tasks.TASKS))
+    parser.add_argument("--task-csv", nargs="+", type=existing_file, default=[], metavar="FILE",
+                        help="also tasks of one's own: a CSV of path, label (or ';'-separated labels) and split per "
+                             "audio file each (README: Your own data)")
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
                              "N - 1 seeded genre-balanced draws of the same sizes")
@@ -127,6 +129,17 @@ def training_runs(args, grid):
                     yield model, subset, draw, options
 
 
+def task_options(args):
+    """(name, the option that names it) of every task of the study: the built-in ones asked
+    for, then one's own."""
+    return [(task, ["--task", task]) for task in args.tasks] + \
+        [(path.stem, ["--task-csv", path]) for path in args.task_csv]
+
+
+def task_names(args):
+    return [name for name, _ in task_options(args)]
+
+
 def jobs(args, grid):
     """Every step of the study, in order: (stage, description, script, prepare). `prepare()`,
     called just before the step runs, gives its options, or None when its work is already done."""
@@ -142,37 +155,37 @@ def jobs(args, grid):
         yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw)}",
                train_command(model)[0], prepare)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
-    for task in args.tasks:
+    for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
-            options = common + dirs + ["--model", model, "--task", task, "--snr", *grid["snr"]]
+            options = common + dirs + ["--model", model, *task_option, "--snr", *grid["snr"]]
             if "clips_per_split" in grid:
                 options += ["--clips-per-split", grid["clips_per_split"]]
             if args.layers and model != "handcrafted":
                 options += ["--layers", "all"]
             yield ("extract", f"extract {model} features for {task}", "extract_features.py",
                    lambda options=options: options)
-    for task in args.tasks:
+    for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
             options = common + ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model",
-                                model, "--task", task, "--seeds", grid["seeds"]]
+                                model, *task_option, "--seeds", grid["seeds"]]
             # downstream.py itself fits again only what its features' provenance says changed
             yield ("probes", f"fit probes on {model} features for {task}", "downstream.py",
                    lambda options=options: options)
 
 
-def summary_table(results_dir, tasks):
+def summary_table(results_dir, task_names):
     """Per task: the best trained checkpoint, its untrained twin and the hand-crafted features,
     each with its probe kind; "best" on validation scores, the numbers shown on test."""
     lines = [f"{'task':<11} {'metric':<15} {'best trained model (probe)':<36} {'its untrained':>13} "
              f"{'hand-crafted':>13}"]
     results = figures.load(results_dir)
-    for task in tasks:
+    for task in task_names:
         df = results[results.task == task]
         if df.empty:
             continue
         chosen = {(m, c): p for m in set(df.model) for c, p in best_probes(df[df.model == m], task).items()}
         scores = validation(df, task).groupby(["model", "checkpoint", "probe"]).value.mean()
-        tested = df[(df.split == "test") & (df.snr == "clean") & (df.metric == PRIMARY[task])]
+        tested = df[(df.split == "test") & (df.snr == "clean") & (df.metric == tasks.get(task).primary)]
         test = tested.groupby(["model", "checkpoint", "probe"]).value.mean()
         trained = [k for k in chosen if k[0] != "handcrafted" and not k[1].startswith("untrained")]
         if not trained:
@@ -182,7 +195,7 @@ def summary_table(results_dir, tasks):
         def shown(key):
             return test.get((*key, chosen[key]), float("nan")) if key in chosen else float("nan")
         best = f"{model} {checkpoint} ({chosen[model, checkpoint]}): {shown((model, checkpoint)):.3f}"
-        lines.append(f"{task:<11} {PRIMARY[task]:<15} {best:<36} {shown((model, 'untrained')):>13.3f} "
+        lines.append(f"{task:<11} {tasks.get(task).primary:<15} {best:<36} {shown((model, 'untrained')):>13.3f} "
                      f"{shown(('handcrafted', 'none')):>13.3f}")
     return "\n".join(lines)
 
@@ -190,13 +203,15 @@ def summary_table(results_dir, tasks):
 def write_plan(args, grid, grid_name, path):
     """Estimate the grid's cost on this device, print it and keep it for the run's summary."""
     device = resolve_device(args.device)
-    rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, args.tasks, grid, args.data_root,
+    study_tasks = [(tasks.TASKS[name], None) for name in args.tasks] + \
+        [task_csv.read(csv_file, args.data_root) for csv_file in args.task_csv]
+    rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid, args.data_root,
                                   args.demo, device, args.layers)
     print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
-    write_json(path, {"grid": grid_name, "models": args.models, "tasks": args.tasks, "draws": args.draws,
-                      "layers": args.layers,
+    write_json(path, {"grid": grid_name, "models": args.models, "tasks": task_names(args),
+                      "draws": args.draws, "layers": args.layers,
                       "device": str(device), "stages": {s: sum(r[3] for r in rows if r[0] == s) for s in plan.STAGES}})
     print(f"\nkept in {path}: the run's summary will show these estimates beside its measured times")
 
@@ -208,7 +223,7 @@ def estimate_beside_measured(path, grid_name, args, measured):
         return ""
     saved = json.loads(path.read_text())
     if [saved["grid"], saved["models"], saved["tasks"], saved["draws"], saved.get("layers", False)] != \
-            [grid_name, args.models, args.tasks, args.draws, args.layers]:
+            [grid_name, args.models, task_names(args), args.draws, args.layers]:
         return ""
     lines = [f"\ntime estimated by --plan (on {saved['device']}) and measured (the steps that ran now):",
              f"  {'stage':<9} {'estimated':>9} {'measured':>9}"]
@@ -238,9 +253,10 @@ def main():
             invoke(script, options)
             measured[stage] += time.time() - step_started
     paths = figures.render_all(args.results_dir / data_name, args.figures_dir / data_name)
+    summary = summary_table(args.results_dir / data_name, task_names(args))
     print(f"\nfigures: {', '.join(str(p) for p in paths)}")
     print(f"\nsummary ({data_name}; chosen on the valid split, shown on the clean test split, mean over seeds; "
-          f"{(time.time() - started) / 60:.1f} min in all):\n{summary_table(args.results_dir / data_name, args.tasks)}"
+          f"{(time.time() - started) / 60:.1f} min in all):\n{summary}"
           f"{estimate_beside_measured(plan_file, grid_name, args, measured)}")
     if data_name == "real":
         _, rows = reference.compare(args.results_dir / data_name)

@@ -197,7 +197,7 @@ def probes(args):
     scores = {}
 
     def ours():
-        fitted = fit("instrument", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
+        fitted = fit("classes", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
         outputs = np.concatenate([predict(m, sets, [x[splits["test"]]]) for m, sets, _ in fitted.values()])
         scores["ours"] = max(accuracy(y[splits["test"]], o.argmax(1)) for o in outputs)
 

@@ -29,16 +29,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
-from common.metrics import PRIMARY  # noqa: E402
 from common.models import MODELS, base_name, model_ids, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
 from common.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.selection import best_probe  # noqa: E402
 from common.subsets import checkpoint_order  # noqa: E402
-from common.tasks import TASKS  # noqa: E402
+from common import tasks  # noqa: E402
 
-TASK_TITLES = {"tagging": "Tagging (MTAT)", "pitch": "Pitch class (TinySOL)",
-               "instrument": "Instrument (TinySOL)", "key": "Key (Beatport)"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
 
 
@@ -49,21 +46,26 @@ STYLES = {"slp": "-", "mlp": ":"}
 
 def load(results_dir, layers=False):
     """Every results CSV under results_dir as one frame (valid and test rows), keeping only
-    the primary metric; the feature sets of single layers (extract_features.py --layers)
-    only when asked for: every other figure and summary reads a model's embedding."""
-    frames = [pd.read_csv(p, dtype={"checkpoint": str, "subset": str, "snr": str}).assign(task=p.parent.name)
-              for p in sorted(Path(results_dir).glob("*/*.csv"))]
+    each task's primary metric; the feature sets of single layers (extract_features.py
+    --layers) only when asked for: every other figure and summary reads a model's embedding.
+    Tasks of one's own are read from the task.json beside their results."""
+    frames = []
+    for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir()):
+        task = tasks.read_saved(folder)
+        for path in sorted(folder.glob("*.csv")) if task else []:
+            rows = pd.read_csv(path, dtype={"checkpoint": str, "subset": str, "snr": str})
+            frames.append(rows[rows.metric == task.primary].assign(task=folder.name))
     if not frames:
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
     df = pd.concat(frames, ignore_index=True)
-    df = df[df.metric == df.task.map(PRIMARY)]
     if "layer" not in df:  # results written before layers existed
         df = df.assign(layer=np.nan)
     return df if layers else df[df.layer.isna()]
 
 
 def _tasks(df):
-    return [t for t in TASKS if t in set(df.task)]
+    """The tasks in `df`: the built-in ones in the study's order, then one's own."""
+    return [t for t in tasks.TASKS if t in set(df.task)] + sorted(set(df.task) - set(tasks.TASKS))
 
 
 def _colour(model):
@@ -91,7 +93,7 @@ def _label(ax, title, xlabel, task):
     ax.set_title(title)
     if xlabel:
         ax.set_xlabel(xlabel)
-    ax.set_ylabel(METRIC_NAMES[PRIMARY[task]])
+    ax.set_ylabel(METRIC_NAMES[tasks.get(task).primary])
     ax.grid(alpha=0.3)
 
 
@@ -139,7 +141,7 @@ def study_points(task, model, probe="slp", condition="clean"):
     value) of its subsets plus its untrained value (common/reference.py)."""
     published, minutes = _study_tables()
     rows = [r for r in published if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
-            == (task, model, probe, condition, PRIMARY[task])]
+            == (task, model, probe, condition, tasks.get(task).primary)]
     trained = sorted((minutes[r["checkpoint"]], r["value"]) for r in rows if r["checkpoint"] in minutes)
     untrained = [r["value"] for r in rows if r["checkpoint"] == "untrained"]
     return trained, untrained
@@ -148,12 +150,12 @@ def study_points(task, model, probe="slp", condition="clean"):
 def minutes_figure(df, probes=None, with_study=False):
     """Figure 1; `with_study` (results on the real data) adds the study's published numbers
     as faint crosses for the probes drawn that it has (slp, mlp)."""
-    tasks = _tasks(df)
+    task_names = _tasks(df)
     conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
-    fig, axes = plt.subplots(len(conditions), len(tasks), figsize=(4.2 * len(tasks), 3.6 * len(conditions)),
+    fig, axes = plt.subplots(len(conditions), len(task_names), figsize=(4.2 * len(task_names), 3.6 * len(conditions)),
                              squeeze=False)
     for row, condition in enumerate(conditions):
-        for ax, task in zip(axes[row], tasks):
+        for ax, task in zip(axes[row], task_names):
             rows = _last_weights(df[df.task == task])
             trained_minutes = rows[(rows.model != "handcrafted") & (rows.minutes > 0)].minutes.dropna()
             left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
@@ -184,9 +186,9 @@ def minutes_figure(df, probes=None, with_study=False):
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
-            _label(ax, TASK_TITLES[task] + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
+            _label(ax, tasks.get(task).title + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
                    "pretraining minutes (hollow: untrained)", task)
-    drawn = {p for t in tasks for p, _ in _drawn_probes(df[df.task == t], t, probes)}
+    drawn = {p for t in task_names for p, _ in _drawn_probes(df[df.task == t], t, probes)}
     drawn = [p for p in STYLES if p in drawn]
     handles, labels = axes[0][0].get_legend_handles_labels()
     for probe in drawn:
@@ -209,9 +211,9 @@ def _largest(rows):
 
 
 def snr_figure(df):
-    tasks = _tasks(df)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    task_names = _tasks(df)
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], task_names):
         rows = df[df.task == task]
         levels = sorted({s for s in rows.snr if s != "clean" and s not in DEFORMATIONS}, key=float) + ["clean"]
         for model in _models(rows, handcrafted=True):
@@ -223,16 +225,16 @@ def snr_figure(df):
                         color=_colour(model), ls="--" if model == "handcrafted" else "-",
                         label=f"{model} ({mine.checkpoint.iloc[0]})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
-        _label(ax, TASK_TITLES[task], "signal-to-noise ratio", task)
+        _label(ax, tasks.get(task).title, "signal-to-noise ratio", task)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def probe_figure(df):
-    tasks = _tasks(df)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    task_names = _tasks(df)
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], task_names):
         rows = _test(df[df.task == task])
         models = _models(rows, handcrafted=True)
         kinds = [p for p in PROBES if p in set(rows.probe)]
@@ -247,7 +249,7 @@ def probe_figure(df):
             ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
                    label=probe)
         ax.set_xticks(range(len(models)), models, rotation=30)
-        _label(ax, TASK_TITLES[task], None, task)
+        _label(ax, tasks.get(task).title, None, task)
     axes[0][0].legend(fontsize=8, title="probe")
     fig.tight_layout()
     return fig
@@ -255,9 +257,9 @@ def probe_figure(df):
 
 def steps_figure(df):
     """Metric against pretraining step for every run whose kept weights were extracted."""
-    tasks = _tasks(df)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    task_names = _tasks(df)
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], task_names):
         rows = df[(df.task == task) & (df.model != "handcrafted")]
         for model in _models(rows):
             mine = rows[rows.model == model]
@@ -269,7 +271,7 @@ def steps_figure(df):
                 points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
                 ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3, capsize=2,
                             color=_colour(model), label=f"{model} {run}")
-        _label(ax, TASK_TITLES[task], "pretraining step", task)
+        _label(ax, tasks.get(task).title, "pretraining step", task)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -282,10 +284,10 @@ def has_steps(df):
 def layers_figure(df):
     """Metric against the block a feature set was read from, per model and checkpoint whose
     layers were extracted; the last point of each line is the model's embedding."""
-    tasks = _tasks(df[df.layer.notna()])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    task_names = _tasks(df[df.layer.notna()])
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.6), squeeze=False)
     df = df.assign(base=df.checkpoint.str.split("#").str[0])
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], task_names):
         rows = df[(df.task == task) & (df.model != "handcrafted")]
         for model in _models(rows):
             mine = rows[rows.model == model]
@@ -298,7 +300,7 @@ def layers_figure(df):
                 ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3,
                             capsize=2, color=_colour(model), ls="--" if base.startswith("untrained") else "-",
                             label=f"{model} {base}")
-        _label(ax, TASK_TITLES[task], "block (the last point: the embedding)", task)
+        _label(ax, tasks.get(task).title, "block (the last point: the embedding)", task)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.tight_layout()

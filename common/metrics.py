@@ -1,11 +1,12 @@
 """The downstream metrics, computed on numpy arrays of labels and probe outputs.
 
-Tagging: macro ROC-AUC and macro PR-AUC (average precision) over the tags that have both
-positive and negative test clips, with ties handled as scikit-learn does. Pitch and
-instrument: accuracy and macro F1 over the classes that occur in the labels or the
-predictions. Key: accuracy and the MIREX weighted score (fifth 0.5, relative 0.3,
-parallel 0.2), taken from a 24 x 24 table that mir_eval fills once. The tests compare
-every one of them with scikit-learn's or mir_eval's.
+Tags (tagging, multi-label tasks of one's own): macro ROC-AUC and macro PR-AUC (average
+precision) over the tags that have both positive and negative test clips, with ties handled
+as scikit-learn does. Classes (pitch, instrument, single-label tasks of one's own):
+accuracy and macro F1 over the classes that occur in the labels or the predictions. Key:
+accuracy and the MIREX weighted score (fifth 0.5, relative 0.3, parallel 0.2), taken from
+a 24 x 24 table that mir_eval fills once. The tests compare every one of them with
+scikit-learn's or mir_eval's.
 """
 from functools import lru_cache
 
@@ -67,14 +68,16 @@ def key_weighted_score(y_true, y_pred):
     return float(np.mean(key_score_table()[y_true, y_pred]))
 
 
-def task_metrics(task_name, y_true, outputs):
-    """{metric: value} for probe outputs (tag scores, or class scores whose argmax is the guess)."""
-    if task_name == "tagging":
+def task_metrics(kind, y_true, outputs):
+    """{metric: value} for probe outputs (tag scores, or class scores whose argmax is the
+    guess) on a task of this kind (common/tasks.py)."""
+    if kind == "tags":
         return {"roc_auc": roc_auc_macro(y_true, outputs), "pr_auc": average_precision_macro(y_true, outputs)}
     y_pred = outputs.argmax(axis=1)
-    if task_name == "key":
+    if kind == "key":
         return {"accuracy": accuracy(y_true, y_pred), "weighted_score": key_weighted_score(y_true, y_pred)}
     return {"accuracy": accuracy(y_true, y_pred), "f1_macro": f1_macro(y_true, y_pred)}
 
 
-PRIMARY = {"tagging": "roc_auc", "pitch": "accuracy", "instrument": "accuracy", "key": "weighted_score"}
+# per kind of task: the metric by which probes and checkpoints are chosen and figures drawn
+PRIMARY = {"tags": "roc_auc", "classes": "accuracy", "key": "weighted_score"}

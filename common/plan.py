@@ -34,7 +34,6 @@ from common.extraction import sample_per_split, window_count
 from common.models import base_name, build, build_for, model_class, pretraining_objective, train_script
 from common.mtat import TOP50, read_index
 from common.subsets import select
-from common.tasks import TASKS
 from common.training import Batch, epoch_plan, items_per_clip, parse_args
 
 STAGES = ("pretrain", "extract", "probes")
@@ -102,7 +101,7 @@ def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, kind
     splits = {"train": np.arange(n_clips * 4 // 5), "valid": np.arange(n_clips * 4 // 5, n_clips)}
     specs = [probes.ProbeSpec(kind, k, 0) for k in range(n_probes_per_kind) for kind in kinds]
     started = time.perf_counter()
-    probes.fit(task.name, specs, features, targets, splits, n_outputs, device, epochs=2, patience=2)
+    probes.fit(task.kind, specs, features, targets, splits, n_outputs, device, epochs=2, patience=2)
     return (time.perf_counter() - started) / 2
 
 
@@ -120,11 +119,11 @@ def _clip_seconds(dataset, clip):
     return clip.seconds if clip.seconds is not None else sf.info(dataset.root / clip.path).duration
 
 
-def _dataset_clips(name, data_root, demo, clips_per_split):
-    """{split: [seconds of each clip extraction will embed]} of a dataset, or None if it is
-    not here."""
+def _dataset_clips(task, own_dataset, data_root, demo, clips_per_split):
+    """{split: [seconds of each clip extraction will embed]} of a task's dataset (a task of
+    one's own brings its own), or None if it is not here."""
     try:
-        dataset = load_dataset(name, data_root, demo=demo, download=False)
+        dataset = own_dataset or load_dataset(task.dataset, data_root, demo=demo, download=False)
         if not dataset.clips:
             return None
         clips = sample_per_split(dataset.clips, clips_per_split) if clips_per_split else dataset.clips
@@ -136,8 +135,9 @@ def _dataset_clips(name, data_root, demo, clips_per_split):
 
 def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
-    options) per run) and the extraction and probes of `models` on `tasks` (`layers`: of each
-    block too); also the tasks left out."""
+    options) per run) and the extraction and probes of `models` on `tasks` ((Task, the Dataset
+    of a task of one's own or None) each; `layers`: of each block too); also the names of the
+    tasks left out."""
     precision = resolve_precision("auto", device)
     # the real MTAT's clips and lengths are in the split index shipped with the project
     pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
@@ -152,10 +152,12 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
             rows.append(("pretrain", model, f"{len(runs)} run{'s' * (len(runs) != 1)}, {total:,} steps of {batch} "
                                             f"({step_seconds:.2f} s/step)", total * step_seconds))
     # tasks on one dataset share its features (extraction copies them from a sibling task)
-    dataset_clips = {name: _dataset_clips(name, data_root, demo, grid.get("clips_per_split"))
-                     for name in dict.fromkeys(TASKS[t].dataset for t in tasks)}
-    task_clips = {task: dataset_clips[TASKS[task].dataset] for task in tasks}
-    missing = [task for task, clips in task_clips.items() if clips is None]
+    dataset_clips, per_split = {}, grid.get("clips_per_split")
+    for task, own_dataset in tasks:
+        if task.dataset not in dataset_clips:
+            dataset_clips[task.dataset] = _dataset_clips(task, own_dataset, data_root, demo, per_split)
+    task_clips = {task: dataset_clips[task.dataset] for task, _ in tasks}
+    missing = [task.name for task, clips in task_clips.items() if clips is None]
     present = [clips for clips in dataset_clips.values() if clips is not None]
     conditions, kinds = len(grid["snr"]), list(probes.KINDS)
     for model in [*models, "handcrafted"]:
@@ -177,7 +179,7 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
             rows.append(("extract", model, f"{checkpoints} checkpoints x {windows:,} windows "
                                            f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
         feature_sets = checkpoints * (1 + (build(model).layer_count() if layers and model != "handcrafted" else 0))
-        epoch = sum(probe_epoch_seconds(TASKS[task], len(clips["train"]) + len(clips["valid"]), n_inputs,
+        epoch = sum(probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
                                         feature_sets * grid["seeds"], device, kinds)
                     for task, clips in task_clips.items() if clips is not None)
         count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"]

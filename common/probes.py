@@ -86,9 +86,9 @@ class StackedMLP(torch.nn.Module):
         return x
 
 
-def _validation_scores(task, outputs, targets):
-    """The validation metric of every probe: (G,) from outputs (G, N, C)."""
-    if task == "tagging":  # macro ROC-AUC from ranks (ties are rare enough to ignore here)
+def _validation_scores(task_kind, outputs, targets):
+    """The validation metric of every probe: (G,) from outputs (G, N, C) on a task of `task_kind`."""
+    if task_kind == "tags":  # macro ROC-AUC from ranks (ties are rare enough to ignore here)
         ranks = outputs.argsort(dim=1).argsort(dim=1).double() + 1
         positives = targets.double()[None]
         n_pos, n_neg = positives.sum(1), (1 - positives).sum(1)
@@ -96,21 +96,22 @@ def _validation_scores(task, outputs, targets):
         valid = (n_pos > 0) & (n_neg > 0)
         return torch.where(valid, auc, 0).sum(1) / valid.sum(1).clamp(min=1)
     guesses = outputs.argmax(dim=2)
-    if task == "key":
+    if task_kind == "key":
         table = torch.as_tensor(key_score_table(), device=outputs.device)
         return table[targets[None].expand_as(guesses), guesses].mean(1)
     return (guesses == targets[None]).double().mean(1)
 
 
-def _losses(task, outputs, targets):
+def _losses(task_kind, outputs, targets):
     """Each probe's mean loss on its batch: (G,) from outputs (G, B, C) and targets (G, B[, C])."""
-    if task == "tagging":
+    if task_kind == "tags":
         return F.binary_cross_entropy_with_logits(outputs, targets.float(), reduction="none").mean(dim=(1, 2))
     return F.cross_entropy(outputs.transpose(1, 2), targets, reduction="none").mean(dim=1)
 
 
-def fit(task, specs, features, targets, splits, n_outputs, device, epochs=MAX_EPOCHS, patience=10):
-    """Train every probe of `specs`; {kind: (module, feature-set index per probe, probe indices in specs)}.
+def fit(task_kind, specs, features, targets, splits, n_outputs, device, epochs=MAX_EPOCHS, patience=10):
+    """Train every probe of `specs` on a task of `task_kind` (common/tasks.py); {probe kind: (module,
+    feature-set index per probe, probe indices in specs)}.
 
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)
     class indices or (clips, tags) multi-hot; splits: {"train": rows, "valid": rows}.
@@ -122,11 +123,12 @@ def fit(task, specs, features, targets, splits, n_outputs, device, epochs=MAX_EP
     for name, recipe in RECIPES.items():
         members = [i for i, s in enumerate(specs) if KINDS[s.kind][0] == name]
         if members:
-            fitted.update(_fit(task, specs, members, x, y, train, valid, n_outputs, device, epochs, patience, recipe))
+            fitted.update(_fit(task_kind, specs, members, x, y, train, valid, n_outputs, device, epochs, patience,
+                               recipe))
     return fitted
 
 
-def _fit(task, specs, chosen, x, y, train, valid, n_outputs, device, epochs, patience, recipe):
+def _fit(task_kind, specs, chosen, x, y, train, valid, n_outputs, device, epochs, patience, recipe):
     """fit() for the probes `chosen` (indices into specs), which share one recipe, on the
     stacked features x (K, clips, dim) and targets y, on the device."""
     groups = {}
@@ -158,20 +160,20 @@ def _fit(task, specs, chosen, x, y, train, valid, n_outputs, device, epochs, pat
             for g in groups.values():
                 rows = train[g["epoch_order"][:, b * batch_size:(b + 1) * batch_size]]  # (G, B)
                 outputs = g["module"](x[g["sets"][:, None], rows])
-                loss = loss + _losses(task, outputs, y[rows]).sum()
+                loss = loss + _losses(task_kind, outputs, y[rows]).sum()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
             for g in groups.values():
                 outputs = g["module"](x[g["sets"][:, None], valid[None]])
-                scores = _validation_scores(task, outputs, y[valid])
+                scores = _validation_scores(task_kind, outputs, y[valid])
                 improved = g["active"] & (scores > g["best"])
                 g["best"] = torch.where(improved, scores, g["best"])
                 for saved, current in zip(g["best_state"], g["module"].parameters()):
                     saved[improved] = current[improved]
                 # what early stopping watches, higher is better: the metric, or the negated loss
                 watched = scores if recipe.stop_on == "metric" else \
-                    -_losses(task, outputs, y[valid][None].expand(len(outputs), *y[valid].shape))
+                    -_losses(task_kind, outputs, y[valid][None].expand(len(outputs), *y[valid].shape))
                 better = watched > g["watched"]
                 g["watched"] = torch.where(better, watched, g["watched"])
                 g["waited"] = torch.where(better, 0, g["waited"] + 1)

@@ -6,12 +6,12 @@ beside its test scores (the results' `split` column), and every "best" in the su
 figures, notebook and README is the one with the highest mean validation score of the
 task's primary metric; the number then shown is its test score.
 """
-from common.metrics import PRIMARY
+from common import tasks
 
 
 def validation(rows, task):
     """The clean validation rows of the task's primary metric (a results DataFrame)."""
-    return rows[(rows.split == "valid") & (rows.snr == "clean") & (rows.metric == PRIMARY[task])]
+    return rows[(rows.split == "valid") & (rows.snr == "clean") & (rows.metric == tasks.get(task).primary)]
 
 
 def best_probe(rows, task, kinds=None):

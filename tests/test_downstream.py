@@ -22,19 +22,19 @@ def synthetic_task(n=240, dim=16, classes=5, seed=0):
     return features, y, splits
 
 
-@pytest.mark.parametrize("task,classes", [("pitch", 5), ("tagging", 4)])
-def test_batched_probes_equal_probes_trained_one_at_a_time(task, classes):
+@pytest.mark.parametrize("task_kind,classes", [("classes", 5), ("tags", 4)])
+def test_batched_probes_equal_probes_trained_one_at_a_time(task_kind, classes):
     features, y, splits = synthetic_task(classes=classes)
-    targets = np.eye(classes, dtype=np.float32)[y] if task == "tagging" else y
+    targets = np.eye(classes, dtype=np.float32)[y] if task_kind == "tags" else y
     specs = [ProbeSpec(kind, k, seed) for k in range(2) for kind in PROBES for seed in range(2)]
     device = torch.device("cpu")
-    together = fit(task, specs, features, targets, splits, classes, device, epochs=15)
+    together = fit(task_kind, specs, features, targets, splits, classes, device, epochs=15)
     batched = {}
     for module, sets, members in together.values():
         outputs = predict(module, sets, [f[splits["test"]] for f in features])
         batched.update({i: outputs[g] for g, i in enumerate(members)})
     for i, spec in enumerate(specs):
-        ((module, sets, _),) = fit(task, [spec], features, targets, splits, classes, device, epochs=15).values()
+        ((module, sets, _),) = fit(task_kind, [spec], features, targets, splits, classes, device, epochs=15).values()
         alone = predict(module, sets, [f[splits["test"]] for f in features])[0]
         np.testing.assert_allclose(batched[i], alone, rtol=1e-4, atol=1e-5)
 
@@ -48,7 +48,7 @@ def study(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("study")
     dirs = {"features_dir": root / "features", "runs_dir": root / "runs"}
     run("tmae/train.py", "--subset", "1", "--max-steps", "2", "--batch-size", "4", runs_dir=root / "runs")
-    run("extract_features.py", "--model", "tmae", "--task", "tagging", **dirs)
+    run("extract_features.py", "--model", "tmae", "--task", "tagging", "--clips-per-split", "12", **dirs)
     for task in ("pitch", "instrument"):
         run("extract_features.py", "--model", "handcrafted", "--task", task, "--snr", "clean", "10", **dirs)
     return root
@@ -164,6 +164,7 @@ def test_mir_ref_probes_stop_on_validation_loss_and_keep_their_best_metric_epoch
     y = rng.integers(0, 3, 300)
     splits = {"train": np.arange(200), "valid": np.arange(200, 300)}
     specs = [ProbeSpec("slp", 0, 0)]
-    ((module, sets, _),) = fit("pitch", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100, patience=3).values()
+    ((module, sets, _),) = fit("classes", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100,
+                               patience=3).values()
     outputs = predict(module, sets, [x[splits["valid"]]])[0]
     assert outputs.shape == (100, 3) and np.isfinite(outputs).all()

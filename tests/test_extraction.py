@@ -81,7 +81,8 @@ def tmae_runs(tmp_path_factory, data_root):
 
 def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     features = tmp_path / "features"
-    extract("--model", "tmae", "--task", "instrument", features=features, runs=tmae_runs)
+    options = ("--model", "tmae", "--task", "instrument", "--clips-per-split", "8")
+    extract(*options, features=features, runs=tmae_runs)
     task_dir = features / "demo" / "instrument"
     index = task_dir.joinpath("index.csv").read_text().splitlines()
     n_clips, n_test = len(index) - 1, sum(line.endswith(",test") for line in index)
@@ -100,7 +101,7 @@ def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     redone = task_dir / "tmae" / "1" / "snr0.npy"
     before = np.load(redone)
     redone.unlink()
-    out = extract("--model", "tmae", "--task", "instrument", features=features, runs=tmae_runs)
+    out = extract(*options, features=features, runs=tmae_runs)
     assert "tmae untrained: done already" in out.stdout
     assert kept.stat().st_mtime_ns == kept_mtime
     np.testing.assert_array_equal(np.load(redone), before)  # deterministic, noise included
@@ -148,11 +149,12 @@ def test_features_are_made_again_whenever_their_weights_change_and_copied_only_w
 
 
 def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):
-    extract("--model", "handcrafted", "--task", "pitch", "--snr", "clean", features=tmp_path, runs=tmp_path / "none")
+    extract("--model", "handcrafted", "--task", "pitch", "--snr", "clean", "--clips-per-split", "8", features=tmp_path,
+            runs=tmp_path / "none")
     features = np.load(tmp_path / "demo" / "pitch" / "handcrafted" / "none" / "clean.npy")
     assert features.shape[1] == 130 and np.isfinite(features).all()
-    extract("--model", "tmae", "--task", "pitch", "--checkpoints", "1", "--snr", "clean", features=tmp_path,
-            runs=tmae_runs)
+    extract("--model", "tmae", "--task", "pitch", "--checkpoints", "1", "--snr", "clean", "--clips-per-split", "8",
+            features=tmp_path, runs=tmae_runs)
     assert sorted(p.name for p in (tmp_path / "demo" / "pitch" / "tmae").iterdir()) == ["1"]
 
 
