@@ -28,13 +28,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from common import tasks  # noqa: E402
 from common.atomic import atomic_path  # noqa: E402
 from common.models import MODELS, base_name, model_ids, sort_key  # noqa: E402
 from common.noise import DEFORMATIONS  # noqa: E402
 from common.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.selection import best_probe  # noqa: E402
 from common.subsets import checkpoint_order  # noqa: E402
-from common import tasks  # noqa: E402
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
 
@@ -152,8 +152,8 @@ def minutes_figure(df, probes=None, with_study=False):
     as faint crosses for the probes drawn that it has (slp, mlp)."""
     task_names = _tasks(df)
     conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
-    fig, axes = plt.subplots(len(conditions), len(task_names), figsize=(4.2 * len(task_names), 3.6 * len(conditions)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(conditions), len(task_names), squeeze=False,
+                             figsize=(4.2 * len(task_names), 3.6 * len(conditions)))
     for row, condition in enumerate(conditions):
         for ax, task in zip(axes[row], task_names):
             rows = _last_weights(df[df.task == task])
