@@ -7,11 +7,11 @@
 For every checkpoint of the model found under features/<data>/<task>/<model>/, the clean
 features are standardised with their train-split statistics and probes (linear, mlp1,
 mlp2, and the study's slp and mlp; several seeds) are fitted on the train split with early
-stopping on the valid split (common/probes.py: all of them at once, batched, on the
+stopping on the valid split (common/evaluation/probes.py: all of them at once, batched, on the
 device). Every probe is then scored on the clean valid split and on the clean test split
-and every degraded version of it (noise, the study's deformations: common/metrics.py).
+and every degraded version of it (noise, the study's deformations: common/evaluation/metrics.py).
 
-A task of one's own (--task-csv, common/task_csv.py) is probed the same way, scored as a
+A task of one's own (--task-csv, common/evaluation/task_csv.py) is probed the same way, scored as a
 multi-label or single-label task, and its definition kept beside its results (task.json).
 
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
@@ -20,7 +20,7 @@ metric): model, checkpoint, layer (empty for the model's embedding; K for the fe
 draw (0 is the study's subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr (the
 condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
 the probe kind with the best validation score and its clean test score (never a choice
-made on test scores: common/selection.py). Every feature set extracted for the model is
+made on test scores: common/evaluation/selection.py). Every feature set extracted for the model is
 probed: the weights a run kept along the way too (checkpoint names such as 5@1000).
 
 Beside the CSV, <model>.provenance.json records what it was fitted on: the task's clips,
@@ -36,18 +36,18 @@ import json
 import numpy as np
 import pandas as pd
 
-from common import tasks
 from common.atomic import write_json, write_text
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder,
-                        positive_int, run)
-from common.distributed import add_device_option, resolve_device
-from common.metrics import task_metrics
-from common.models import model_argument
-from common.noise import CLEAN, condition_label, condition_order
-from common.probes import MAX_EPOCHS, PROBES, ProbeSpec, fit, predict
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder, positive_int,
+                        run)
+from common.data.subsets import checkpoint_order
+from common.evaluation import tasks
+from common.evaluation.metrics import task_metrics
+from common.evaluation.noise import CLEAN, condition_label, condition_order
+from common.evaluation.probes import MAX_EPOCHS, PROBES, ProbeSpec, fit, predict
+from common.evaluation.selection import best_probes
+from common.models.registry import model_argument
 from common.provenance import changes, clips_digest, digest
-from common.selection import best_probes
-from common.subsets import checkpoint_order
+from common.training.distributed import add_device_option, resolve_device
 
 COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
            "metric", "value")
@@ -56,7 +56,7 @@ COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", 
 def parse_args():
     parser = ArgumentParser(prog="python downstream.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=model_argument("handcrafted"),
-                        help="a model id (python -m common.models), or handcrafted")
+                        help="a model id (python -m common.models.registry), or handcrafted")
     tasks.add_options(parser)
     add_data_options(parser)
     parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")

@@ -10,11 +10,11 @@ For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained 
 and every trained subset and draw; --checkpoints narrows, and names the weights a run kept
 along the way, e.g. 5@1000 or 5@all), every clip of the task's dataset is read
 from the decoded-audio cache at the model's sample rate, cut into windows of its input
-length, embedded, and averaged (common/extraction.py). --snr names the test conditions:
+length, embedded, and averaged (common/evaluation/extraction.py). --snr names the test conditions:
 white Gaussian noise at each SNR (seeded per clip) and the study's deformations deform_0..2
-(noise at 15 and 0 dB, a gain of -12 dB: common/noise.py) are applied first; they are computed
+(noise at 15 and 0 dB, a gain of -12 dB: common/evaluation/noise.py) are applied first; they are computed
 for the test split only, the only clips the probes are evaluated on. `handcrafted` is the
-librosa feature set of common/handcrafted.py and needs no checkpoint.
+librosa feature set of common/evaluation/handcrafted.py and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
 clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...,deform_0,...}.npy plus
@@ -22,12 +22,12 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 
---task-csv names a task of one's own instead (common/task_csv.py: a CSV of audio files,
+--task-csv names a task of one's own instead (common/evaluation/task_csv.py: a CSV of audio files,
 labels and splits); its features go to features/<data>/<the CSV's name>/ as a built-in
 task's do, and downstream.py --task-csv probes them.
 
 With --audio-dir and --out, a folder of one's own audio is embedded instead, a .npy per file
-(common/folder_features.py), by one --checkpoint file (any model's) or --model handcrafted.
+(common/evaluation/folder_features.py), by one --checkpoint file (any model's) or --model handcrafted.
 """
 import argparse
 import json
@@ -37,18 +37,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import checkpoints, handcrafted, tasks
 from common.atomic import atomic_path, write_json, write_serialised, write_text
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file,
-                        folder, positive_int, run)
-from common.dataset import SPLIT_SCHEMES, load_dataset
-from common.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
-from common.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
-from common.folder_features import embed_folder
-from common.models import build, build_for, model_argument, model_class, train_command
-from common.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file, folder,
+                        positive_int, run)
+from common.data.dataset import SPLIT_SCHEMES, load_dataset
+from common.data.subsets import checkpoint_order
+from common.evaluation import handcrafted, tasks
+from common.evaluation.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
+from common.evaluation.folder_features import embed_folder
+from common.evaluation.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
+from common.models import checkpoints
+from common.models.pretrained import Pretrained
+from common.models.registry import build, model_argument, model_class, train_command
 from common.provenance import changes, clips_digest
-from common.subsets import checkpoint_order
+from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
 HANDCRAFTED = "handcrafted"
 # bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
@@ -58,7 +60,7 @@ BFLOAT16_CHECK_CLIPS = 8
 def parse_args():
     parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=model_argument(HANDCRAFTED),
-                        help="a model id (python -m common.models), or handcrafted")
+                        help="a model id (python -m common.models.registry), or handcrafted")
     tasks.add_options(parser)
     add_data_options(parser)
     parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
@@ -79,9 +81,9 @@ def parse_args():
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
     parser.add_argument("--layers", nargs="+", type=layer_number, metavar="K",
-                        help="also each block's embedding (all, or block numbers from 1; python -m common.models "
-                             "counts them), pooled over time and frequency or tokens: a feature set "
-                             "<checkpoint>#layer<K> each, from the same forward pass")
+                        help="also each block's embedding (all, or block numbers from 1; python -m "
+                             "common.models.registry counts them), pooled over time and frequency or tokens: a "
+                             "feature set <checkpoint>#layer<K> each, from the same forward pass")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
     parser.add_argument("--audio-dir", type=folder,
                         help="instead of a task: embed every audio file under this folder into --out, a .npy each")
@@ -298,9 +300,7 @@ def main():
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
             state = state or checkpoints.load(source, args.model)
-            encoder = build_for(args.model, state.get("tags"), state.get("vocabulary"))
-            checkpoints.load_weights(encoder, source, state["model"])
-            encoder.to(device).eval()
+            encoder = Pretrained(source, device, args.model, state).encoder
             checkpoint_precision = precision
             if args.precision == "auto" and precision == torch.bfloat16:
                 probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:BFLOAT16_CHECK_CLIPS]]

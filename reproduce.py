@@ -6,7 +6,7 @@
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
     python reproduce.py --demo --layers    # also every block of every model: probes by layer
-    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (common/task_csv.py)
+    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (common/evaluation/task_csv.py)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
@@ -14,8 +14,8 @@
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features (with --layers, every block's features too);
 3. probes: downstream.py for every model and task;
-4. figures: the figures of common/figures.py in figures/<data>/, a summary table, and on the
-   real data our numbers beside the study's published ones (common/reference.py).
+4. figures: the figures of common/evaluation/figures.py in figures/<data>/, a summary table, and on the
+   real data our numbers beside the study's published ones (common/evaluation/reference.py).
 Every step skips what is already finished, so a stopped study resumes where it stopped
 (and a run trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
@@ -25,15 +25,16 @@ import runpy
 import sys
 import time
 
-from common import figures, plan, reference, task_csv, tasks
+from common import plan
 from common.atomic import write_json
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file,
-                        folder, positive_int, run)
-from common.distributed import add_device_option, resolve_device
-from common.models import STUDY_MODELS, base_name, model_argument, model_ids, train_command
-from common.noise import DEFORMATIONS
-from common.subsets import SUBSETS, training_set_name
-from common.selection import best_probes, validation
+from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file, folder,
+                        positive_int, run)
+from common.data.subsets import SUBSETS, training_set_name
+from common.evaluation import figures, reference, task_csv, tasks
+from common.evaluation.noise import DEFORMATIONS
+from common.evaluation.selection import best_probes, validation
+from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
+from common.training.distributed import add_device_option, resolve_device
 
 # Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
 # seeds, and (quick demo) how many clips of each split the features are extracted for.
@@ -71,7 +72,7 @@ def parse_args():
     parser.add_argument("--quick", action="store_true",
                         help="a smaller grid (fewer subsets, steps, SNRs, seeds; on the demo, 48 clips per split)")
     parser.add_argument("--models", nargs="+", type=model_argument(), default=list(STUDY_MODELS), metavar="MODEL",
-                        help=f"model ids, of: {', '.join(model_ids())} (python -m common.models; default: the "
+                        help=f"model ids, of: {', '.join(model_ids())} (python -m common.models.registry; default: the "
                              f"study's five, {' '.join(STUDY_MODELS)})")
     parser.add_argument("--tasks", nargs="+", choices=tuple(tasks.TASKS), default=list(tasks.TASKS))
     parser.add_argument("--task-csv", nargs="+", type=existing_file, default=[], metavar="FILE",
@@ -260,7 +261,7 @@ def main():
           f"{estimate_beside_measured(plan_file, grid_name, args, measured)}")
     if data_name == "real":
         _, rows = reference.compare(args.results_dir / data_name)
-        print(f"\nours beside the study's published numbers (python -m common.reference --compare "
+        print(f"\nours beside the study's published numbers (python -m common.evaluation.reference --compare "
               f"{args.results_dir / data_name}):\n{reference.comparison_table(rows)}")
 
 

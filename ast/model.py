@@ -11,9 +11,9 @@ ImageNet weights: nothing is downloaded.
 import torch
 from torch import nn
 
-from common.encoder import AudioEncoder
-from common.melspec import FrontEnd
-from common.transformer import Block, PatchEmbed, init_weights
+from common.models.encoder import AudioEncoder
+from common.models.melspec import FrontEnd
+from common.models.transformer import Block, PatchEmbed, init_weights
 
 FRAMES, WIDTH, DEPTH, HEADS = 320, 768, 12, 12
 

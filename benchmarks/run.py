@@ -13,13 +13,13 @@ the dtype the work runs in (FLOP/s); for the loader, a large memory copy (bytes/
 (matrix products and convolutions; FFTs and element-wise work are not counted, so it is a
 lower bound) or as the bytes read and written.
 """
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
 import warnings
-import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,9 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import ArgumentParser, add_data_options, run  # noqa: E402
-from common.dataset import load_dataset  # noqa: E402
-from common.melspec import MelSpectrogram  # noqa: E402
-
+from common.data.dataset import load_dataset  # noqa: E402
+from common.models.melspec import MelSpectrogram  # noqa: E402
 
 QUICK = False  # --quick: every measurement shorter
 
@@ -155,8 +154,8 @@ def frontend(args):
 
 def extract(args):
     """Audio seconds embedded per second by extract_features.py's path vs the bare forward pass."""
-    from common.extraction import embed_clips, windows
-    from common.models import build
+    from common.evaluation.extraction import embed_clips, windows
+    from common.models.registry import build
     torch.set_num_threads(2)
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     encoder = build("vggish").eval()
@@ -183,8 +182,10 @@ def probes(args):
     others), same features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
-    from common.metrics import accuracy
-    from common.probes import PROBES, ProbeSpec, fit, hidden_sizes, predict
+
+    from common.evaluation.metrics import accuracy
+    from common.evaluation.probes import PROBES, ProbeSpec, fit, hidden_sizes, predict
+
     # MTAT-sized synthetic features: 14 classes in 512 dimensions, 15,000 train clips
     rng = np.random.default_rng(0)
     n, dim, classes = (3_400 if QUICK else 17_000), 512, 14
@@ -227,14 +228,15 @@ def train(args):
     import csv
     import subprocess
     import tempfile
+
     from torch.utils.data import DataLoader
 
-    from common.distributed import resolve_precision
-    from common import captions
-    from common.models import MODELS, STUDY_MODELS, build_for, model_class, pretraining_objective
-    from common.mtat import TOP50
-    from common.subsets import select
-    from common.training import Batch
+    from common.data import captions
+    from common.data.mtat import TOP50
+    from common.data.subsets import select
+    from common.models.registry import MODELS, STUDY_MODELS, build_for, model_class, pretraining_objective
+    from common.training.distributed import autocast, resolve_precision
+    from common.training.loop import Batch
     torch.set_num_threads(2)
     repo = Path(__file__).resolve().parent.parent
     dataset = load_dataset("MTAT", args.data_root, demo=True)
@@ -284,7 +286,7 @@ def train(args):
                 batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views,
                               [texts[i] for i in items])
                 with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+                    with autocast(torch.device("cpu"), precision):
                         loss = objective(model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

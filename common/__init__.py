@@ -1,1 +1,9 @@
-"""Shared library of the study: audio, data, front end, training, extraction, probes."""
+"""The study's shared library, by what it serves:
+
+    data/        datasets, decoding and the decoded-audio cache, subsets, captions
+    models/      the model registry, shared building blocks, checkpoints, a checkpoint elsewhere
+    training/    the one training loop, and what spans processes under torchrun
+    evaluation/  features, tasks, probes, metrics, choices on validation, figures, the study's numbers
+and, used by all of them, cli.py (one-line errors), atomic.py (atomic writes),
+provenance.py (what a result was made from) and plan.py (the study's cost before it runs).
+"""

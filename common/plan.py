@@ -26,15 +26,16 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from common import captions, handcrafted, probes
 from common.cli import UserError
-from common.dataset import load_dataset
-from common.distributed import World, resolve_precision
-from common.extraction import sample_per_split, window_count
-from common.models import base_name, build, build_for, model_class, pretraining_objective, train_script
-from common.mtat import TOP50, read_index
-from common.subsets import select
-from common.training import Batch, epoch_plan, items_per_clip, parse_args
+from common.data import captions
+from common.data.dataset import load_dataset
+from common.data.mtat import TOP50, read_index
+from common.data.subsets import select
+from common.evaluation import handcrafted, probes
+from common.evaluation.extraction import sample_per_split, window_count
+from common.models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
+from common.training.distributed import World, autocast, resolve_precision
+from common.training.loop import Batch, epoch_plan, items_per_clip, parse_args
 
 STAGES = ("pretrain", "extract", "probes")
 
@@ -45,10 +46,6 @@ def _seconds_per_call(function, repeats=2):
     for _ in range(repeats):
         function()
     return (time.perf_counter() - started) / repeats
-
-
-def _autocast(device, precision):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == torch.bfloat16)
 
 
 def train_step_seconds(model_id, batch_size, device, precision):
@@ -66,7 +63,7 @@ def train_step_seconds(model_id, batch_size, device, precision):
     batch = Batch(audio, labels.to(device), views, texts)
 
     def step():
-        with _autocast(device, precision):
+        with autocast(device, precision):
             loss = objective(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,7 +79,7 @@ def window_seconds(model_id, device, precision, windows=8):
     audio = torch.randn(windows, model.input_samples, device=device) * 0.1
 
     def forward():
-        with _autocast(device, precision):
+        with autocast(device, precision):
             model.embed(audio)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -1,7 +1,7 @@
 """Pretrain MuLaP on an MTAT subset from weak captions: masked words and audio-text matching.
 
 MTAT has tags, not captions, so each clip's caption is written from its own tags by a
-fixed, seeded set of templates (common/captions.py: "a slow classical piece with strings
+fixed, seeded set of templates (common/data/captions.py: "a slow classical piece with strings
 and violin"); with --audio-dir, --captions reads a user's own pairs in MuLaP's JSON format
 (or --tags makes captions from a CSV of tags). The vocabulary is the training captions'
 words. An item is a clip's first 18 s (6 MusiCNN chunks of 3 s), once per epoch, with its
@@ -19,7 +19,7 @@ process, as dropout is), and BatchNorm spans the global batch as for every model
 Budget: the study's (1,000 epochs, weights kept every 50), so MuLaP is compared with the
 study's models on equal terms; MuLaP's batch (64) and rate (1e-4, constant; its AdamW decay
 and warm-up are not in the shared loop, README's protocol table). The loop itself (data,
-checkpoints, resume, DDP) is common/training.py.
+checkpoints, resume, DDP) is common/training/loop.py.
 
     python mulap/train.py --subset 5
     python mulap/train.py --audio-dir ~/my_music --captions ~/my_music/captions_train.json
@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common.captions import MASK, SPECIAL, tokenize  # noqa: E402
 from common.cli import run  # noqa: E402
-from common.distributed import unwrap  # noqa: E402
-from common.training import pretrain  # noqa: E402
+from common.data.captions import MASK, SPECIAL, tokenize  # noqa: E402
+from common.training.distributed import unwrap  # noqa: E402
+from common.training.loop import pretrain  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "lr_schedule": "constant",
             "crops": "tile", "crops_per_clip": 1, "checkpoint_every": 50}

@@ -5,7 +5,7 @@ zero-padded), every segment is seen once per epoch, and the model learns to pred
 clip's top-50 tags with binary cross-entropy. The study's configuration is the default:
 batch 50, Adam 1e-3, weight decay 1e-5, ReduceLROnPlateau (0.5, patience 10) on the epoch
 loss, 1,000 epochs, weights kept every 50. The loop itself (data, checkpoints, resume,
-DDP) is common/training.py.
+DDP) is common/training/loop.py.
 
     python musicnn/train.py --subset 5              # real MTAT, 5 tracks per genre
     python musicnn/train.py --demo --subset 1 --max-steps 3
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import run  # noqa: E402
-from common.training import pretrain, tagging_loss  # noqa: E402
+from common.training.loop import pretrain, tagging_loss  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 50, "lr": 1e-3, "weight_decay": 1e-5, "lr_schedule": "plateau",
             "crops": "tile", "crops_per_clip": 10, "checkpoint_every": 50}

@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO))
 @pytest.fixture(scope="session")
 def data_root():
     """The repository's data/ folder with the demo datasets rendered (first use renders them)."""
-    from common import demo
+    from common.data import demo
     demo.ensure(REPO / "data")
     return REPO / "data"
 
@@ -31,9 +31,10 @@ def run_demo_script(script, *options, check=True, env=None):
 def save_untrained(model_id, path):
     """What train.py saves as untrained.pt (the tagging models with their 50 tags, MuLaP with a
     vocabulary)."""
-    from common import captions, checkpoints
-    from common.models import build_for
-    from common.mtat import TOP50
+    from common.data import captions
+    from common.data.mtat import TOP50
+    from common.models import checkpoints
+    from common.models.registry import build_for
     tags = list(TOP50) if model_id in ("vggish", "musicnn", "ast") else None
     vocabulary = list(captions.vocabulary(["a slow piano piece"])) if model_id == "mulap" else None
     torch.manual_seed(0)

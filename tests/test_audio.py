@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.audio import AudioError, load_audio
+from common.data.audio import AudioError, load_audio
 
 
 def tone(freq, seconds, sr, amplitude=0.5):

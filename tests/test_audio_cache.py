@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common import audio_cache
-from common.audio import load_audio
+from common.data import audio_cache
+from common.data.audio import load_audio
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
-from common import captions
 from common.cli import UserError
-from common.dataset import load_dataset
+from common.data import captions
+from common.data.dataset import load_dataset
 
 # Every word a template may add around the tags
 TEMPLATE_WORDS = {w for t in captions.TEMPLATES for w in captions.words(re.sub(r"{\w+}", " ", t))}
@@ -20,7 +20,7 @@ def test_each_clip_gets_the_same_caption_every_time_made_of_its_own_tags(data_ro
     made = {c.id: captions.from_tags(c.labels["tags"], c.id) for c in clips}
     assert made == {c.id: captions.from_tags(c.labels["tags"], c.id) for c in clips}
     # ... and in another process (no salted hash() decides anything)
-    code = ("import json; from common import captions; from common.dataset import load_dataset; "
+    code = ("import json; from common.data import captions; from common.data.dataset import load_dataset; "
             f"print(json.dumps({{c.id: captions.from_tags(c.labels['tags'], c.id) for c in "
             f"load_dataset('MTAT', {str(data_root)!r}, demo=True).clips}}))")
     assert json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common import beatport, mtat, tinysol
-from common.dataset import load_dataset
-from common.demo import mtat as demo_mtat
-from common.demo.synth import Score
+from common.data import beatport, mtat, tinysol
+from common.data.dataset import load_dataset
+from common.data.demo import mtat as demo_mtat
+from common.data.demo.synth import Score
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_processes_rendering_at_once_take_turns_and_one_renders(tmp_path):
     renders, the other waits and finds it done; a killed renderer's scratch is cleared."""
     (tmp_path / "demo" / ".Fake.rendering-999999").mkdir(parents=True)  # left by a process killed mid-way
     code = ("import sys, time\n"
-            "import common.demo as demo\n"
+            "import common.data.demo as demo\n"
             "class Slow:\n"
             "    VERSION = 3\n"
             "    @staticmethod\n"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common import download, mtat, tinysol
-from common.download import MIRROR_VARIABLE, ChecksumError, DownloadError, Remote
+from common.data import download, mtat, tinysol
+from common.data.download import MIRROR_VARIABLE, ChecksumError, DownloadError, Remote
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -194,9 +194,10 @@ def test_archive_members_escaping_their_folder_are_refused(tmp_path):
         data = tarfile.TarInfo("a/up/../escaped.txt")
         data.size = 6
         t.addfile(data, io.BytesIO(b"gotcha"))
-    out = subprocess.run([sys.executable, "-c", "import sys; from common import download; from common.cli import run; "
-                          "run(lambda: download.extract(sys.argv[1], sys.argv[2]))", str(tmp_path / "sly.tar"),
-                          str(tmp_path / "sly" / "out")], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", "import sys; from common.data import download; "
+                          "from common.cli import run; run(lambda: download.extract(sys.argv[1], sys.argv[2]))",
+                          str(tmp_path / "sly.tar"), str(tmp_path / "sly" / "out")], cwd=REPO, capture_output=True,
+                         text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to extract sly.tar")  # after tqdm's bar
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "sly" / ".out.extracting").exists()

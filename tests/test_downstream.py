@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import run_demo_script
 
-from common.demo import mtat as demo_mtat
-from common.probes import PROBES, ProbeSpec, fit, predict
+from common.data.demo import mtat as demo_mtat
+from common.evaluation.probes import PROBES, ProbeSpec, fit, predict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,8 +127,10 @@ def write_results(path, scores):
 
 
 def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tmp_path):
-    from common import figures
     from reproduce import summary_table
+
+    from common.evaluation import figures
+
     # linear is best on validation, mlp2 on test: every choice must be linear, shown with its test score
     scores = {("linear", "valid"): 0.9, ("linear", "test"): 0.5, ("mlp2", "valid"): 0.6, ("mlp2", "test"): 0.95}
     write_results(tmp_path / "demo" / "pitch" / "vggish.csv", scores)
@@ -150,7 +152,7 @@ def test_missing_features_name_the_command_that_makes_them(tmp_path):
 
 
 def test_the_studys_mlp_is_sized_as_mir_ref_infers_it():
-    from common.probes import hidden_sizes
+    from common.evaluation.probes import hidden_sizes
     assert hidden_sizes("mlp", 512, 50) == (282,)  # int(50 + 462 / 2) = 281, rounded up to even
     assert hidden_sizes("mlp", 768, 14) == (392,)  # int(14 + 754 / 2) = 391 -> 392
     assert hidden_sizes("slp", 512, 50) == () and hidden_sizes("mlp2", 512, 50) == (256, 128)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import run_demo_script, save_untrained
 
-from common import figures
-from common.extraction import bfloat16_keeps_differences, embed_clips, windows
-from common.models import build
-from common.noise import add_noise
+from common.evaluation import figures
+from common.evaluation.extraction import bfloat16_keeps_differences, embed_clips, windows
+from common.evaluation.noise import add_noise
+from common.models.registry import build
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,7 +191,7 @@ def test_index_fields_with_quotes_and_commas_read_back_as_written():
 
 
 def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_path, data_root):
-    from common import figures
+    from common.evaluation import figures
     runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
     for draw in ("0", "1"):  # epochs of 5 steps (one item per clip), weights kept after each
         run_demo_script("tmae/train.py", "--subset", "1", "--draw", draw, "--max-steps", "10", "--batch-size", "2",
@@ -223,7 +223,7 @@ def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_p
 
 
 def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12_db():
-    from common.noise import apply_condition, condition_order
+    from common.evaluation.noise import apply_condition, condition_order
     y = (np.sin(np.arange(160_000) / 7) * 0.3).astype(np.float32)
     np.testing.assert_array_equal(apply_condition(y, "deform_2", "c"), y * np.float32(10 ** (-12 / 20)))
     np.testing.assert_array_equal(apply_condition(y, "deform_1", "c"), add_noise(y, 0.0, "c"))
@@ -237,7 +237,7 @@ def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12
 def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_their_own(tmp_path, data_root):
     """musicnn itself is trained and extracted by the other tests; its table variant and the
     librosa front end go the same way under their own ids."""
-    from common import figures
+    from common.evaluation import figures
     runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
     ids = {"musicnn-table": ["--variant", "table"], "musicnn-librosa": ["--front-end", "librosa"]}
     for options in ids.values():
@@ -326,7 +326,8 @@ def test_a_folder_of_own_audio_embeds_to_a_npy_per_file_resumably_naming_bad_fil
     skipped and named; a second run keeps what is there; per window with start times;
     hand-crafted features too; another checkpoint into the same folder is refused."""
     import soundfile as sf
-    from common.pretrained import load
+
+    from common.models.pretrained import load
     music = tmp_path / "music"
     (music / "a" / "b").mkdir(parents=True)
     mp3s = sorted((data_root / "demo" / "MTAT").rglob("*.mp3"))[:2]

@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import save_untrained
 
-from common import hear
 from common.cli import UserError
-from common.extraction import embed_clips
-from common.models import MODELS
-from common.pretrained import load
+from common.evaluation.extraction import embed_clips
+from common.models import hear
+from common.models.pretrained import load
+from common.models.registry import MODELS
 
 
 @pytest.mark.parametrize("model_id", MODELS)

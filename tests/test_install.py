@@ -6,7 +6,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from common.models import MODELS
+from common.models.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,9 +18,10 @@ def test_the_wheel_holds_every_model_and_builds_them_away_from_the_checkout(tmp_
     (wheel,) = (tmp_path / "wheel").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"study_models/{m}/model.py" for m in MODELS} <= names
-    assert {"common/resources/mtat_index.tsv.gz", "common/resources/study_results.csv.gz", "common/hear.py"} <= names
+    assert {"common/resources/mtat_index.tsv.gz", "common/resources/study_results.csv.gz",
+            "common/models/hear.py"} <= names
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    code = ("import json; from common import models; "
+    code = ("import json; from common.models import registry as models; "
             "print(json.dumps([str(models.MODELS_ROOT)] + [models.describe(models.build(m))['params'] "
             "for m in models.MODELS]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,

@@ -2,8 +2,8 @@ import csv
 
 import pytest
 
-from common import beatport, mtat, tinysol
-from common.dataset import load_dataset
+from common.data import beatport, mtat, tinysol
+from common.data.dataset import load_dataset
 
 
 def test_shipped_mtat_index_is_the_standard_split():

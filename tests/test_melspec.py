@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.melspec import MelSpectrogram, mel_filters
-from common.models import build
+from common.models.melspec import MelSpectrogram, mel_filters
+from common.models.registry import build
 
 SR, N_FFT, HOP = 16000, 512, 256
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from common import metrics
-from common.beatport import KEYS
+from common.data.beatport import KEYS
+from common.evaluation import metrics
 
 
 @pytest.fixture

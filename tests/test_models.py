@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.dataset import load_dataset
-from common import captions
-from common.models import MODELS, base_name, build, build_for, pretraining_objective
-from common.training import Batch
+from common.data import captions
+from common.data.dataset import load_dataset
+from common.models.registry import MODELS, base_name, build, build_for, pretraining_objective
+from common.training.loop import Batch
 
 REPO = Path(__file__).resolve().parent.parent
 # The study's table (SPEC section 4): name: (params, emb_dim, input seconds, n_mels, relative
@@ -27,7 +27,8 @@ WITHOUT_HEADS = {"tune": 2.1e6, "tune-plus": 2.2e6, "clmr": 2.4e6}
 
 
 def test_models_json_lists_the_code_and_the_table_variants():
-    out = subprocess.run([sys.executable, "-m", "common.models", "--json"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "common.models.registry", "--json"], cwd=REPO, capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert set(TABLE) | set(CODE) <= set(rows)
@@ -55,7 +56,7 @@ def demo_batch(data_root):
     """Two real demo clips with their tags, per sample rate."""
     dataset = load_dataset("MTAT", data_root, demo=True)
     clips = [c for c in dataset.split("train")][:4]
-    from common.mtat import TOP50
+    from common.data.mtat import TOP50
     labels = torch.tensor([[t in c.labels["tags"] for t in TOP50] for c in clips], dtype=torch.float32)
     caches = {sr: dataset.audio(sr, clips=clips) for sr in (16000, 22050)}
     return clips, labels, caches

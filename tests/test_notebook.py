@@ -9,53 +9,40 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parent.parent
 
 
+def reproduce(root, *options):
+    """reproduce.py's quick demo grid for tmae on pitch, its outputs under `root`."""
+    dirs = [option for name in ("runs", "features", "results", "figures") for option in (f"--{name}-dir", root / name)]
+    return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *options, *dirs).stdout
+
+
 @pytest.fixture(scope="module")
-def demo_results(tmp_path_factory, data_root):
-    """A small real demo study: tmae on two subsets, hand-crafted features, pitch and instrument
-    (24 clips per split, probes of at most 20 epochs)."""
-    root = tmp_path_factory.mktemp("study")
-    dirs = ["--features-dir", root / "features"]
-    for subset in ("1", "2"):
-        run_demo_script("tmae/train.py", "--subset", subset, "--max-steps", "2", "--batch-size", "4", "--runs-dir",
-                        root / "runs")
-    for task in ("pitch", "instrument"):
-        for model in ("tmae", "handcrafted"):
-            run_demo_script("extract_features.py", "--model", model, "--task", task, "--snr", "clean", "10",
-                            "--clips-per-split", "24", "--runs-dir", root / "runs", *dirs)
-            run_demo_script("downstream.py", "--model", model, "--task", task, "--seeds", "2", "--epochs", "20",
-                            "--results-dir", root / "results", *dirs)
-    return root
+def quick_study(tmp_path_factory, data_root):
+    """The quick demo study of tmae on pitch, planned first: (its folder, what --plan printed,
+    what the run printed)."""
+    root = tmp_path_factory.mktemp("quick")
+    planned = reproduce(root, "--plan")
+    assert not (root / "runs").exists()  # nothing ran
+    return root, planned, reproduce(root)
 
 
-def test_results_notebook_runs_headless_and_saves_the_figures(demo_results, monkeypatch):
+def test_results_notebook_runs_headless_and_saves_the_figures(quick_study, monkeypatch):
+    root, _, _ = quick_study
     monkeypatch.setenv("STUDY_DATA", "demo")
-    monkeypatch.setenv("STUDY_RESULTS", str(demo_results / "results"))
-    monkeypatch.setenv("STUDY_FIGURES", str(demo_results / "figures"))
+    monkeypatch.setenv("STUDY_RESULTS", str(root / "results"))
+    monkeypatch.setenv("STUDY_FIGURES", str(root / "notebook"))
     notebook = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
-    saved = sorted(p.name for p in (demo_results / "figures" / "demo").glob("*.png"))
+    saved = sorted(p.name for p in (root / "notebook" / "demo").glob("*.png"))
     assert saved == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
-    assert all((demo_results / "figures" / "demo" / name).stat().st_size > 10_000 for name in saved)
+    assert all((root / "notebook" / "demo" / name).stat().st_size > 10_000 for name in saved)
     images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 3
 
 
-def test_reproduce_renders_the_same_figures(demo_results, tmp_path):
-    from common import figures
-    paths = figures.render_all(demo_results / "results" / "demo", tmp_path)
-    assert [p.name for p in paths] == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
-
-
-def test_reproduce_plans_then_runs_the_quick_study_then_skips_what_is_done(tmp_path, data_root):
-    def reproduce(*plan):
-        return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *plan, *[
-            option for name in ("runs", "features", "results", "figures")
-            for option in (f"--{name}-dir", tmp_path / name)]).stdout
-
-    planned = reproduce("--plan")
-    assert not (tmp_path / "runs").exists()  # nothing ran
+def test_reproduce_plans_the_work_it_then_does(quick_study):
+    root, planned, _ = quick_study
     rows = {tuple(line.split()[:2]): line for line in planned.splitlines()}
     # tmae's quick grid: one run of 20 steps; the sampled pitch clips (48 train, 28 valid and 28
     # test TinySOL notes: one window each), the test clips under 3 conditions, for the untrained
@@ -63,20 +50,22 @@ def test_reproduce_plans_then_runs_the_quick_study_then_skips_what_is_done(tmp_p
     assert "1 run, 20 steps of 32" in rows["pretrain", "tmae"]
     assert "2 checkpoints x 160 windows" in rows["extract", "tmae"]
     assert "20 probes" in rows["probes", "tmae"] and "10 probes" in rows["probes", "handcrafted"]
-    estimated = json.loads((tmp_path / "results" / "demo" / "plan.json").read_text())["stages"]
+    estimated = json.loads((root / "results" / "demo" / "plan.json").read_text())["stages"]
     assert set(estimated) == {"pretrain", "extract", "probes"} and all(v > 0 for v in estimated.values())
 
-    first = reproduce()
+
+def test_reproduce_runs_the_quick_study_then_skips_what_is_done(quick_study):
+    root, _, first = quick_study
     assert "time estimated by --plan (on cpu) and measured" in first
     assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first
-    index = (tmp_path / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
+    index = (root / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
     assert sum(line.endswith(",train") for line in index) == 48  # the quick grid's sample
-    assert sorted(p.name for p in (tmp_path / "figures" / "demo").glob("*.png")) == [
+    assert sorted(p.name for p in (root / "figures" / "demo").glob("*.png")) == [
         "metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
     summary = first.split("summary (demo")[1].splitlines()
     assert summary[1].split()[:2] == ["task", "metric"] and summary[2].split()[:3] == ["pitch", "accuracy", "tmae"]
 
-    again = reproduce()
+    again = reproduce(root)
     skipped = [line for line in again.splitlines() if line.startswith("[") and line.endswith(": done already")]
     assert len(skipped) == 1  # the pretraining; extraction and the probes find their files up to date:
     assert "tmae 5: done already" in again and "handcrafted none: done already" in again

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from common import reference
+from common.evaluation import reference
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def command(*options):
-    return subprocess.run([sys.executable, "-m", "common.reference", *map(str, options)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "common.evaluation.reference", *map(str, options)], cwd=REPO,
                           capture_output=True, text=True)
 
 

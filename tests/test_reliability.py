@@ -25,13 +25,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from common import checkpoints, cli
-from common.models import MODELS
+from common import cli
+from common.models import checkpoints
+from common.models.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPTS = [f"{model}/train.py" for model in MODELS]
 COMMANDS = [*TRAIN_SCRIPTS, "extract_features.py", "downstream.py", "reproduce.py", "benchmarks/run.py",
-            "common.subsets", "common.reference", "common.models"]
+            "common.data.subsets", "common.evaluation.reference", "common.models.registry"]
 
 
 def _run(script, *options, check=True, **popen):
@@ -131,7 +132,7 @@ def _context(command, tmp_path):
                                     for o in (f"--{n}-dir", str(tmp_path / n)))]
     if command == "benchmarks/run.py":
         return [*demo, "--only", "loader"]
-    if command == "common.subsets":
+    if command == "common.data.subsets":
         return demo
     return []
 
@@ -152,7 +153,7 @@ def test_a_bad_value_for_any_option_of_any_command_is_one_line_and_exit_code_2(m
     here fails the test): one line on stderr naming the value and what is valid, exit code 2,
     no traceback, nothing written."""
     monkeypatch.chdir(REPO)
-    from common.models import build
+    from common.models.registry import build
     checkpoints.save(tmp_path / "runs" / "demo" / "tmae" / "1" / "seed0" / "untrained.pt",  # one for --checkpoints
                      {"model_name": "tmae", "model": build("tmae").state_dict(), "step": 0})
     checked = 0
@@ -232,8 +233,8 @@ def _keep_only(root, name, kept):
 def faulty_data(tmp_path_factory, data_root):
     """A small copy of each demo dataset (a few clips of every split) under a path with a space
     and accents, with one clip of every fault: (root, {dataset: {clip id: fault}})."""
-    from common.dataset import load_dataset
-    from common.subsets import select
+    from common.data.dataset import load_dataset
+    from common.data.subsets import select
     root = tmp_path_factory.mktemp("reliability") / "données d'essai"
     names, spoiled = ("MTAT", "TinySOL", "beatport_key"), {}
     for name in names:
@@ -280,7 +281,7 @@ def test_unusable_audio_is_skipped_named_and_counted_by_train_and_extract(faulty
         _skipped_as_expected(out.stderr, root / "demo" / dataset / ".cache" / "sr16000" / "manifest.json",
                              spoiled[dataset])
     # the stereo and resampled clips are in the cache, as long as their originals
-    from common.audio_cache import AudioCache
+    from common.data.audio_cache import AudioCache
     tinysol = AudioCache(root / "demo" / "TinySOL" / ".cache" / "sr16000")
     for clip, fault in spoiled["TinySOL"].items():
         assert (clip in tinysol) == (FAULTS[fault] is None), clip
@@ -501,7 +502,7 @@ class _RunsCode:
 
 
 def test_foreign_truncated_and_code_carrying_checkpoints_are_refused_in_one_line(trained_runs, tmp_path):
-    from common.models import build
+    from common.models.registry import build
     runs = tmp_path / "sorties à part"
     shutil.copytree(trained_runs, runs)
     last = runs / "demo" / "tmae" / "1" / "seed0" / "last.pt"

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from common import subsets
 from common.cli import UserError
-from common.dataset import load_dataset
-from common.mtat import read_index
+from common.data import subsets
+from common.data.dataset import load_dataset
+from common.data.mtat import read_index
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def test_draws_are_other_clips_of_the_same_size_and_minutes(real_clips):
 
 def test_list_prints_the_clip_ids_of_a_subset():
     def listed(*options):
-        out = subprocess.run([sys.executable, "-m", "common.subsets", "--list", *options], cwd=REPO,
+        out = subprocess.run([sys.executable, "-m", "common.data.subsets", "--list", *options], cwd=REPO,
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         return out.stdout.split()
@@ -84,15 +84,15 @@ def test_demo_offers_the_small_subsets(data_root):
     assert subsets.available(clips) == ("1", "2", "5", "10", "20", "full")
     assert len(subsets.select(clips, "20")) == 200
     assert subsets.select(clips, "5", 1) != subsets.select(clips, "5")
-    out = subprocess.run([sys.executable, "-m", "common.subsets", "--demo", "--data-root", str(data_root), "--list",
-                          "1"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "common.data.subsets", "--demo", "--data-root", str(data_root),
+                          "--list", "1"], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.split() == [c.id for c in subsets.select(clips, "1")]
     with pytest.raises(UserError, match="choose from 1, 2, 5, 10, 20, full"):
         subsets.select(clips, "50")
 
 
 def test_subsets_command_prints_the_table():
-    out = subprocess.run([sys.executable, "-m", "common.subsets"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "common.data.subsets"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0
     lines = out.stdout.splitlines()
     assert lines[-1].split() == ["full", "15,247", "7400.9"]

@@ -8,9 +8,9 @@ import shutil
 import pytest
 from conftest import run_demo_script, save_untrained
 
-from common import figures, task_csv
 from common.cli import UserError
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
+from common.evaluation import figures, task_csv
 
 
 def write_csv(path, rows, header=("path", "label", "split")):

@@ -13,12 +13,14 @@ import soundfile as sf
 import torch
 from conftest import run_demo_script
 
-from common import audio_cache, captions, checkpoints, training
 from common.cli import UserError
-from common.dataset import load_dataset
-from common.demo import mtat as demo_mtat
-from common.distributed import World
-from common.models import MODELS, model_class, pretraining_objective, train_script
+from common.data import audio_cache, captions
+from common.data.dataset import load_dataset
+from common.data.demo import mtat as demo_mtat
+from common.models import checkpoints
+from common.models.registry import MODELS, model_class, pretraining_objective, train_script
+from common.training import loop as training
+from common.training.distributed import World
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +114,7 @@ def test_torchrun_ddp_with_gloo_writes_one_run(tmp_path, data_root):
 @pytest.mark.parametrize("model", ["clmr", "vggish"])
 def test_two_processes_train_on_the_loss_and_gradients_of_one(model, tmp_path):
     """clmr's NT-Xent compares clips across the batch, and both models have BatchNorm: under
-    torchrun both must be computed over the global batch (common/global_batch.py)."""
+    torchrun both must be computed over the global batch (common/training/global_batch.py)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def step(*launcher, local=False):
@@ -237,7 +239,7 @@ def test_missing_data_without_network_is_one_line(tmp_path):
 
 
 def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, monkeypatch):
-    from common import training
+    from common.training import loop as training
     options = ["train.py", "--demo", "--subset", "1", "--batch-size", "2", "--runs-dir", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "2"])
     defaults = {"epochs": 1000, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "plateau",

@@ -6,7 +6,7 @@ learns to reconstruct them: the loss is the mean squared error on the hidden pat
 only. The study publishes no code or configuration for this model, so ours follows its
 other models: the same segments, ReduceLROnPlateau, 1,000 epochs with weights kept every
 50, batch 64, Adam 2e-4, weight decay 1e-5. The loop itself (data, checkpoints, resume,
-DDP) is common/training.py.
+DDP) is common/training/loop.py.
 
     python tmae/train.py --subset 5
     python tmae/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import run  # noqa: E402
-from common.training import pretrain  # noqa: E402
+from common.training.loop import pretrain  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-5, "lr_schedule": "plateau",
             "crops": "tile", "crops_per_clip": 6, "checkpoint_every": 50}

@@ -5,7 +5,7 @@ Each clip is cut into 8 consecutive segments of the model's input (about the who
 model learns to predict the clip's top-50 tags with binary cross-entropy. The study's
 configuration is the default: batch 64, Adam 1e-3, weight decay 1e-5, ReduceLROnPlateau
 (0.5, patience 10) on the epoch loss, 1,000 epochs, weights kept every 50. The loop itself
-(data, checkpoints, resume, DDP) is common/training.py.
+(data, checkpoints, resume, DDP) is common/training/loop.py.
 
     python vggish/train.py --subset 5              # real MTAT, 5 tracks per genre
     python vggish/train.py --demo --subset 1 --max-steps 3
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import run  # noqa: E402
-from common.training import pretrain, tagging_loss  # noqa: E402
+from common.training.loop import pretrain, tagging_loss  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-5, "lr_schedule": "plateau",
             "crops": "tile", "crops_per_clip": 8, "checkpoint_every": 50}

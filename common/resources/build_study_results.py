@@ -5,7 +5,7 @@ per-run numbers of raw_results/ in chrispla/limited-music-representations (commi
 a77ec5edd83bed4d0897bee2555226cceb8dd2d4), one row per number, columns task, model,
 subset, probe, condition, metric, value, support, values exactly as the JSON files give
 them. Output, beside this file: study_results.csv.gz, the same bytes, compressed. The
-project reads only that file at run time (common/reference.py maps its names to ours).
+project reads only that file at run time (common/evaluation/reference.py maps its names to ours).
 
     python common/resources/build_study_results.py ../shared/data/study_results/study_results.csv
 """

@@ -20,10 +20,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from common import distributed  # noqa: E402
-from common.global_batch import gather_views, sync_batchnorm  # noqa: E402
-from common.models import base_name, build  # noqa: E402
-from common.training import Batch, tagging_loss  # noqa: E402
+from common.models.registry import base_name, build  # noqa: E402
+from common.training import distributed  # noqa: E402
+from common.training.global_batch import gather_views, sync_batchnorm  # noqa: E402
+from common.training.loop import Batch, tagging_loss  # noqa: E402
 
 BATCH = 6
 

@@ -1,0 +1,93 @@
+"""Beatport EDM Key (key task), in its official layout under data/beatport_key/:
+
+  audio/<name>.mp3          1,486 two-minute previews
+  keys/<name>.txt           the key annotation, e.g. "D minor" (several keys: separated by |)
+  meta/<name>.json          original metadata (unused here)
+
+Only files with exactly one "<tonic> <major|minor>" annotation are kept, flats mapped to
+sharps: 24 classes. There is no official split. The study's evaluation (mir_ref) drew a
+stratified 80/10/10 split (128 test tracks); that is the default ("study"), the project's
+first one is a stratified 60/20/20 ("project"). Each is derived once and stored in the
+dataset folder (split_study.tsv, split.tsv), so it never changes afterwards. (mir_ref's own
+draw used scikit-learn over mirdata's track order, which is not reproducible here: the
+proportions and the stratification are.)
+"""
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+from common.atomic import write_text
+from common.data.dataset import Clip
+from common.data.download import Remote, extract, fetch_all
+
+TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+KEYS = tuple(f"{t} {m}" for m in ("major", "minor") for t in TONICS)
+FLAT_TO_SHARP = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
+KEY_PATTERN = re.compile(r"^([A-G][#b]?)\s+(major|minor)$", re.IGNORECASE)
+
+ZENODO = "https://zenodo.org/record/1101082/files/"
+REMOTES = (
+    Remote("audio.zip", ZENODO + "audio.zip?download=1", "md5", "f490ee6c23578482d6fcfa11b82636a1"),
+    Remote("keys.zip", ZENODO + "keys.zip?download=1", "md5", "939abc05f36121badfac4087241ac172"),
+    Remote("original_metadata.zip", ZENODO + "original_metadata.zip?download=1", "md5",
+           "bb3e3ac1fe5dee7600ef2814accdf8f8"),
+)
+
+
+def parse_key(text):
+    """'Eb minor' -> 'D# minor'; None for anything but exactly one major or minor key."""
+    annotations = [a.strip() for a in text.strip().split("|") if a.strip()]
+    if len(annotations) != 1:
+        return None
+    match = KEY_PATTERN.match(annotations[0])
+    if not match:
+        return None
+    tonic = match.group(1)[0].upper() + match.group(1)[1:]
+    return f"{FLAT_TO_SHARP.get(tonic, tonic)} {match.group(2).lower()}"
+
+
+CYCLES = {"study": ("train",) * 8 + ("valid", "test"), "project": ("train", "train", "train", "valid", "test")}
+SPLIT_FILES = {"study": "split_study.tsv", "project": "split.tsv"}
+
+
+def stratified_split(names_by_key, splits="study"):
+    """80/10/10 ("study") or 60/20/20 ("project") over each key's files in a fixed
+    pseudo-random order (hash of the name).
+
+    Walking the classes one after another and cycling through the splits' shares spreads
+    even a key with a handful of files over the splits.
+    """
+    cycle = CYCLES[splits]
+    ordered = [name for key in sorted(names_by_key)
+               for name in sorted(names_by_key[key], key=lambda n: hashlib.sha1(n.encode()).hexdigest())]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(ordered)}
+
+
+def read(root, splits="study"):
+    root = Path(root)
+    keys = {}
+    for key_file in sorted((root / "keys").glob("*.txt")):
+        key = parse_key(key_file.read_text(encoding="utf-8", errors="replace"))
+        if key is not None and (root / "audio" / f"{key_file.stem}.mp3").exists():
+            keys[key_file.stem] = key
+    split_file = root / SPLIT_FILES[splits]
+    if split_file.exists():
+        with open(split_file, newline="", encoding="utf-8") as f:
+            split = {r["name"]: r["split"] for r in csv.DictReader(f, delimiter="\t")}
+    else:
+        by_key = {}
+        for name, key in keys.items():
+            by_key.setdefault(key, []).append(name)
+        split = stratified_split(by_key, splits)
+        write_text(split_file, "name\tsplit\n" + "".join(f"{n}\t{s}\n" for n, s in sorted(split.items())))
+    return [Clip(name, f"audio/{name}.mp3", split[name], {"key": key})
+            for name, key in keys.items() if name in split]
+
+
+def ensure(root):
+    root = Path(root)
+    if (root / "audio").is_dir() and (root / "keys").is_dir():
+        return
+    for archive in fetch_all(REMOTES, root, "Beatport EDM Key"):
+        extract(archive, root)

@@ -1,0 +1,66 @@
+"""What every dataset loader returns: a list of clips with splits and labels, and audio.
+
+One loader per dataset (common/data/mtat.py, common/data/tinysol.py, common/data/beatport.py) reads the
+dataset's official on-disk layout; the embedded demo datasets are written in the same
+layouts, so the same loader serves both. `load_dataset` is the one entry point.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.cli import DEFAULT_DATA_ROOT, UserError
+from common.data import audio_cache
+
+SPLITS = ("train", "valid", "test")
+DATASETS = ("MTAT", "TinySOL", "beatport_key")
+# How TinySOL and Beatport are split into train/valid/test (MTAT has its one standard split):
+# "study" as the study's evaluation (mir_ref) split them, "project" as this project did first.
+SPLIT_SCHEMES = ("study", "project")
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str                  # unique within the dataset (MTAT clip id, TinySOL path stem, ...)
+    path: str                # audio file, relative to the dataset folder
+    split: str               # train | valid | test
+    labels: dict = field(hash=False)  # e.g. {"tags": (...)} or {"pitch": 45, "instrument": "Cb"}
+    seconds: float | None = None      # duration the metadata promises, when it knows it
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    clips: list
+    demo: bool = False
+    cache_dir: Path | None = None  # the decoded-audio caches; default: <root>/.cache
+
+    def split(self, name):
+        return [c for c in self.clips if c.split == name]
+
+    def audio(self, sample_rate, clips=None, workers=None):
+        """The decoded-audio cache of `clips` (default: all) at `sample_rate`, built on first use."""
+        clips = self.clips if clips is None else clips
+        items = [(c.id, self.root / c.path, c.seconds) for c in clips]
+        return audio_cache.build((self.cache_dir or self.root / ".cache") / f"sr{sample_rate}", items, sample_rate,
+                                 workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz")
+
+
+def dataset_root(name, data_root=None, demo=False):
+    data_root = Path(data_root) if data_root is not None else DEFAULT_DATA_ROOT
+    return data_root / "demo" / name if demo else data_root / name
+
+
+def load_dataset(name, data_root=None, demo=False, download=True, splits="study"):
+    """The dataset `name` from `data_root` (its demo twin with `demo`), fetched or rendered if
+    missing, split by the scheme `splits` (SPLIT_SCHEMES)."""
+    from common.data import beatport, demo as demo_data, mtat, tinysol
+    loaders = {"MTAT": mtat, "TinySOL": tinysol, "beatport_key": beatport}
+    if name not in loaders:
+        raise UserError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
+    root = dataset_root(name, data_root, demo)
+    if demo:
+        demo_data.ensure(Path(data_root) if data_root is not None else DEFAULT_DATA_ROOT)
+    elif download:
+        loaders[name].ensure(root)
+    clips = loaders[name].read(root) if name == "MTAT" else loaders[name].read(root, splits)
+    return Dataset(name, root, clips, demo=demo)

@@ -1,0 +1,341 @@
+"""The study's figures, drawn from the tidy results CSVs (results/<data>/<task>/<model>.csv).
+
+Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the same plots:
+  1. metric against pretraining minutes (log axis), a column of panels per task and a row
+     per test condition (clean, then each of the study's deformations present), a line per
+     model through the study's subsets (draw 0) with the spread over seeds as error bars,
+     the spread over subset draws (where there are several) as a shaded band, the
+     untrained model as its own hollow marker at the left, the hand-crafted features as a
+     horizontal band, and on the real data the study's published numbers as faint crosses;
+     as in the study, the single-layer probe solid and the MLP dotted;
+  2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
+  3. the effect of probe kind (linear, mlp1, mlp2, slp, mlp) for each model's largest subset;
+  4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
+     against pretraining step, a line per model and subset ending at its last step.
+Every point is the task's primary metric on the test split, mean over seeds. Where one
+probe kind stands for a model (figures 2 and 4, and figure 1 when the study's probes were
+not fitted), it is the kind with the best validation score (common/evaluation/selection.py): no
+choice is ever made on test scores. `probes=[...]` draws chosen kinds instead.
+"""
+import functools
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from common.atomic import atomic_path  # noqa: E402
+from common.data.subsets import checkpoint_order  # noqa: E402
+from common.evaluation import tasks  # noqa: E402
+from common.evaluation.noise import DEFORMATIONS  # noqa: E402
+from common.evaluation.probes import PROBES, STUDY_PROBES  # noqa: E402
+from common.evaluation.selection import best_probe  # noqa: E402
+from common.models.registry import MODELS, base_name, model_ids, sort_key  # noqa: E402
+
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
+
+
+CONDITION_TITLES = {name: f"{name}: {'noise' if kind == 'noise' else 'gain'} {amount:g} dB"
+                    for name, (kind, amount) in DEFORMATIONS.items()}
+STYLES = {"slp": "-", "mlp": ":"}
+
+
+def load(results_dir, layers=False):
+    """Every results CSV under results_dir as one frame (valid and test rows), keeping only
+    each task's primary metric; the feature sets of single layers (extract_features.py
+    --layers) only when asked for: every other figure and summary reads a model's embedding.
+    Tasks of one's own are read from the task.json beside their results."""
+    frames = []
+    for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir()):
+        task = tasks.read_saved(folder)
+        for path in sorted(folder.glob("*.csv")) if task else []:
+            rows = pd.read_csv(path, dtype={"checkpoint": str, "subset": str, "snr": str})
+            frames.append(rows[rows.metric == task.primary].assign(task=folder.name))
+    if not frames:
+        raise FileNotFoundError(f"no results CSVs under {results_dir}")
+    df = pd.concat(frames, ignore_index=True)
+    if "layer" not in df:  # results written before layers existed
+        df = df.assign(layer=np.nan)
+    return df if layers else df[df.layer.isna()]
+
+
+def _tasks(df):
+    """The tasks in `df`: the built-in ones in the study's order, then one's own."""
+    return [t for t in tasks.TASKS if t in set(df.task)] + sorted(set(df.task) - set(tasks.TASKS))
+
+
+def _panels(task_names):
+    """A figure with a panel per task, side by side: (figure, [(axes, task), ...])."""
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.6), squeeze=False)
+    return fig, list(zip(axes[0], task_names))
+
+
+def _colour(model):
+    """A model's tab10 colour; its variants and other front ends the lighter shade of it."""
+    if model == "handcrafted":
+        return "black"
+    return plt.get_cmap("tab20").colors[2 * MODELS.index(base_name(model)) + (model != base_name(model))]
+
+
+def _marker(model):
+    """A circle for a model's own id; its variants and front ends (which share a shade) each a
+    marker of their own."""
+    ids = [i for i in model_ids() if base_name(i) == base_name(model)]
+    return "o" if model not in ids[1:] else "sD^vP*X<>"[(ids.index(model) - 1) % 9]
+
+
+def _models(rows, handcrafted=False):
+    """The model ids in `rows`, in the study's order (and handcrafted last, when asked)."""
+    present = set(rows.model)
+    hand = ["handcrafted"] if handcrafted and "handcrafted" in present else []
+    return sorted(present - {"handcrafted"}, key=sort_key) + hand
+
+
+def _label(ax, title, xlabel, task):
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(METRIC_NAMES[tasks.get(task).primary])
+    ax.grid(alpha=0.3)
+
+
+def _test(rows, condition="clean"):
+    return rows[(rows.split == "test") & (rows.snr == condition)]
+
+
+def _drawn_probes(rows, task, probes=None):
+    """(kind, line style) of the probes a figure draws for one model: `probes` if given, else
+    the study's slp (solid) and mlp (dotted) where they were fitted, else the kind with the
+    best validation score."""
+    if probes:
+        return [(p, STYLES.get(p, "-")) for p in probes if p in set(rows.probe)]
+    study = [p for p in STUDY_PROBES if p in set(rows.probe)]
+    return [(p, STYLES[p]) for p in study] if study else [(best_probe(rows, task), "-")]
+
+
+def _last_weights(rows):
+    """Rows of each run's last weights (not the weights kept along the way, e.g. 5@1000)."""
+    return rows[~rows.checkpoint.str.contains("@")]
+
+
+def _by_subset(rows):
+    """Per trained subset: minutes, mean and spread over seeds of the study's draw 0, and the
+    lowest and highest mean of its draws (equal to the mean when there is one draw)."""
+    trained = rows[rows.subset != "untrained"]
+    per_draw = trained.groupby(["subset", "draw"]).agg(minutes=("minutes", "mean"), mean=("value", "mean"))
+    study = trained[trained.draw == 0].groupby("subset").agg(minutes=("minutes", "mean"), mean=("value", "mean"),
+                                                             std=("value", "std"))
+    spread = per_draw.groupby("subset")["mean"].agg(low="min", high="max")
+    return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
+
+
+@functools.cache
+def _study_tables():
+    """The study's published numbers and the minutes of its subsets, read once per process
+    (about 2 s; the minutes figure asks for them per task, model, probe and condition)."""
+    from common.data import subsets
+    from common.data.mtat import read_index
+    from common.evaluation import reference
+    return reference.load(), {subset: m for subset, _, m in subsets.table(read_index())}
+
+
+def study_points(task, model, probe="slp", condition="clean"):
+    """The study's published numbers for a task, model, probe and condition, as (minutes,
+    value) of its subsets plus its untrained value (common/evaluation/reference.py)."""
+    published, minutes = _study_tables()
+    rows = [r for r in published if (r["task"], r["model"], r["probe"], r["condition"], r["metric"])
+            == (task, model, probe, condition, tasks.get(task).primary)]
+    trained = sorted((minutes[r["checkpoint"]], r["value"]) for r in rows if r["checkpoint"] in minutes)
+    untrained = [r["value"] for r in rows if r["checkpoint"] == "untrained"]
+    return trained, untrained
+
+
+def minutes_figure(df, probes=None, with_study=False):
+    """Figure 1; `with_study` (results on the real data) adds the study's published numbers
+    as faint crosses for the probes drawn that it has (slp, mlp)."""
+    task_names = _tasks(df)
+    conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
+    fig, axes = plt.subplots(len(conditions), len(task_names), squeeze=False,
+                             figsize=(4.2 * len(task_names), 3.6 * len(conditions)))
+    for row, condition in enumerate(conditions):
+        for ax, task in zip(axes[row], task_names):
+            rows = _last_weights(df[df.task == task])
+            trained_minutes = rows[(rows.model != "handcrafted") & (rows.minutes > 0)].minutes.dropna()
+            left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
+            for model in _models(rows):
+                mine = rows[rows.model == model]
+                for number, (probe, style) in enumerate(_drawn_probes(mine, task, probes)):
+                    tested = _test(mine[mine.probe == probe], condition)
+                    trained = _by_subset(tested)
+                    ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker=_marker(model), ms=4,
+                                capsize=2, ls=style, color=_colour(model), label=model if number == 0 else None)
+                    if (trained.high > trained.low).any():
+                        ax.fill_between(trained.minutes, trained.low, trained.high, color=_colour(model), alpha=0.15,
+                                        lw=0)
+                    untrained = tested[tested.subset == "untrained"].value
+                    if len(untrained):
+                        ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())],
+                                    marker=_marker(model), mfc="white", ms=6, capsize=2, color=_colour(model))
+                    if with_study and probe in STUDY_PROBES and model == base_name(model):  # the study's code
+                        study, study_untrained = study_points(task, model, probe, condition)
+                        ax.plot([m for m, _ in study] + [left] * len(study_untrained),
+                                [v for _, v in study] + study_untrained, "x" if probe == "slp" else "+", ms=5,
+                                alpha=0.45, color=_colour(model))
+            hand = rows[rows.model == "handcrafted"]
+            if len(hand):
+                values = _test(hand[hand.probe == best_probe(hand, task)], condition).value
+                ax.axhline(values.mean(), color="black", ls="--", lw=1, label="hand-crafted")
+                ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color="black", alpha=0.08)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
+            _label(ax, tasks.get(task).title + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
+                   "pretraining minutes (hollow: untrained)", task)
+    drawn = {p for t in task_names for p, _ in _drawn_probes(df[df.task == t], t, probes)}
+    drawn = [p for p in STYLES if p in drawn]
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for probe in drawn:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", ls=STYLES[probe]))
+        labels.append(f"{probe} probe")
+    if with_study:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
+        labels.append("the study's numbers")
+    axes[0][0].legend(handles, labels, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _largest(rows):
+    """Rows of the study's checkpoint with the most pretraining minutes (the untrained one if
+    nothing else): the last weights of draw 0."""
+    rows = _last_weights(rows)
+    rows = rows[(rows.draw == 0) | rows.draw.isna()]
+    return rows[rows.checkpoint == rows.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
+
+
+def snr_figure(df):
+    fig, panels = _panels(_tasks(df))
+    for ax, task in panels:
+        rows = df[df.task == task]
+        levels = sorted({s for s in rows.snr if s != "clean" and s not in DEFORMATIONS}, key=float) + ["clean"]
+        for model in _models(rows, handcrafted=True):
+            mine = _largest(rows[rows.model == model])
+            mine = mine[(mine.probe == best_probe(mine, task)) & (mine.split == "test")]
+            means = [mine[mine.snr == s].value.mean() for s in levels]
+            stds = [mine[mine.snr == s].value.std() for s in levels]
+            ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker=_marker(model), ms=4, capsize=2,
+                        color=_colour(model), ls="--" if model == "handcrafted" else "-",
+                        label=f"{model} ({mine.checkpoint.iloc[0]})")
+        ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
+        _label(ax, tasks.get(task).title, "signal-to-noise ratio", task)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def probe_figure(df):
+    fig, panels = _panels(_tasks(df))
+    for ax, task in panels:
+        rows = _test(df[df.task == task])
+        models = _models(rows, handcrafted=True)
+        kinds = [p for p in PROBES if p in set(rows.probe)]
+        width = 0.8 / len(kinds)
+        for i, probe in enumerate(kinds):
+            means, stds = [], []
+            for model in models:
+                values = _largest(rows[rows.model == model])
+                values = values[values.probe == probe].value
+                means.append(values.mean())
+                stds.append(values.std() if len(values) > 1 else 0.0)
+            ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                   label=probe)
+        ax.set_xticks(range(len(models)), models, rotation=30)
+        _label(ax, tasks.get(task).title, None, task)
+    panels[0][0].legend(fontsize=8, title="probe")
+    fig.tight_layout()
+    return fig
+
+
+def steps_figure(df):
+    """Metric against pretraining step for every run whose kept weights were extracted."""
+    fig, panels = _panels(_tasks(df))
+    for ax, task in panels:
+        rows = df[(df.task == task) & (df.model != "handcrafted")]
+        for model in _models(rows):
+            mine = rows[rows.model == model]
+            mine = _test(mine[mine.probe == best_probe(mine, task)])
+            runs = mine.checkpoint.str.split("@").str[0]
+            for run in sorted(set(runs[mine.checkpoint.str.contains("@")])):
+                seed = run.partition("-seed")[2]
+                start = mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")  # step 0
+                points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
+                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3, capsize=2,
+                            color=_colour(model), label=f"{model} {run}")
+        _label(ax, tasks.get(task).title, "pretraining step", task)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def has_steps(df):
+    return bool(df.checkpoint.str.contains("@").any())
+
+
+def layers_figure(df):
+    """Metric against the block a feature set was read from, per model and checkpoint whose
+    layers were extracted; the last point of each line is the model's embedding."""
+    fig, panels = _panels(_tasks(df[df.layer.notna()]))
+    df = df.assign(base=df.checkpoint.str.split("#").str[0])
+    for ax, task in panels:
+        rows = df[(df.task == task) & (df.model != "handcrafted")]
+        for model in _models(rows):
+            mine = rows[rows.model == model]
+            mine = _test(mine[mine.probe == best_probe(mine, task)])
+            for base in sorted(set(mine.base[mine.layer.notna()]), key=checkpoint_order):
+                run = mine[mine.base == base]
+                depth = int(run.layer.max())
+                points = run.assign(position=run.layer.fillna(depth + 1)).groupby("position").value.agg(
+                    ["mean", "std"]).fillna(0.0)
+                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3,
+                            capsize=2, color=_colour(model), ls="--" if base.startswith("untrained") else "-",
+                            label=f"{model} {base}")
+        _label(ax, tasks.get(task).title, "block (the last point: the embedding)", task)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def has_layers(df):
+    return bool(df.layer.notna().any())
+
+
+FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure,
+           "metric_vs_steps": steps_figure, "metric_by_layer": layers_figure}
+
+
+def render_all(results_dir, figures_dir):
+    """Draw the figures from results_dir and save them as PNG in figures_dir; return the paths.
+    The training-time figure is drawn only when kept weights along the way were probed, the
+    layers figure only when layers were."""
+    every = load(results_dir, layers=True)
+    df = every[every.layer.isna()]
+    Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in FIGURES.items():
+        if (name == "metric_vs_steps" and not has_steps(df)) or (name == "metric_by_layer" and not has_layers(every)):
+            continue
+        if name == "metric_vs_minutes" and Path(results_dir).name == "real":
+            fig = draw(df, with_study=True)
+        else:
+            fig = draw(every if name == "metric_by_layer" else df)
+        path = Path(figures_dir) / f"{name}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths

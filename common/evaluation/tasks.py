@@ -1,0 +1,109 @@
+"""The downstream tasks: which dataset each uses, what its label is, and how it is scored.
+
+A task's kind says how probes learn it and how they are scored (common/evaluation/metrics.py):
+  tags      multi-label (a clip has any number of the classes): ROC-AUC and PR-AUC
+  classes   single-label: accuracy and macro F1
+  key       single-label over the 24 keys: accuracy and the MIREX weighted score
+Labels are stored as strings in the feature index (a tag list joined by ';' for tags);
+`classes` fixes the order in which probes see them.
+
+The four built-in tasks are TASKS. A task of one's own (common/evaluation/task_csv.py) is known by
+name to the rest of the process once read, like the built-in ones (`get`), and is kept as
+task.json beside its features and results so that figures and summaries read it back.
+"""
+import json
+from dataclasses import asdict, dataclass
+
+from common.atomic import write_json
+from common.cli import UserError, existing_file
+from common.data.beatport import KEYS
+from common.data.mtat import TOP50
+from common.data.tinysol import INSTRUMENTS
+from common.evaluation.metrics import PRIMARY
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+KINDS = tuple(PRIMARY)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str
+    classes: tuple
+    kind: str
+    title: str  # of its figure panels
+
+    @property
+    def multilabel(self):
+        return self.kind == "tags"
+
+    @property
+    def primary(self):
+        """The metric by which probes and checkpoints are chosen and figures drawn."""
+        return PRIMARY[self.kind]
+
+    def label(self, clip):
+        if self.name == "tagging":
+            return ";".join(clip.labels["tags"])
+        if self.name == "pitch":
+            return PITCH_CLASSES[clip.labels["pitch"] % 12]
+        return clip.labels[self.name]  # instrument, key, a task of one's own
+
+
+TASKS = {
+    "tagging": Task("tagging", "MTAT", TOP50, "tags", "Tagging (MTAT)"),
+    "pitch": Task("pitch", "TinySOL", PITCH_CLASSES, "classes", "Pitch class (TinySOL)"),
+    "instrument": Task("instrument", "TinySOL", INSTRUMENTS, "classes", "Instrument (TinySOL)"),
+    "key": Task("key", "beatport_key", KEYS, "key", "Key (Beatport)"),
+}
+_OWN = {}  # tasks of one's own read in this process
+
+
+def get(name):
+    """The task called `name`: a built-in one, or one's own read in this process."""
+    return TASKS.get(name) or _OWN[name]
+
+
+def add(task):
+    """Make a task of one's own known by its name."""
+    if task.name in TASKS:
+        raise UserError(f"a task of one's own cannot be called {task.name!r}, the name of a built-in task: "
+                        f"rename its CSV")
+    _OWN[task.name] = task
+    return task
+
+
+def save(task, folder):
+    write_json(folder / "task.json", asdict(task))
+
+
+def read_saved(folder):
+    """The task whose features or results lie in `folder`: a built-in one by the folder's
+    name, else the task.json kept there (None when there is none)."""
+    if folder.name in TASKS:
+        return TASKS[folder.name]
+    saved = folder / "task.json"
+    if not saved.exists():
+        return None
+    fields = json.loads(saved.read_text())
+    return add(Task(**{**fields, "classes": tuple(fields["classes"])}))
+
+
+def add_options(parser):
+    """--task (a built-in task) and --task-csv (one's own: common/evaluation/task_csv.py)."""
+    parser.add_argument("--task", choices=tuple(TASKS), help="a built-in task")
+    parser.add_argument("--task-csv", metavar="FILE", type=existing_file,
+                        help="a task of one's own: a CSV of path, label (or ';'-separated labels) and split per audio "
+                             "file (README: Your own data)")
+
+
+def from_args(args):
+    """(the task the command line names, the Dataset of a task of one's own or None)."""
+    if args.task and args.task_csv:
+        raise UserError("give --task or --task-csv, not both")
+    if args.task_csv:
+        from common.evaluation import task_csv  # which builds on this module
+        return task_csv.read(args.task_csv, args.data_root)
+    if args.task is None:
+        raise UserError(f"give --task ({', '.join(TASKS)}) or --task-csv FILE")
+    return TASKS.get(args.task), None
