@@ -58,7 +58,7 @@ def test_a_task_of_ones_own_runs_through_extraction_probes_and_figures(tmp_path,
     family = write_csv(own / "family.csv", family_rows)
     runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
     save_untrained("vggish", runs / "demo" / "vggish" / "1" / "seed0" / "untrained.pt")
-    dirs = ["--features-dir", features]
+    dirs = ["--features-dir", features, "--data-root", tmp_path / "data"]  # the decoded audio's cache, in tmp_path
     run_demo_script("extract_features.py", "--model", "vggish", "--task-csv", moods, "--snr", "clean", "0",
                     "--runs-dir", runs, *dirs)
     run_demo_script("extract_features.py", "--model", "handcrafted", "--task-csv", family, "--snr", "clean", "0",
@@ -68,6 +68,8 @@ def test_a_task_of_ones_own_runs_through_extraction_probes_and_figures(tmp_path,
         index = list(csv.DictReader(f))
     assert [(r["clip_id"], r["label"], r["split"]) for r in index] == [tuple(r) for r in family_rows]
     assert json.loads((features / "demo" / "moods" / "task.json").read_text())["kind"] == "tags"
+    assert len(list((tmp_path / "data" / ".cache" / "task-csv").iterdir())) == 2  # a cache per CSV
+    assert sorted(p.name for p in own.iterdir()) == ["family.csv", "moods.csv", "note, first.wav"]  # nothing written
 
     probes = ["--probes", "linear", "slp", "--seeds", "2", "--epochs", "5", "--results-dir", results, *dirs]
     out = run_demo_script("downstream.py", "--model", "vggish", "--task-csv", moods, *probes)
