@@ -1,13 +1,13 @@
-"""A downstream task of one's own, from a CSV: `--task-csv FILE` of extract_features.py and
-downstream.py.
+"""A downstream task of one's own, from a CSV: `--task-csv FILE` of extract_features.py,
+downstream.py and reproduce.py.
 
 The CSV has a header and a row per audio file:
     path,label,split      single-label: accuracy and macro F1, as pitch and instrument
     path,labels,split     multi-label, labels separated by ';': ROC-AUC and PR-AUC, as tagging
 A `label` column whose values hold ';' is read as multi-label too (detected; `labels`
 declares it). Paths are relative to the CSV's folder, or absolute; split is train, valid
-or test, and each split needs at least one file. The task is named after the file
-(moods.csv: moods), and its features and results go where a built-in task's would
+or test (any case), and each split needs at least one file. The task is named after the
+file (moods.csv: moods), and its features and results go where a built-in task's would
 (features/<data>/moods/, results/<data>/moods/), with the task kept beside them as
 task.json for the figures. The audio files are read, never written: they are decoded
 once into a cache under <data-root>/.cache/task-csv/, one per CSV.
@@ -44,6 +44,8 @@ def read(path, data_root=None):
         raise UserError(f"{path} needs a header with the columns path, label (or labels) and split, and a row per "
                         f"audio file; it has {', '.join(columns) or 'no rows'}")
     rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in rows]
+    for row in rows:
+        row["split"] = row["split"].lower()
 
     wrong = [f"line {i + 2}: {r['split']!r}" for i, r in enumerate(rows) if r["split"] not in SPLITS]
     if wrong:
