@@ -10,10 +10,11 @@ For each checkpoint of the model under runs/<runs-data>/<model>/ (the untrained 
 and every trained subset and draw; --checkpoints narrows, and names the weights a run kept
 along the way, e.g. 5@1000 or 5@all), every clip of the task's dataset is read
 from the decoded-audio cache at the model's sample rate, cut into windows of its input
-length, embedded, and averaged (common/evaluation/extraction.py). --snr names the test conditions:
-white Gaussian noise at each SNR (seeded per clip) and the study's deformations deform_0..2
-(noise at 15 and 0 dB, a gain of -12 dB: common/evaluation/noise.py) are applied first; they are computed
-for the test split only, the only clips the probes are evaluated on. `handcrafted` is the
+length, embedded, and averaged (common/evaluation/extraction.py). --snr names the test
+conditions: white Gaussian noise at each SNR (seeded per clip) and the study's deformations
+deform_0..2 (noise at 15 and 0 dB, a gain of -12 dB: common/evaluation/noise.py) are
+applied first; they are computed for the test split only, the only clips the probes are
+evaluated on. `handcrafted` is the
 librosa feature set of common/evaluation/handcrafted.py and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
@@ -22,12 +23,13 @@ meta.json (minutes of pretraining data, subset, draw, step, source). The rows of
 test clips, in index order. Files are written atomically and finished files are skipped,
 so an interrupted run resumes.
 
---task-csv names a task of one's own instead (common/evaluation/task_csv.py: a CSV of audio files,
-labels and splits); its features go to features/<data>/<the CSV's name>/ as a built-in
-task's do, and downstream.py --task-csv probes them.
+--task-csv names a task of one's own instead (common/evaluation/task_csv.py: a CSV of
+audio files, labels and splits); its features go to features/<data>/<the CSV's name>/ as
+a built-in task's do, and downstream.py --task-csv probes them.
 
-With --audio-dir and --out, a folder of one's own audio is embedded instead, a .npy per file
-(common/evaluation/folder_features.py), by one --checkpoint file (any model's) or --model handcrafted.
+With --audio-dir and --out, a folder of one's own audio is embedded instead, a .npy per
+file (common/evaluation/folder_features.py), by one --checkpoint file (any model's) or
+--model handcrafted.
 """
 import argparse
 import json

@@ -6,7 +6,7 @@
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
     python reproduce.py --demo --layers    # also every block of every model: probes by layer
-    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (common/evaluation/task_csv.py)
+    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (README: Your own data)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
@@ -14,8 +14,9 @@
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features (with --layers, every block's features too);
 3. probes: downstream.py for every model and task;
-4. figures: the figures of common/evaluation/figures.py in figures/<data>/, a summary table, and on the
-   real data our numbers beside the study's published ones (common/evaluation/reference.py).
+4. figures: the figures of common/evaluation/figures.py in figures/<data>/, a summary
+   table, and on the real data our numbers beside the study's published ones
+   (common/evaluation/reference.py).
 Every step skips what is already finished, so a stopped study resumes where it stopped
 (and a run trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.

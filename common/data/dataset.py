@@ -1,6 +1,6 @@
 """What every dataset loader returns: a list of clips with splits and labels, and audio.
 
-One loader per dataset (common/data/mtat.py, common/data/tinysol.py, common/data/beatport.py) reads the
+One loader per dataset (mtat.py, tinysol.py, beatport.py beside this file) reads the
 dataset's official on-disk layout; the embedded demo datasets are written in the same
 layouts, so the same loader serves both. `load_dataset` is the one entry point.
 """

@@ -24,7 +24,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"}
 class PretrainingData:
     name: str                 # "MTAT", "demo" or "audio-<folder>": the <data> of runs/<data>/...
     subset: str
-    draw: int                 # 0: the study's subset; k >= 1: another draw of the same size (common/data/subsets.py)
+    draw: int                 # 0: the study's subset; k >= 1: another draw of the same size (subsets.py)
     keys: list
     cache: object             # AudioCache
     minutes: float

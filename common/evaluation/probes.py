@@ -110,7 +110,7 @@ def _losses(task_kind, outputs, targets):
 
 
 def fit(task_kind, specs, features, targets, splits, n_outputs, device, epochs=MAX_EPOCHS, patience=10):
-    """Train every probe of `specs` on a task of `task_kind` (common/evaluation/tasks.py); {probe kind: (module,
+    """Train every probe of `specs` on a task of `task_kind` (tasks.py); {probe kind: (module,
     feature-set index per probe, probe indices in specs)}.
 
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)

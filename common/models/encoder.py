@@ -13,7 +13,7 @@ class AudioEncoder(nn.Module):
     emb_dim: int           # size of `embed`'s output
     n_mels: int | None     # mel bins of its front end (None: raw waveform)
     front_end_recipe = "study"  # mel recipe (common/models/melspec.py), set by the model id
-    VARIANTS = {}          # variant name -> the class attributes it changes (common/models/registry.py)
+    VARIANTS = {}          # variant name -> the class attributes it changes (registry.py)
     VARIANT_OPTION = "variant"  # the train.py option that picks a variant
     DEFAULT_VARIANT = "code"    # what the bare model name is, as that option names it
     HEADS = ()             # submodules that only pretraining uses (not counted as the embedding's)
