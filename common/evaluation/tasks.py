@@ -1,14 +1,14 @@
 """The downstream tasks: which dataset each uses, what its label is, and how it is scored.
 
-A task's kind says how probes learn it and how they are scored (common/evaluation/metrics.py):
+A task's kind says how probes learn it and how they are scored (metrics.py):
   tags      multi-label (a clip has any number of the classes): ROC-AUC and PR-AUC
   classes   single-label: accuracy and macro F1
   key       single-label over the 24 keys: accuracy and the MIREX weighted score
 Labels are stored as strings in the feature index (a tag list joined by ';' for tags);
 `classes` fixes the order in which probes see them.
 
-The four built-in tasks are TASKS. A task of one's own (common/evaluation/task_csv.py) is known by
-name to the rest of the process once read, like the built-in ones (`get`), and is kept as
+The four built-in tasks are TASKS. A task of one's own (task_csv.py) is known by name to
+the rest of the process once read, like the built-in ones (`get`), and is kept as
 task.json beside its features and results so that figures and summaries read it back.
 """
 import json
@@ -22,7 +22,6 @@ from common.data.tinysol import INSTRUMENTS
 from common.evaluation.metrics import PRIMARY
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-KINDS = tuple(PRIMARY)
 
 
 @dataclass(frozen=True)
