@@ -14,8 +14,8 @@ length, embedded, and averaged (common/evaluation/extraction.py). --snr names th
 conditions: white Gaussian noise at each SNR (seeded per clip) and the study's deformations
 deform_0..2 (noise at 15 and 0 dB, a gain of -12 dB: common/evaluation/noise.py) are
 applied first; they are computed for the test split only, the only clips the probes are
-evaluated on. `handcrafted` is the
-librosa feature set of common/evaluation/handcrafted.py and needs no checkpoint.
+evaluated on. `handcrafted` is the librosa feature set of common/evaluation/handcrafted.py
+and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
 clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...,deform_0,...}.npy plus
@@ -301,8 +301,8 @@ def main():
         if source is None:
             encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
         else:
-            state = state or checkpoints.load(source, args.model)
-            encoder = Pretrained(source, device, args.model, state).encoder
+            model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
+            encoder = model.encoder
             checkpoint_precision = precision
             if args.precision == "auto" and precision == torch.bfloat16:
                 probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:BFLOAT16_CHECK_CLIPS]]
@@ -312,9 +312,9 @@ def main():
                           f"checkpoint's embeddings (or too few clips to tell): extracting in float32")
                     checkpoint_precision = torch.float32
             untrained = name.startswith("untrained")
-            meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else state["minutes"],
-                    "subset": "untrained" if untrained else state["subset"],
-                    "draw": None if untrained else state.get("draw", 0), "step": state["step"],
+            meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else model.minutes,
+                    "subset": "untrained" if untrained else model.subset,
+                    "draw": None if untrained else model.draw, "step": model.step,
                     "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
                     "precision": str(checkpoint_precision)}
         for k, out_dir in sets.items():
