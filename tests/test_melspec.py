@@ -107,3 +107,18 @@ def test_mel_filters_are_librosas(htk, norm):
         ours = mel_filters(sr, n_fft, n_mels, f_max, htk, norm)
         assert ours.dtype == expected.dtype and ours.shape == expected.shape
         np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_fft, n_mels", [(512, 128), (400, 128), (64, 40)])  # 1, 4 and 4 empty HTK filters
+def test_a_batch_equals_its_items_and_the_dense_filter_product(n_fft, n_mels):
+    """A CPU batch is computed in chunks and the filters band by band (for speed): neither
+    changes a value."""
+    mel = MelSpectrogram(SR, n_fft, n_fft // 2, n_mels, htk=True)
+    waveforms = torch.from_numpy(np.random.default_rng(2).standard_normal((19, SR // 2)).astype(np.float32))
+    with torch.no_grad():
+        batch = mel(waveforms)
+        spectrum = torch.stft(waveforms, n_fft, n_fft // 2, window=mel.window, return_complex=True)
+        dense = 10 * torch.log10((mel.mel_basis @ spectrum.abs().square()).clamp(min=1e-10))
+        items = torch.cat([mel(w[None]) for w in waveforms])
+    np.testing.assert_allclose(batch.numpy(), dense.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(batch.numpy(), items.numpy())
