@@ -32,6 +32,7 @@ extraction) or extracted for other clips is named and left out.
 import csv
 import io
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -43,11 +44,11 @@ from common.data.subsets import checkpoint_order
 from common.evaluation import tasks
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
-from common.evaluation.probes import MAX_EPOCHS, PROBES, ProbeSpec, fit, predict
+from common.evaluation.probes import MAX_EPOCHS, PROBES, RECIPES, ProbeSpec, fit, predict
 from common.evaluation.selection import best_probes
 from common.models.registry import model_argument
 from common.provenance import changes, clips_digest, digest
-from common.training.distributed import add_device_option, resolve_device
+from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
 COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
            "metric", "value")
@@ -66,6 +67,7 @@ def parse_args():
     parser.add_argument("--epochs", type=positive_int, default=MAX_EPOCHS,
                         help="most epochs of probe training (default %(default)s)")
     add_device_option(parser)
+    add_precision_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="fit again even if the results file is up to date with its features")
     return parser.parse_args()
@@ -116,7 +118,7 @@ def _extract_command(args):
     return f"python extract_features.py --model {args.model} {task}{' --demo' if args.demo else ''}"
 
 
-def usable_feature_sets(model_dir, index, args):
+def usable_feature_sets(model_dir, index, args, precision):
     """(the feature sets to probe, in checkpoint order; the provenance of results fitted on
     them). A set without clean features, or extracted for other clips than the index lists,
     is named and left out."""
@@ -124,7 +126,8 @@ def usable_feature_sets(model_dir, index, args):
         rows = list(csv.DictReader(f))
     clips = clips_digest((r["clip_id"], r["split"]) for r in rows)
     usable, provenance = [], {"index": digest(rows), "probes": list(args.probes), "seeds": args.seeds,
-                              "epochs": args.epochs}
+                              "epochs": args.epochs, "recipes": {n: asdict(r) for n, r in RECIPES.items()},
+                              "precision": str(precision).removeprefix("torch.")}
     for path in sorted((p for p in model_dir.iterdir() if (p / "meta.json").exists()),
                        key=lambda p: checkpoint_order(p.name)):
         meta = json.loads((path / "meta.json").read_text())
@@ -156,7 +159,9 @@ def main():
     if not model_dir.is_dir() or not (task_dir / "index.csv").exists():
         raise UserError(f"no features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
-    checkpoints, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    checkpoints, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args, precision)
     if not checkpoints:
         raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
@@ -202,7 +207,7 @@ def main():
         specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes
                  for seed in range(args.seeds)]
         fitted = fit(task.kind, specs, [clean[k] for k in sets], targets, splits, len(task.classes),
-                     resolve_device(args.device), epochs=args.epochs)
+                     device, epochs=args.epochs, precision=precision)
         for kind, (module, members_sets, members) in fitted.items():
             evaluations = {
                 ("valid", CLEAN): predict(module, members_sets, [clean[k][splits["valid"]] for k in sets]),

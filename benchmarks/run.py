@@ -179,19 +179,21 @@ def extract(args):
 def probes(args):
     """All 15 probes (5 kinds x 3 seeds) batched vs scikit-learn one after another (logistic
     regression for the kinds without a hidden layer, MLPClassifier of the same sizes for the
-    others), same features."""
+    others), same features; the score is the probes' mean test accuracy."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
     from common.evaluation.metrics import accuracy
     from common.evaluation.probes import PROBES, ProbeSpec, fit, hidden_sizes, predict
 
-    # MTAT-sized synthetic features: 14 classes in 512 dimensions, 15,000 train clips
+    # MTAT-sized synthetic features, standardised as downstream.py does: 14 classes in 512
+    # dimensions, 15,000 train clips, overlapping enough that a probe scores about 0.6
     rng = np.random.default_rng(0)
     n, dim, classes = (3_400 if QUICK else 17_000), 512, 14
     y = rng.integers(0, classes, n)
-    x = (rng.standard_normal((classes, dim))[y] * 0.3 + rng.standard_normal((n, dim))).astype(np.float32)
+    x = rng.standard_normal((classes, dim))[y] * 0.1 + rng.standard_normal((n, dim))
     train, valid = n * 15 // 17, n * 16 // 17
+    x = ((x - x[:train].mean(0)) / x[:train].std(0)).astype(np.float32)
     splits = {"train": np.arange(train), "valid": np.arange(train, valid), "test": np.arange(valid, n)}
     specs = [ProbeSpec(kind, 0, seed) for kind in PROBES for seed in range(3)]
     epochs = 5 if QUICK else 20
@@ -200,10 +202,10 @@ def probes(args):
     def ours():
         fitted = fit("classes", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
         outputs = np.concatenate([predict(m, sets, [x[splits["test"]]]) for m, sets, _ in fitted.values()])
-        scores["ours"] = max(accuracy(y[splits["test"]], o.argmax(1)) for o in outputs)
+        scores["ours"] = np.mean([accuracy(y[splits["test"]], o.argmax(1)) for o in outputs])
 
     def reference():
-        best = 0.0
+        accuracies = []
         for kind in PROBES:
             for seed in range(3):
                 hidden = hidden_sizes(kind, dim, classes)
@@ -212,11 +214,11 @@ def probes(args):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model.fit(x[splits["train"]], y[splits["train"]])
-                best = max(best, accuracy(y[splits["test"]], model.predict(x[splits["test"]])))
-        scores["reference"] = best
+                accuracies.append(accuracy(y[splits["test"]], model.predict(x[splits["test"]])))
+        scores["reference"] = np.mean(accuracies)
 
     ours_rate, reference_rate = once(ours), once(reference)
-    report("probes", ours_rate, reference_rate, "grids/s", ">= 10", compute_limit(ours_rate * flops(ours)),
+    report("probes", ours_rate, reference_rate, "grids/s", ">= 3", compute_limit(ours_rate * flops(ours)),
            score=round(scores["ours"], 4), baseline_score=round(scores["reference"], 4))
 
 

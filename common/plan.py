@@ -86,7 +86,7 @@ def window_seconds(model_id, device, precision, windows=8):
     return _seconds_per_call(forward, repeats=1) / windows
 
 
-def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, kinds):
+def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, precision, kinds):
     """Seconds of one epoch of `n_probes_per_kind` stacked probes of every kind (fitted on
     random features: the cost depends on the shapes only)."""
     generator = np.random.default_rng(0)
@@ -98,7 +98,8 @@ def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, kind
     splits = {"train": np.arange(n_clips * 4 // 5), "valid": np.arange(n_clips * 4 // 5, n_clips)}
     specs = [probes.ProbeSpec(kind, k, 0) for k in range(n_probes_per_kind) for kind in kinds]
     started = time.perf_counter()
-    probes.fit(task.kind, specs, features, targets, splits, n_outputs, device, epochs=2, patience=2)
+    probes.fit(task.kind, specs, features, targets, splits, n_outputs, device, epochs=2, patience=2,
+               precision=precision)
     return (time.perf_counter() - started) / 2
 
 
@@ -177,7 +178,7 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
                                            f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
         feature_sets = checkpoints * (1 + (build(model).layer_count() if layers and model != "handcrafted" else 0))
         epoch = sum(probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
-                                        feature_sets * grid["seeds"], device, kinds)
+                                        feature_sets * grid["seeds"], device, precision, kinds)
                     for task, clips in task_clips.items() if clips is not None)
         count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"]
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",

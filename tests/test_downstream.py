@@ -39,6 +39,23 @@ def test_batched_probes_equal_probes_trained_one_at_a_time(task_kind, classes):
         np.testing.assert_allclose(batched[i], alone, rtol=1e-4, atol=1e-5)
 
 
+def test_bfloat16_probes_score_as_float32_probes():
+    """--precision bfloat16 (auto's choice on CUDA and on CPUs with native bfloat16) trains
+    the probes' products under autocast; it must not change what they learn."""
+    features, y, splits = synthetic_task(dim=32)
+    specs = [ProbeSpec(kind, 0, 0) for kind in ("linear", "mlp1")]
+    outputs, scores = {}, {}
+    for precision in (torch.float32, torch.bfloat16):
+        fitted = fit("classes", specs, features[:1], y, splits, 5, torch.device("cpu"), epochs=15, precision=precision)
+        assert all(p.dtype == torch.float32 for module, _, _ in fitted.values() for p in module.parameters())
+        outputs[precision] = [predict(module, sets, [features[0][splits["test"]]])[0] for module, sets, _ in
+                              fitted.values()]
+        scores[precision] = [(o.argmax(1) == y[splits["test"]]).mean() for o in outputs[precision]]
+    assert min(scores[torch.float32]) > 0.6
+    np.testing.assert_allclose(scores[torch.bfloat16], scores[torch.float32], atol=0.1)
+    assert not np.array_equal(outputs[torch.bfloat16][1], outputs[torch.float32][1])  # it did train in bfloat16
+
+
 def run(script, *options, check=True, **dirs):
     return run_demo_script(script, *options, *[f"--{k.replace('_', '-')}={v}" for k, v in dirs.items()], check=check)
 
