@@ -225,7 +225,7 @@ def probes(args):
         scores["reference"] = np.mean(accuracies)
 
     ours_rate, reference_rate = once(ours), once(reference)
-    report("probes", ours_rate, reference_rate, "grids/s", ">= 3", compute_limit(ours_rate * flops(ours)),
+    report("probes", ours_rate * 60, reference_rate * 60, "grids/min", ">= 3", compute_limit(ours_rate * flops(ours)),
            score=round(scores["ours"], 4), baseline_score=round(scores["reference"], 4))
 
 
