@@ -91,6 +91,10 @@ def parse_args():
                                  f"the full one)")
     add_device_option(parser)
     args = parser.parse_args()
+    stems = [path.stem for path in args.task_csv]
+    if clashing := sorted({stem for stem in stems if stems.count(stem) > 1}):
+        raise UserError(f"--task-csv: a task is named after its file, and two files are named {clashing[0]}.csv "
+                        f"(their features and results would share a folder): rename one")
     for name in OUTPUTS:
         if getattr(args, f"{name}_dir") is None:
             setattr(args, f"{name}_dir", REPO_ROOT / name / ("quick" if args.quick else ""))

@@ -135,3 +135,13 @@ def test_reproduce_extracts_and_probes_a_task_of_ones_own_beside_the_built_in_on
         options = steps[description]()
         assert options[options.index("--task-csv") + 1] == moods and "--task" not in options
     assert [name for name, _ in reproduce.task_options(args)] == ["pitch", "moods"]
+
+
+def test_reproduce_refuses_two_task_csvs_of_one_name(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "moods.csv").write_text("path,label,split\n")
+    out = run_demo_script("reproduce.py", "--plan", "--task-csv", tmp_path / "a" / "moods.csv",
+                          tmp_path / "b" / "moods.csv", check=False)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "two files are named moods.csv" in out.stderr
