@@ -187,7 +187,8 @@ def main():
         noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("*.npy"))
                       if p.stem != CLEAN})
         meta = json.loads((model_dir / name / "meta.json").read_text())
-        described.append({"layer": meta.get("layer") or "", "subset": meta.get("subset") or "", "draw": "" if meta.get("draw") is None else meta["draw"],
+        described.append({"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
+                          "draw": "" if meta.get("draw") is None else meta["draw"],
                           "step": meta.get("step", ""),
                           "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 

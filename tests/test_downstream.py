@@ -46,7 +46,8 @@ def test_bfloat16_probes_score_as_float32_probes():
     specs = [ProbeSpec(kind, 0, 0) for kind in ("linear", "mlp1")]
     outputs, scores = {}, {}
     for precision in (torch.float32, torch.bfloat16):
-        fitted = fit("classes", specs, features[:1], y, splits, 5, torch.device("cpu"), epochs=15, precision=precision)
+        fitted = fit("classes", specs, features[:1], y, splits, 5, torch.device("cpu"), epochs=15,
+                     precision=precision)
         assert all(p.dtype == torch.float32 for module, _, _ in fitted.values() for p in module.parameters())
         outputs[precision] = [predict(module, sets, [features[0][splits["test"]]])[0] for module, sets, _ in
                               fitted.values()]
