@@ -2,7 +2,7 @@
 {"name", "ours", "baseline", "unit", "ratio", "target", "limit", "of_limit"}.
 
     python benchmarks/run.py                 # everything measured so far
-    python benchmarks/run.py --quick         # the same rows, shorter and smaller: under two minutes
+    python benchmarks/run.py --quick         # the same rows, shorter and smaller: about two minutes
     python benchmarks/run.py --only loader   # one of them
 
 Runs on the demo data (rendered on first use). Timings are wall-clock on this machine:
@@ -314,7 +314,7 @@ def main():
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--quick", action="store_true",
-                        help="every row, from shorter timings on less data (under two minutes on 2 CPU cores)")
+                        help="every row, from shorter timings on less data (about two minutes on 2 CPU cores)")
     add_data_options(parser)
     args = parser.parse_args()
     global QUICK
