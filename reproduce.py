@@ -91,8 +91,8 @@ def parse_args():
                                  f"the full one)")
     add_device_option(parser)
     args = parser.parse_args()
-    stems = [path.stem for path in args.task_csv]
-    if clashing := sorted({stem for stem in stems if stems.count(stem) > 1}):
+    names = [task_csv.task_name(path) for path in args.task_csv]
+    if clashing := sorted({name for name in names if names.count(name) > 1}):
         raise UserError(f"--task-csv: a task is named after its file, and two files are named {clashing[0]}.csv "
                         f"(their features and results would share a folder): rename one")
     for name in OUTPUTS:
@@ -139,7 +139,7 @@ def task_options(args):
     """(name, the option that names it) of every task of the study: the built-in ones asked
     for, then one's own."""
     return [(task, ["--task", task]) for task in args.tasks] + \
-        [(path.stem, ["--task-csv", path]) for path in args.task_csv]
+        [(task_csv.task_name(path), ["--task-csv", path]) for path in args.task_csv]
 
 
 def task_names(args):

@@ -24,11 +24,16 @@ from common.provenance import digest
 SHOWN = 5  # a refusal names this many of the rows it is about
 
 
+def task_name(path):
+    """The name of the task a CSV defines, which names its features' and results' folders."""
+    return Path(path).stem
+
+
 def read(path, data_root=None):
     """(the Task, its Dataset) of the CSV at `path`; refuses, in one line, a file that is not a
     task: a missing column or split, an unknown split, a path with no file, a repeated path."""
     path = Path(path).resolve()
-    name = path.stem
+    name = task_name(path)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UserError(f"{path}: a task is named after its CSV, so the file name may hold letters, digits, "
                         f"'_', '.' and '-' only")
