@@ -35,7 +35,8 @@ from common.evaluation import handcrafted, probes
 from common.evaluation.extraction import sample_per_split, window_count
 from common.models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
 from common.training.distributed import World, autocast, resolve_precision
-from common.training.loop import Batch, epoch_plan, items_per_clip, parse_args
+from common.training.epochs import Batch, epoch_plan, items_per_clip
+from common.training.options import parse_args
 
 STAGES = ("pretrain", "extract", "probes")
 

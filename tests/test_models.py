@@ -10,10 +10,10 @@ import torch
 from common.data import captions
 from common.data.dataset import load_dataset
 from common.models.registry import MODELS, base_name, build, build_for, pretraining_objective
-from common.training.loop import Batch
+from common.training.epochs import Batch
 
 REPO = Path(__file__).resolve().parent.parent
-# The study's table (SPEC section 4): name: (params, emb_dim, input seconds, n_mels, relative
+# The study's table (the model table of its README): name: (params, emb_dim, input seconds, n_mels, relative
 # tolerance on params), met by each model's `table` variant where its code differs
 TABLE = {"vggish-table": (3.7e6, 512, 3.75, 128, 0.03), "musicnn-table": (12.0e6, 200, 3.00, 96, 0.03),
          "ast": (87.0e6, 768, 5.12, 128, 0.03), "clmr": (2.5e6, 512, 2.68, None, 0.07),

@@ -21,6 +21,7 @@ from common.models import checkpoints
 from common.models.registry import MODELS, model_class, pretraining_objective, train_script
 from common.training import loop as training
 from common.training.distributed import World
+from common.training.epochs import epoch_items, epoch_plan, read_crops
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,27 +72,27 @@ def test_tile_crops_visit_each_segment_of_each_clip_once_per_epoch(tmp_path):
     data = SimpleNamespace(keys=list(cache.keys), cache=cache)
     length = model_class("vggish").input_samples
     args = SimpleNamespace(crops="tile", crops_per_clip=8)
-    clips, segments = training.epoch_items(data, args, length)
+    clips, segments = epoch_items(data, args, length)
     # the study's 8 segments of a 29 s clip; fewer of shorter clips: those at least half audio, at least one
     assert np.bincount(clips).tolist() == [8, 8, 3, 1, 1]
     for epoch, batch_size in ((0, 4), (1, 5), (2, 64)):
-        plan = training.epoch_plan(len(clips), 0, epoch, World(), batch_size)
+        plan = epoch_plan(len(clips), 0, epoch, World(), batch_size)
         assert all(len(batch) >= 2 for batch in plan)
         visited = np.concatenate(plan)
         assert sorted(visited) == list(range(len(clips)))  # each item exactly once
         for batch in plan:
-            audio = training.read_crops(data, clips[batch], segments[batch], "tile", length, None)
+            audio = read_crops(data, clips[batch], segments[batch], "tile", length, None)
             for row, c, k in zip(audio, clips[batch], segments[batch]):
                 expected = cache.clip(data.keys[c])[k * length:(k + 1) * length]
                 np.testing.assert_array_equal(row[:len(expected)], expected)
                 assert not row[len(expected):].any()  # the last segment is zero-padded
-    orders = [np.concatenate(training.epoch_plan(len(clips), 0, e, World(), 4)) for e in (0, 1)]
+    orders = [np.concatenate(epoch_plan(len(clips), 0, e, World(), 4)) for e in (0, 1)]
     assert not np.array_equal(*orders)  # shuffled anew each epoch
 
 
 def test_processes_share_every_step_and_together_visit_each_item_once():
     for n_items, batch_size in ((21, 8), (20, 6), (9, 4)):
-        plans = [training.epoch_plan(n_items, 3, 0, World(rank=r, size=2), batch_size) for r in range(2)]
+        plans = [epoch_plan(n_items, 3, 0, World(rank=r, size=2), batch_size) for r in range(2)]
         assert len(plans[0]) == len(plans[1])  # every process takes every step
         assert sorted(np.concatenate(plans[0] + plans[1])) == list(range(n_items))
         assert all(len(b) >= 2 for plan in plans for b in plan)
@@ -239,7 +240,6 @@ def test_missing_data_without_network_is_one_line(tmp_path):
 
 
 def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, monkeypatch):
-    from common.training import loop as training
     options = ["train.py", "--demo", "--subset", "1", "--batch-size", "2", "--runs-dir", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", options + ["--max-steps", "2"])
     defaults = {"epochs": 1000, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "plateau",

@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from common.models.registry import base_name, build  # noqa: E402
 from common.training import distributed  # noqa: E402
+from common.training.epochs import Batch  # noqa: E402
 from common.training.global_batch import gather_views, sync_batchnorm  # noqa: E402
-from common.training.loop import Batch, tagging_loss  # noqa: E402
+from common.training.loop import tagging_loss  # noqa: E402
 
 BATCH = 6
 

@@ -1,0 +1,147 @@
+"""A pretraining run's folder: runs/<data>/<model id>/<subset>[-draw<k>]/seed<k>/.
+
+  config.json        every setting, the clips and their minutes, the model, versions
+  untrained.pt       the weights before any update (the study's "untrained model")
+  last.pt            weights, optimizer, scheduler and Progress: what --resume continues from
+  checkpoints/step<N>.pt   the weights kept every --checkpoint-every epochs, as the study kept them
+  log.csv            a row per step
+  finished.json      once the run has ended
+
+Only the main process writes; every file is written whole (common/atomic.py).
+"""
+import csv
+import io
+import json
+import platform
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.atomic import write_json, write_text
+from common.cli import UserError
+from common.models import checkpoints
+from common.models.registry import describe
+
+LOG_FIELDS = ("step", "epoch", "loss", "lr", "items_per_s", "data_s")
+# Settings a resumed run must share with the run it continues: the step counter is its
+# whole random state only while the epoch plans and the optimizer stay the same.
+FIXED_ON_RESUME = ("batch_size", "crops", "crops_per_clip", "lr", "weight_decay", "lr_schedule", "precision",
+                   "world_size")
+
+
+@dataclass
+class Progress:
+    """Where a run stands; with the seed, its whole random state."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    loss_sum: float = 0.0  # of this epoch's steps so far, for the plateau schedule
+    loss_steps: int = 0
+
+    def state(self):
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "epoch_loss": [self.loss_sum, self.loss_steps]}
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(state["step"], state["epoch"], state["batch_in_epoch"], *state["epoch_loss"])
+
+
+def check_resumable(run_dir, args, world):
+    """Refuse to resume with settings that would change the epoch plans or the optimizer."""
+    config = json.loads((run_dir / "config.json").read_text())
+    then = {**config["args"], "world_size": config["world_size"]}
+    now = {**vars(args), "world_size": world.size}
+    changed = [f"--{k.replace('_', '-')} {then.get(k)} -> {now[k]}" for k in FIXED_ON_RESUME
+               if k in then and then[k] != now[k]]
+    if changed:
+        raise UserError(f"{run_dir} was started with other settings ({'; '.join(changed)}): resume it with the "
+                        f"settings in its config.json, or start a new run (another --seed or --runs-dir)")
+
+
+def restore(path, model_name, model, optimizer, scheduler):
+    """Load last.pt into the model, optimizer and scheduler; its Progress."""
+    state = checkpoints.load(path, model_name)
+    checkpoints.load_weights(model, path, state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return Progress.from_state(state)
+
+
+class RunFolder:
+    """The files of one run, written by the main process (the others' calls do nothing)."""
+
+    def __init__(self, run_dir, identity, world):
+        self.dir, self.identity, self.is_main = run_dir, identity, world.is_main
+        self.last = run_dir / "last.pt"
+        self._saved = None  # the Progress last.pt holds, when this process knows it
+        self._log_file = self._log = None
+
+    def start(self, args, data, model, world):
+        """config.json and untrained.pt, before any update."""
+        if not self.is_main:
+            return
+        write_json(self.dir / "config.json", {
+            **self.identity, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "clips": data.keys, "n_clips": len(data.keys), "model": describe(model), "world_size": world.size,
+            "device": str(world.device), "versions": _versions()})
+        checkpoints.save(self.dir / "untrained.pt", {**self.identity, "model": model.state_dict(), "step": 0})
+
+    def open_log(self, progress, resumed):
+        """log.csv: the rows up to the resumed step, replaced whole; then a row per step."""
+        if resumed:
+            self._saved = astuple(progress)
+        if not self.is_main:
+            return
+        kept = io.StringIO()
+        writer = csv.DictWriter(kept, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(_read_log(self.dir / "log.csv", progress.step))
+        write_text(self.dir / "log.csv", kept.getvalue())
+        self._log_file = open(self.dir / "log.csv", "a", newline="", buffering=1)  # line-buffered: tail -f works
+        self._log = csv.DictWriter(self._log_file, LOG_FIELDS)
+
+    def log(self, row):
+        if self.is_main:
+            self._log.writerow(row)
+
+    def save_last(self, model, optimizer, scheduler, progress):
+        # last.pt carries the optimizer (about 1 GB for AST): written only when the state moved on
+        if not self.is_main:
+            return
+        if self._saved != astuple(progress):
+            checkpoints.save(self.last, {**self.identity, "model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                         **progress.state()})
+            self._saved = astuple(progress)
+        self._log_file.flush()
+
+    def keep_checkpoint(self, model, progress):
+        if self.is_main:
+            checkpoints.save(self.dir / "checkpoints" / f"step{progress.step:07d}.pt",
+                             {**self.identity, "model": model.state_dict(), "step": progress.step,
+                              "epoch": progress.epoch})
+
+    def close(self):
+        if self._log_file:
+            self._log_file.close()
+
+    def finish(self, progress, args):
+        if self.is_main:
+            write_json(self.dir / "finished.json", {"step": progress.step, "epoch": progress.epoch,
+                                                    "max_steps": args.max_steps, "epochs": args.epochs})
+
+
+def _versions():
+    import librosa
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "librosa": librosa.__version__}
+
+
+def _read_log(path, up_to_step):
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if None not in r.values() and int(r["step"]) <= up_to_step]
