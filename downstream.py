@@ -32,20 +32,29 @@ extraction) or extracted for other clips is named and left out.
 import csv
 import io
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from common.atomic import write_json, write_text
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, folder, positive_int,
-                        run)
+from common.cli import (
+    REPO_ROOT,
+    ArgumentParser,
+    UserError,
+    add_data_options,
+    check_output_dir,
+    folder,
+    positive_int,
+    run,
+)
 from common.data.subsets import checkpoint_order
 from common.evaluation import tasks
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
 from common.evaluation.probes import MAX_EPOCHS, PROBES, RECIPES, ProbeSpec, fit, predict
 from common.evaluation.selection import best_probes
+from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models.registry import model_argument
 from common.provenance import changes, clips_digest, digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
@@ -58,7 +67,7 @@ def parse_args():
     parser = ArgumentParser(prog="python downstream.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=model_argument("handcrafted"),
                         help="a model id (python -m common.models.registry), or handcrafted")
-    tasks.add_options(parser)
+    add_task_options(parser)
     add_data_options(parser)
     parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")
     parser.add_argument("--results-dir", type=folder, default=REPO_ROOT / "results")
@@ -103,8 +112,9 @@ def summary(rows, task):
     for checkpoint in sorted(chosen, key=checkpoint_order):
         probe, minutes = chosen[checkpoint], df[df.checkpoint == checkpoint].minutes.iloc[0]
         mean, std = means.loc[(checkpoint, probe)]
-        lines.append(f"{checkpoint:<{width}} {minutes or '-':>8}  {probe:<15}  {mean:.4f} (+/- {np.nan_to_num(std):.4f})"
-                     f"{'':<17}" + "".join(f"{means.loc[(checkpoint, k), 'mean']:>8.3f}" for k in kinds))
+        kinds_means = "".join(f"{means.loc[(checkpoint, k), 'mean']:>8.3f}" for k in kinds)
+        lines.append(f"{checkpoint:<{width}} {minutes or '-':>8}  {probe:<15}  {mean:.4f} "
+                     f"(+/- {np.nan_to_num(std):.4f}){'':<17}{kinds_means}")
     return "\n".join(lines)
 
 
@@ -144,95 +154,143 @@ def usable_feature_sets(model_dir, index, args, precision):
     return usable, provenance
 
 
+@dataclass
+class FeatureSet:
+    """One checkpoint's (or layer's) features, standardised with the train split's statistics."""
+    name: str               # the checkpoint's, e.g. untrained, 5, 5@1000, 5#layer3
+    clean: np.ndarray       # (clips, dim), every split
+    degraded: dict          # {condition file stem: (test clips, dim)}
+    described: dict         # its columns of the results CSV: layer, subset, draw, step, minutes
+
+
 def main():
     args = parse_args()
     check_output_dir(args.results_dir, "--results-dir")
-    task, own_dataset = tasks.from_args(args)
-    data_name = "demo" if args.demo else "real"
-    task_dir = args.features_dir / data_name / task.name
+    task, own_dataset = task_from_args(args)
+    task_dir = args.features_dir / ("demo" if args.demo else "real") / task.name
     model_dir = task_dir / args.model
-    target = args.results_dir / data_name / task.name / f"{args.model}.csv"
+    target = args.results_dir / ("demo" if args.demo else "real") / task.name / f"{args.model}.csv"
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    # reuse: results up to date with their features are printed, not fitted again
+    names, provenance = checked_feature_sets(args, task, task_dir, target, precision)
+    if names is None:
+        return _print_summary(target, task)
+    # features: each usable set, standardised; the conditions every one of them has
+    targets, splits = read_index(task_dir / "index.csv", task)
+    if min(len(rows) for rows in splits.values()) == 0:
+        raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
+    sets = [load_feature_set(model_dir / name, splits) for name in names]
+    conditions = shared_conditions(sets)
+    # probes: fitted together on the sets of one width, scored on every split and condition
+    print(f"fitting {len(sets) * len(args.probes) * args.seeds} probes ({len(sets)} checkpoints x "
+          f"{len(args.probes)} kinds x {args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
+    rows = []
+    for group in _by_width(sets):
+        rows += probe_rows(args, task, group, conditions, targets, splits, device, precision)
+    write_results(target, rows, provenance, task if own_dataset else None)
+    print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
+
+
+def checked_feature_sets(args, task, task_dir, target, precision):
+    """(the names of the feature sets to probe, the provenance the results will record), or
+    (None, None) when the results file is up to date with them (or its features are gone)."""
+    model_dir = task_dir / args.model
     if target.exists() and not model_dir.is_dir() and not args.overwrite:
         print(f"{target} (its features are not under {model_dir}: it cannot be checked against them)")
-        _print_summary(target, task)
-        return
+        return None, None
     if not model_dir.is_dir() or not (task_dir / "index.csv").exists():
         raise UserError(f"no features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    checkpoints, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args, precision)
-    if not checkpoints:
+    names, provenance = usable_feature_sets(model_dir, task_dir / "index.csv", args, precision)
+    if not names:
         raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
-    sidecar = target.with_name(f"{args.model}.provenance.json")
+    sidecar = _sidecar(target)
     if target.exists() and not args.overwrite:
         before = json.loads(sidecar.read_text()) if sidecar.exists() else None
         if before == provenance:
             print(f"{target} is up to date with its features (--overwrite to fit again)")
-            _print_summary(target, task)
-            return
+            return None, None
         why = (f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
-               else "no record of what it was fitted on (an earlier version made it)")
+               else "no record of what it was fitted on")
         print(f"{target}: {why}: fitting again")
-    targets, splits = read_index(task_dir / "index.csv", task)
-    if min(len(rows) for rows in splits.values()) == 0:
-        raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
+    return names, provenance
 
-    clean, noisy, described = [], [], []
-    for name in checkpoints:
-        features = np.load(model_dir / name / "clean.npy")
-        mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
-        clean.append((features - mean) / std)
-        noisy.append({p.stem: (np.load(p) - mean) / std for p in sorted((model_dir / name).glob("*.npy"))
-                      if p.stem != CLEAN})
-        meta = json.loads((model_dir / name / "meta.json").read_text())
-        described.append({"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
-                          "draw": "" if meta.get("draw") is None else meta["draw"],
-                          "step": meta.get("step", ""),
-                          "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"})
 
-    complete = sorted(set.intersection(*(set(n) for n in noisy)), key=lambda s: condition_order(condition_label(s)))
-    for stem in sorted(set.union(*(set(n) for n in noisy)) - set(complete)):
-        lacking = [c for c, n in zip(checkpoints, noisy) if stem not in n]
+def load_feature_set(path, splits):
+    """The FeatureSet in `path`, standardised with its train split's mean and deviation."""
+    features = np.load(path / "clean.npy")
+    mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
+    degraded = {p.stem: (np.load(p) - mean) / std for p in sorted(path.glob("*.npy")) if p.stem != CLEAN}
+    meta = json.loads((path / "meta.json").read_text())
+    described = {"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
+                 "draw": "" if meta.get("draw") is None else meta["draw"], "step": meta.get("step", ""),
+                 "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"}
+    return FeatureSet(path.name, (features - mean) / std, degraded, described)
+
+
+def shared_conditions(sets):
+    """The degraded conditions every set has, in the figures' order; one missing for some is
+    named and left out for all."""
+    held = [set(s.degraded) for s in sets]
+    shared = sorted(set.intersection(*held), key=lambda stem: condition_order(condition_label(stem)))
+    for stem in sorted(set.union(*held) - set(shared)):
+        lacking = [s.name for s in sets if stem not in s.degraded]
         print(f"warning: no {stem}.npy for {', '.join(lacking)}: {stem} is not evaluated for any checkpoint "
               f"(extract it, then run again)")
-    n_probes = len(checkpoints) * len(args.probes) * args.seeds
-    print(f"fitting {n_probes} probes ({len(checkpoints)} checkpoints x {len(args.probes)} kinds x "
-          f"{args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
-    by_width = {}  # probes are fitted together on feature sets of one width (a model's layers differ)
-    for k, features in enumerate(clean):
-        by_width.setdefault(features.shape[1], []).append(k)
+    return shared
+
+
+def _by_width(sets):
+    """The sets grouped by feature width: probes are stacked over sets of one width (a model's
+    layers differ)."""
+    groups = {}
+    for s in sets:
+        groups.setdefault(s.clean.shape[1], []).append(s)
+    return list(groups.values())
+
+
+def probe_rows(args, task, sets, conditions, targets, splits, device, precision):
+    """Fit every kind and seed of probe on each set, then a results row per (set, probe, seed,
+    split, condition, metric): the clean valid and test splits, and each degraded test set."""
+    specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes for seed in range(args.seeds)]
+    fitted = fit(task.kind, specs, [s.clean for s in sets], targets, splits, len(task.classes), device,
+                 epochs=args.epochs, precision=precision)
     rows = []
-    for sets in by_width.values():
-        specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes
-                 for seed in range(args.seeds)]
-        fitted = fit(task.kind, specs, [clean[k] for k in sets], targets, splits, len(task.classes),
-                     device, epochs=args.epochs, precision=precision)
-        for kind, (module, members_sets, members) in fitted.items():
-            evaluations = {
-                ("valid", CLEAN): predict(module, members_sets, [clean[k][splits["valid"]] for k in sets]),
-                ("test", CLEAN): predict(module, members_sets, [clean[k][splits["test"]] for k in sets])}
-            for stem in complete:
-                evaluations["test", stem] = predict(module, members_sets, [noisy[k][stem] for k in sets])
-            for (split, stem), outputs in evaluations.items():
-                for g, i in enumerate(members):
-                    spec, k = specs[i], sets[specs[i].feature_set]
-                    for metric, value in task_metrics(task.kind, targets[splits[split]], outputs[g]).items():
-                        rows.append({"model": args.model, "checkpoint": checkpoints[k], **described[k],
-                                     "probe": kind, "seed": spec.seed, "split": split, "snr": condition_label(stem),
-                                     "metric": metric, "value": f"{value:.6f}"})
+    for kind, probes in fitted.items():
+        inputs = {("valid", CLEAN): [s.clean[splits["valid"]] for s in sets],
+                  ("test", CLEAN): [s.clean[splits["test"]] for s in sets],
+                  **{("test", stem): [s.degraded[stem] for s in sets] for stem in conditions}}
+        for (split, stem), features in inputs.items():
+            outputs = predict(probes, features)
+            for g, i in enumerate(probes.members):
+                feature_set = sets[specs[i].feature_set]
+                for metric, value in task_metrics(task.kind, targets[splits[split]], outputs[g]).items():
+                    rows.append({"model": args.model, "checkpoint": feature_set.name, **feature_set.described,
+                                 "probe": kind, "seed": specs[i].seed, "split": split,
+                                 "snr": condition_label(stem), "metric": metric, "value": f"{value:.6f}"})
+    return rows
+
+
+def write_results(target, rows, provenance, own_task):
+    """The CSV (rows in checkpoint, probe, seed, split, condition and metric order), the task of
+    one's own before it and the provenance after it: results are never without what the
+    figures read them by, and a run killed between the CSV and its record fits again."""
     rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
                              r["split"] == "test", condition_order(r["snr"]), r["metric"]))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    if own_dataset:  # before the CSV: results are never without what the figures read them by
-        tasks.save(task, target.parent)
+    if own_task:
+        tasks.save(own_task, target.parent)
     write_text(target, buffer.getvalue())
-    write_json(sidecar, provenance)  # after the CSV: a run killed between the two fits again
-    print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
+    write_json(_sidecar(target), provenance)
+
+
+def _sidecar(target):
+    return target.with_name(f"{target.stem}.provenance.json")
 
 
 if __name__ == "__main__":

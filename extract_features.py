@@ -34,20 +34,32 @@ file (common/evaluation/folder_features.py), by one --checkpoint file (any model
 import argparse
 import json
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from common.atomic import atomic_path, write_json, write_serialised, write_text
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file, folder,
-                        positive_int, run)
+from common.cli import (
+    REPO_ROOT,
+    ArgumentParser,
+    UserError,
+    add_data_options,
+    check_output_dir,
+    existing_file,
+    folder,
+    positive_int,
+    run,
+)
 from common.data.dataset import SPLIT_SCHEMES, load_dataset
 from common.data.subsets import checkpoint_order
 from common.evaluation import handcrafted, tasks
 from common.evaluation.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
 from common.evaluation.folder_features import embed_folder
 from common.evaluation.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
+from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models import checkpoints
 from common.models.pretrained import Pretrained
 from common.models.registry import build, model_argument, model_class, train_command
@@ -63,7 +75,7 @@ def parse_args():
     parser = ArgumentParser(prog="python extract_features.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=model_argument(HANDCRAFTED),
                         help="a model id (python -m common.models.registry), or handcrafted")
-    tasks.add_options(parser)
+    add_task_options(parser)
     add_data_options(parser)
     parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
@@ -78,7 +90,7 @@ def parse_args():
                                                   "clean 20 10 0 deform_0 deform_1 deform_2)")
     parser.add_argument("--splits", choices=SPLIT_SCHEMES, default="study",
                         help="how TinySOL and Beatport are split: study (mir_ref's, as the study evaluated; "
-                             "default) or project (this project's first split)")
+                             "default) or project (this project's own split)")
     parser.add_argument("--clips-per-split", type=positive_int, metavar="N",
                         help="at most N clips of each split, spread over the labels (a fixed sample): a quicker, "
                              "rougher study")
@@ -175,8 +187,7 @@ def weights_id(out_dir, source, model):
             and meta.get("provenance"):
         return meta["provenance"]["weights"], None
     state = checkpoints.load(source, model)
-    # checkpoints written before save ids existed: their path and modification time stand in
-    return state.get("save_id") or f"{source}@{source.stat().st_mtime_ns}", state
+    return state["save_id"], state
 
 
 def write_index(path, clips, task, settings):
@@ -243,114 +254,173 @@ def embed_own_folder(args):
     print(f"{written} file(s) embedded, {kept} already there, {skipped} skipped -> {args.out}")
 
 
+@dataclass
+class TaskClips:
+    """What every checkpoint's extraction for the task shares."""
+    task: tasks.Task
+    task_dir: Path          # features/<data>/<task>/
+    clips: list             # the usable clips, in index.csv's order: the rows of every clean.npy
+    cache: object           # their decoded audio at the model's rate (AudioCache)
+    test_rows: list         # the rows of the test clips: the rows of every degraded condition's file
+    provenance: dict        # what every feature set records besides its weights
+
+
+@dataclass
+class FeatureSets:
+    """One checkpoint's feature sets: its embedding (layer None) and each layer --layers asks for."""
+    name: str               # the checkpoint's, e.g. untrained, 5, 5-draw1, 5@1000
+    folders: dict           # {layer: its folder}
+    todo: dict              # {layer: the conditions not extracted yet}
+    provenance: dict
+
+
 def main():
     args = parse_args()
     if args.audio_dir is not None:
         return embed_own_folder(args)
+    _refuse_folder_options(args)
+    check_output_dir(args.features_dir, "--features-dir")
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    # the task, its dataset (downloaded or rendered on first use) and the sources of features
+    task, own_dataset = task_from_args(args)
+    dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
+    task_dir = args.features_dir / ("demo" if args.demo else "real") / task.name
+    if own_dataset:
+        tasks.save(task, task_dir)
+    sources, sample_rate = checkpoint_sources(args)
+    # the clips, decoded at the model's rate, listed in index.csv
+    job = task_clips(args, task, dataset, task_dir, sample_rate, precision)
+    layers = [None, *resolve_layers(args)]
+    # every checkpoint: what is not done yet, from one forward pass per batch of windows
+    for name, source in sources.items():
+        extract_checkpoint(args, job, name, source, layers, device, precision)
+
+
+def _refuse_folder_options(args):
     if args.model is None:
         raise UserError("give --model and --task or --task-csv (or --audio-dir to embed a folder of audio)")
     if args.out or args.checkpoint or args.per_window:
         raise UserError("--out, --checkpoint and --per-window go with --audio-dir")
-    check_output_dir(args.features_dir, "--features-dir")
-    task, own_dataset = tasks.from_args(args)
-    dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)
-    data_name = "demo" if args.demo else "real"
-    task_dir = args.features_dir / data_name / task.name
-    if own_dataset:
-        tasks.save(task, task_dir)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
+
+
+def checkpoint_sources(args):
+    """({checkpoint name: its file}, the sample rate the features are made at); handcrafted
+    features have the one source "none"."""
     if args.model == HANDCRAFTED:
         if args.checkpoints or args.runs_data:
             raise UserError(f"{' '.join(args.checkpoints or [args.runs_data])}: handcrafted features come from no "
                             f"checkpoint (leave out --checkpoints and --runs-data)")
-        sample_rate, sources = handcrafted.SAMPLE_RATE, {"none": None}
-    else:
-        runs_data = args.runs_data or ("demo" if args.demo else "MTAT")
-        sources = find_checkpoints(args.model, args.runs_dir, runs_data, args.checkpoints)
-        sample_rate = model_class(args.model).sample_rate
+        return {"none": None}, handcrafted.SAMPLE_RATE
+    runs_data = args.runs_data or ("demo" if args.demo else "MTAT")
+    return (find_checkpoints(args.model, args.runs_dir, runs_data, args.checkpoints),
+            model_class(args.model).sample_rate)
+
+
+def task_clips(args, task, dataset, task_dir, sample_rate, precision):
+    """The task's usable clips at `sample_rate` (a fixed sample with --clips-per-split), written
+    to index.csv."""
     cache = dataset.audio(sample_rate)
     clips = [c for c in dataset.clips if c.id in cache]
     if args.clips_per_split:
         clips = sample_per_split(clips, args.clips_per_split)
     write_index(task_dir / "index.csv", clips, task,
                 {"splits": args.splits, "clips_per_split": args.clips_per_split})
-    test_rows = [i for i, c in enumerate(clips) if c.split == "test"]
+    provenance = {"clips": clips_digest((c.id, c.split) for c in clips),
+                  "audio": cache.digest([c.id for c in clips]), "precision": str(precision)}
+    return TaskClips(task, task_dir, clips, cache, [i for i, c in enumerate(clips) if c.split == "test"],
+                     provenance)
 
-    data_provenance = {"clips": clips_digest((c.id, c.split) for c in clips),
-                       "audio": cache.digest([c.id for c in clips]), "precision": str(precision)}
-    layers = [None, *resolve_layers(args)]
-    for name, source in sources.items():
-        sets = {k: task_dir / args.model / (name if k is None else f"{name}#layer{k}") for k in layers}
-        weights, state = ("handcrafted", None) if source is None else weights_id(sets[None], source, args.model)
-        provenance = {"weights": weights, **data_provenance}
-        todo = {}
-        for k, out_dir in sets.items():
-            before = _read_meta(out_dir).get("provenance")
-            stale = list(out_dir.glob("*.npy")) if before != provenance else []
-            if stale:
-                why = (f"{', '.join(changes(before, provenance))} changed since its features were extracted"
-                       if before else "its features record no provenance (an earlier version made them)")
-                print(f"{args.model} {out_dir.name}: {why}: extracting again")
-                for path in stale:
-                    path.unlink()
-            todo[k] = [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
-        if not any(todo.values()):
-            print(f"{args.model} {name}: done already")
-            continue
-        if source is None:
-            encoder, meta = None, {"model": args.model, "checkpoint": name, "minutes": None}
+
+def extract_checkpoint(args, job, name, source, layers, device, precision):
+    """Every feature set of one checkpoint that is not extracted yet; sets whose provenance
+    changed (other weights, clips, audio or precision) are extracted again."""
+    folders = {k: job.task_dir / args.model / (name if k is None else f"{name}#layer{k}") for k in layers}
+    weights, state = ("handcrafted", None) if source is None else weights_id(folders[None], source, args.model)
+    sets = FeatureSets(name, folders, {}, {"weights": weights, **job.provenance})
+    for k, out_dir in folders.items():
+        sets.todo[k] = conditions_to_extract(args, out_dir, sets.provenance)
+    if not any(sets.todo.values()):
+        print(f"{args.model} {name}: done already")
+        return
+    encoder, meta, precision = load_encoder(args, job, name, source, state, device, precision)
+    for k, out_dir in folders.items():
+        if sets.todo[k]:
+            write_json(out_dir / "meta.json", {**meta, "layer": k, "provenance": sets.provenance})
+    widths = layer_widths(encoder) if len(layers) > 1 else {None: handcrafted.DIM if encoder is None else
+                                                              encoder.emb_dim}
+    for snr in args.snr:
+        extract_condition(args, job, sets, snr, encoder, widths, device, precision)
+
+
+def conditions_to_extract(args, out_dir, provenance):
+    """The --snr conditions a feature set's folder lacks, after removing its files when they
+    were made with another provenance."""
+    before = _read_meta(out_dir).get("provenance")
+    stale = list(out_dir.glob("*.npy")) if before != provenance else []
+    if stale:
+        why = (f"{', '.join(changes(before, provenance))} changed since its features were extracted"
+               if before else "its meta.json records no provenance")
+        print(f"{args.model} {out_dir.name}: {why}: extracting again")
+        for path in stale:
+            path.unlink()
+    return [snr for snr in args.snr if not (out_dir / f"{snr_name(snr)}.npy").exists()]
+
+
+def load_encoder(args, job, name, source, state, device, precision):
+    """(the checkpoint's encoder, its features' meta.json, the precision it is extracted in);
+    no encoder for handcrafted features. --precision auto keeps bfloat16 only where it keeps the
+    differences between the first clips' embeddings."""
+    if source is None:
+        return None, {"model": args.model, "checkpoint": name, "minutes": None}, precision
+    model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
+    if args.precision == "auto" and precision == torch.bfloat16:
+        first = [windows(job.cache.clip(c.id), model.encoder.input_samples)[0]
+                 for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
+        if len(first) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(model.encoder, np.stack(first),
+                                                                                 device):
+            print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
+                  f"checkpoint's embeddings (or too few clips to tell): extracting in float32")
+            precision = torch.float32
+    untrained = name.startswith("untrained")
+    meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else model.minutes,
+            "subset": "untrained" if untrained else model.subset, "draw": None if untrained else model.draw,
+            "step": model.step, "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
+            "precision": str(precision)}
+    return model.encoder, meta, precision
+
+
+def extract_condition(args, job, sets, snr, encoder, widths, device, precision):
+    """One test condition (or the clean audio) for every layer that lacks it: copied from a
+    sibling task on the same clips where one has it, else embedded in one pass."""
+    wanted = [k for k in sets.folders if snr in sets.todo[k]]
+    targets = {k: sets.folders[k] / f"{snr_name(snr)}.npy" for k in wanted}
+    for k in list(wanted):
+        if copy_from_sibling_task(targets[k], job.task_dir, job.task, args.model, sets.folders[k].name,
+                                  sets.provenance):
+            print(f"{args.model} {sets.folders[k].name} {snr_name(snr)}: copied from a task on the same clips -> "
+                  f"{targets[k]}")
+            wanted.remove(k)
+    if not wanted:
+        return
+    clips = job.clips if snr == CLEAN else [job.clips[i] for i in job.test_rows]
+
+    def audio_of(i):
+        return apply_condition(job.cache.clip(clips[i].id), snr, clips[i].id)
+
+    # in memory, then written whole (a clip's embedding is a few kB): a memory-mapped file
+    # on a disk that fills up would end the process with SIGBUS instead of an error
+    outs = [np.zeros((len(clips), widths[k]), dtype=np.float32) for k in wanted]
+    with tqdm(total=len(clips), desc=f"{args.model} {sets.name} {snr_name(snr)}", unit="clip", leave=False) as bar:
+        if encoder is None:
+            for i in range(len(clips)):
+                outs[0][i] = handcrafted.features(audio_of(i), handcrafted.SAMPLE_RATE)
+                bar.update()
         else:
-            model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
-            encoder = model.encoder
-            checkpoint_precision = precision
-            if args.precision == "auto" and precision == torch.bfloat16:
-                probe = [windows(cache.clip(c.id), encoder.input_samples)[0] for c in clips[:BFLOAT16_CHECK_CLIPS]]
-                if len(probe) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(encoder, np.stack(probe),
-                                                                                         device):
-                    print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
-                          f"checkpoint's embeddings (or too few clips to tell): extracting in float32")
-                    checkpoint_precision = torch.float32
-            untrained = name.startswith("untrained")
-            meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else model.minutes,
-                    "subset": "untrained" if untrained else model.subset,
-                    "draw": None if untrained else model.draw, "step": model.step,
-                    "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
-                    "precision": str(checkpoint_precision)}
-        for k, out_dir in sets.items():
-            if todo[k]:
-                write_json(out_dir / "meta.json", {**meta, "layer": k, "provenance": provenance})
-        widths = layer_widths(encoder) if len(layers) > 1 else {None: handcrafted.DIM if encoder is None else
-                                                                  encoder.emb_dim}
-        for snr in args.snr:
-            wanted = [k for k in layers if snr in todo[k]]
-            targets = {k: sets[k] / f"{snr_name(snr)}.npy" for k in wanted}
-            for k in list(wanted):
-                if copy_from_sibling_task(targets[k], task_dir, task, args.model, sets[k].name, provenance):
-                    print(f"{args.model} {sets[k].name} {snr_name(snr)}: copied from a task on the same clips -> "
-                          f"{targets[k]}")
-                    wanted.remove(k)
-            if not wanted:
-                continue
-            rows = list(range(len(clips))) if snr == CLEAN else test_rows
-
-            def audio_of(i, rows=rows, snr=snr):
-                return apply_condition(cache.clip(clips[rows[i]].id), snr, clips[rows[i]].id)
-
-            # in memory, then written whole (a clip's embedding is a few kB): a memory-mapped file
-            # on a disk that fills up would end the process with SIGBUS instead of an error
-            outs = [np.zeros((len(rows), widths[k]), dtype=np.float32) for k in wanted]
-            with tqdm(total=len(rows), desc=f"{args.model} {name} {snr_name(snr)}", unit="clip", leave=False) as bar:
-                if encoder is None:
-                    for i in range(len(rows)):
-                        outs[0][i] = handcrafted.features(audio_of(i), sample_rate)
-                        bar.update()
-                else:
-                    embed_clips(encoder, audio_of, len(rows), outs, args.batch_size, device, checkpoint_precision, bar,
-                                layers=wanted)
-            for k, out in zip(wanted, outs):
-                write_serialised(targets[k], lambda file, out=out: np.save(file, out))
-                print(f"{args.model} {sets[k].name} {snr_name(snr)}: {len(rows)} clips -> {targets[k]}")
+            embed_clips(encoder, audio_of, len(clips), outs, args.batch_size, device, precision, bar, layers=wanted)
+    for k, out in zip(wanted, outs):
+        write_serialised(targets[k], lambda file, out=out: np.save(file, out))
+        print(f"{args.model} {sets.folders[k].name} {snr_name(snr)}: {len(clips)} clips -> {targets[k]}")
 
 
 if __name__ == "__main__":

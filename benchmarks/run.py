@@ -1,4 +1,4 @@
-"""Speed measurements of SPEC section 9, one JSON object per line:
+"""Speed measurements of the project's hot paths against a baseline, one JSON object per line:
 {"name", "ours", "baseline", "unit", "ratio", "target", "limit", "of_limit"}.
 
     python benchmarks/run.py                 # everything measured so far
@@ -208,7 +208,7 @@ def probes(args):
 
     def ours():
         fitted = fit("classes", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
-        outputs = np.concatenate([predict(m, sets, [x[splits["test"]]]) for m, sets, _ in fitted.values()])
+        outputs = np.concatenate([predict(probes, [x[splits["test"]]]) for probes in fitted.values()])
         scores["ours"] = np.mean([accuracy(y[splits["test"]], o.argmax(1)) for o in outputs])
 
     def reference():
@@ -245,7 +245,7 @@ def train(args):
     from common.data.subsets import select
     from common.models.registry import MODELS, STUDY_MODELS, build_for, model_class, pretraining_objective
     from common.training.distributed import autocast, resolve_precision
-    from common.training.loop import Batch
+    from common.training.epochs import Batch
     torch.set_num_threads(2)
     repo = Path(__file__).resolve().parent.parent
     dataset = load_dataset("MTAT", args.data_root, demo=True)

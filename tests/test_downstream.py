@@ -30,12 +30,12 @@ def test_batched_probes_equal_probes_trained_one_at_a_time(task_kind, classes):
     device = torch.device("cpu")
     together = fit(task_kind, specs, features, targets, splits, classes, device, epochs=15)
     batched = {}
-    for module, sets, members in together.values():
-        outputs = predict(module, sets, [f[splits["test"]] for f in features])
-        batched.update({i: outputs[g] for g, i in enumerate(members)})
+    for probes in together.values():
+        outputs = predict(probes, [f[splits["test"]] for f in features])
+        batched.update({i: outputs[g] for g, i in enumerate(probes.members)})
     for i, spec in enumerate(specs):
-        ((module, sets, _),) = fit(task_kind, [spec], features, targets, splits, classes, device, epochs=15).values()
-        alone = predict(module, sets, [f[splits["test"]] for f in features])[0]
+        (probes,) = fit(task_kind, [spec], features, targets, splits, classes, device, epochs=15).values()
+        alone = predict(probes, [f[splits["test"]] for f in features])[0]
         np.testing.assert_allclose(batched[i], alone, rtol=1e-4, atol=1e-5)
 
 
@@ -48,9 +48,8 @@ def test_bfloat16_probes_score_as_float32_probes():
     for precision in (torch.float32, torch.bfloat16):
         fitted = fit("classes", specs, features[:1], y, splits, 5, torch.device("cpu"), epochs=15,
                      precision=precision)
-        assert all(p.dtype == torch.float32 for module, _, _ in fitted.values() for p in module.parameters())
-        outputs[precision] = [predict(module, sets, [features[0][splits["test"]]])[0] for module, sets, _ in
-                              fitted.values()]
+        assert all(p.dtype == torch.float32 for probes in fitted.values() for p in probes.module.parameters())
+        outputs[precision] = [predict(probes, [features[0][splits["test"]]])[0] for probes in fitted.values()]
         scores[precision] = [(o.argmax(1) == y[splits["test"]]).mean() for o in outputs[precision]]
     assert min(scores[torch.float32]) > 0.6
     np.testing.assert_allclose(scores[torch.bfloat16], scores[torch.float32], atol=0.1)
@@ -99,8 +98,9 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
                              "split", "snr", "metric", "value"]
     conditions = ("clean", "20", "10", "0", "deform_0", "deform_1", "deform_2")
     combos = {(r["checkpoint"], r["split"], r["snr"], r["metric"]) for r in rows}
-    assert combos == {(c, "test", s, m) for c in ("untrained", "1") for s in conditions for m in ("roc_auc", "pr_auc")} | \
-        {(c, "valid", "clean", m) for c in ("untrained", "1") for m in ("roc_auc", "pr_auc")}
+    metrics = ("roc_auc", "pr_auc")
+    assert combos == {(c, "test", s, m) for c in ("untrained", "1") for s in conditions for m in metrics} | \
+        {(c, "valid", "clean", m) for c in ("untrained", "1") for m in metrics}
     assert {r["probe"] for r in rows} == set(PROBES) == {"linear", "mlp1", "mlp2", "slp", "mlp"}
     assert len(rows) == 2 * 5 * 2 * (len(conditions) + 1) * 2
     assert {r["minutes"] for r in rows if r["checkpoint"] == "1"} == {f"{10 * demo_mtat.CLIP_SECONDS / 60:.2f}"}
@@ -134,20 +134,19 @@ def write_results(path, scores):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
-                         "metric", "value"])
+        writer.writerow(["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split",
+                         "snr", "metric", "value"])
         for checkpoint, subset in (("untrained", "untrained"), ("5", "5")):
             for (probe, split), value in scores.items():
                 for seed in range(2):
-                    writer.writerow(["vggish", checkpoint, subset, "" if subset == "untrained" else 0, 10,
+                    writer.writerow(["vggish", checkpoint, "", subset, "" if subset == "untrained" else 0, 10,
                                      "0.00" if subset == "untrained" else "4.33", probe, seed, split, "clean",
                                      "accuracy", value])
 
 
 def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tmp_path):
-    from reproduce import summary_table
-
     from common.evaluation import figures
+    from reproduce import summary_table
 
     # linear is best on validation, mlp2 on test: every choice must be linear, shown with its test score
     scores = {("linear", "valid"): 0.9, ("linear", "test"): 0.5, ("mlp2", "valid"): 0.6, ("mlp2", "test"): 0.95}
@@ -184,7 +183,6 @@ def test_mir_ref_probes_stop_on_validation_loss_and_keep_their_best_metric_epoch
     y = rng.integers(0, 3, 300)
     splits = {"train": np.arange(200), "valid": np.arange(200, 300)}
     specs = [ProbeSpec("slp", 0, 0)]
-    ((module, sets, _),) = fit("classes", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100,
-                               patience=3).values()
-    outputs = predict(module, sets, [x[splits["valid"]]])[0]
+    (probes,) = fit("classes", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100, patience=3).values()
+    outputs = predict(probes, [x[splits["valid"]]])[0]
     assert outputs.shape == (100, 3) and np.isfinite(outputs).all()

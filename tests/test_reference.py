@@ -50,14 +50,14 @@ def write_results(folder, task, model, rows):
     path.parent.mkdir(parents=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "checkpoint", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
-                         "metric", "value"])
+        writer.writerow(["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split",
+                         "snr", "metric", "value"])
         writer.writerows(rows)
 
 
 @pytest.mark.parametrize("data", ["demo", "real"])
 def test_compare_sets_ours_beside_the_studys_and_never_invents_a_difference_on_the_demo(tmp_path, data):
-    rows = [["vggish", "1", "1", "0", "10", "4.85", "slp", seed, split, snr, "roc_auc", value]
+    rows = [["vggish", "1", "", "1", "0", "10", "4.85", "slp", seed, split, snr, "roc_auc", value]
             for seed, value in ((0, 0.80), (1, 0.84)) for split, snr in (("valid", "clean"), ("test", "clean"),
                                                                          ("test", "0"), ("test", "deform_1"))]
     write_results(tmp_path / data, "tagging", "vggish", rows)

@@ -11,9 +11,9 @@ Adam 1e-3 with an L2 penalty of 1e-5 on every weight and bias in the loss (the s
 Adam's weight decay 2e-5), mini-batches of 1,083 clips, stopped once the validation loss
 has not improved for 10 epochs. Either way at most 100 epochs, and each probe keeps the
 weights of its best validation-metric epoch (mir_ref's ModelCheckpoint(save_best_only)).
-Ours took mini-batches of 64 until the speed benchmark measured 256 (benchmarks/run.py,
-probes): on 15,000 train clips, equal or better test scores in 60% of the time, since at
-64 clips Adam's update of the weights costs as much as the batch's products.
+Ours uses mini-batches of 256 rather than 64: on 15,000 train clips the speed benchmark
+(benchmarks/run.py, probes) measured equal or better test scores in 60% of the time, since
+at 64 clips Adam's update of the weights costs as much as the batch's products.
 
 Probes of one kind, over K feature sets (checkpoints) and S seeds, are stacked along a
 leading "probe" axis and trained together with batched matrix products, so the whole grid
@@ -119,85 +119,133 @@ def _losses(task_kind, outputs, targets):
     return F.cross_entropy(outputs.transpose(1, 2), targets, reduction="none").mean(dim=1)
 
 
+@dataclass
+class FittedProbes:
+    """The fitted probes of one kind, stacked: probe g reads feature set `sets[g]` and is
+    specs[members[g]]."""
+    module: StackedMLP
+    sets: torch.Tensor
+    members: list
+
+
+@dataclass
+class _Training:
+    """The probes of one kind as they train, each with its own early-stopping state."""
+    probes: FittedProbes
+    orders: list             # a generator per probe for its shuffle of the training clips
+    best: torch.Tensor       # each probe's best validation metric so far
+    best_state: list         # the parameters at that epoch, stacked like the module's
+    watched: torch.Tensor    # the best value of what early stopping watches, higher is better
+    waited: torch.Tensor     # epochs since it improved
+    active: torch.Tensor     # probes still training
+    epoch_order: torch.Tensor | None = None  # (probes, train clips): this epoch's shuffles
+
+
+@dataclass
+class _Data:
+    """The stacked features x (K, clips, dim), targets y and split rows, on the device."""
+    task_kind: str
+    x: torch.Tensor
+    y: torch.Tensor
+    train: torch.Tensor
+    valid: torch.Tensor
+
+
 def fit(task_kind, specs, features, targets, splits, n_outputs, device, epochs=MAX_EPOCHS, patience=10,
         precision=torch.float32):
-    """Train every probe of `specs` on a task of `task_kind` (tasks.py); {probe kind: (module,
-    feature-set index per probe, probe indices in specs)}.
+    """Train every probe of `specs` on a task of `task_kind` (tasks.py); {probe kind: FittedProbes}.
 
     features: list of K float arrays (clips, dim), already standardised; targets: (clips,)
     class indices or (clips, tags) multi-hot; splits: {"train": rows, "valid": rows}.
     """
-    x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=device)  # (K, clips, dim)
-    y = torch.as_tensor(targets, device=device)
-    train, valid = (torch.as_tensor(splits[s], device=device) for s in ("train", "valid"))
+    data = _Data(task_kind, torch.as_tensor(np.stack(features), dtype=torch.float32, device=device),
+                 torch.as_tensor(targets, device=device),
+                 *(torch.as_tensor(splits[s], device=device) for s in ("train", "valid")))
     fitted = {}
     for name, recipe in RECIPES.items():
-        members = [i for i, s in enumerate(specs) if KINDS[s.kind][0] == name]
-        if members:
-            fitted.update(_fit(task_kind, specs, members, x, y, train, valid, n_outputs, device, epochs, patience,
-                               recipe, precision))
+        chosen = [i for i, s in enumerate(specs) if KINDS[s.kind][0] == name]
+        if chosen:
+            kinds = _start(data, specs, chosen, n_outputs, device)
+            _train(data, kinds, recipe, epochs, patience, precision)
+            fitted.update({kind: training.probes for kind, training in kinds.items()})
     return fitted
 
 
-def _fit(task_kind, specs, chosen, x, y, train, valid, n_outputs, device, epochs, patience, recipe, precision):
-    """fit() for the probes `chosen` (indices into specs), which share one recipe, on the
-    stacked features x (K, clips, dim) and targets y, on the device."""
-    groups = {}
+def _start(data, specs, chosen, n_outputs, device):
+    """{kind: _Training} for the probes `chosen` (indices into specs), each kind stacked."""
+    kinds = {}
     for kind in PROBES:
         members = [i for i in chosen if specs[i].kind == kind]
-        if members:
-            sizes = (x.shape[2], *hidden_sizes(kind, x.shape[2], n_outputs), n_outputs)
-            module = StackedMLP([_probe_seed(specs[i]) for i in members], sizes).to(device)
-            sets = torch.as_tensor([specs[i].feature_set for i in members], device=device)
-            orders = [torch.Generator().manual_seed(_probe_seed(specs[i]) + 1) for i in members]
-            groups[kind] = dict(module=module, members=members, sets=sets, orders=orders)
-    parameters = [p for g in groups.values() for p in g["module"].parameters()]
+        if not members:
+            continue
+        n_inputs, n = data.x.shape[2], len(members)
+        module = StackedMLP([_probe_seed(specs[i]) for i in members],
+                            (n_inputs, *hidden_sizes(kind, n_inputs, n_outputs), n_outputs)).to(device)
+        sets = torch.as_tensor([specs[i].feature_set for i in members], device=device)
+        kinds[kind] = _Training(
+            FittedProbes(module, sets, members),
+            orders=[torch.Generator().manual_seed(_probe_seed(specs[i]) + 1) for i in members],
+            best=torch.full((n,), -math.inf, device=device),
+            best_state=[p.detach().clone() for p in module.parameters()],
+            watched=torch.full((n,), -math.inf, device=device), waited=torch.zeros(n, device=device),
+            active=torch.ones(n, dtype=torch.bool, device=device))
+    return kinds
+
+
+def _train(data, kinds, recipe, epochs, patience, precision):
+    """Up to `epochs` epochs of every probe that has not stopped; each ends with its best weights."""
+    parameters = [p for t in kinds.values() for p in t.probes.module.parameters()]
     # fused: one pass over each weight tensor per step instead of several (CPU and CUDA alike)
     optimizer = torch.optim.Adam(parameters, lr=1e-3, weight_decay=recipe.weight_decay, fused=True)
-    for g in groups.values():
-        n = len(g["members"])
-        g.update(best=torch.full((n,), -math.inf, device=device), watched=torch.full((n,), -math.inf, device=device),
-                 waited=torch.zeros(n, device=device), active=torch.ones(n, dtype=torch.bool, device=device),
-                 best_state=[p.detach().clone() for p in g["module"].parameters()])
-    batch_size = recipe.batch_for(len(train))
-    n_batches = max(1, math.ceil(len(train) / batch_size))
+    batch_size = recipe.batch_for(len(data.train))
     for _ in range(epochs):
         # a kind whose probes have all stopped is left out: its best weights are kept already
-        live = [g for g in groups.values() if g["active"].any()]
+        live = [t for t in kinds.values() if t.active.any()]
         if not live:
             break
-        for g in live:  # each probe's own shuffle of the training clips for this epoch
-            g["epoch_order"] = torch.stack([torch.randperm(len(train), generator=o) for o in g["orders"]]).to(device)
-        for b in range(n_batches):
-            optimizer.zero_grad(set_to_none=True)  # a left-out kind has no gradient, so Adam skips it
-            loss = 0.0
-            with autocast(device, precision):
-                for g in live:
-                    rows = train[g["epoch_order"][:, b * batch_size:(b + 1) * batch_size]]  # (G, B)
-                    outputs = g["module"](_rows(x, g["sets"], rows))
-                    loss = loss + _losses(task_kind, outputs, y[rows]).sum()
-            loss.backward()
-            optimizer.step()
+        _train_epoch(data, live, optimizer, batch_size, precision)
         with torch.no_grad():
-            for g in live:
-                outputs = g["module"](_rows(x, g["sets"], valid[None]))
-                scores = _validation_scores(task_kind, outputs, y[valid])
-                improved = g["active"] & (scores > g["best"])
-                g["best"] = torch.where(improved, scores, g["best"])
-                for saved, current in zip(g["best_state"], g["module"].parameters()):
-                    saved[improved] = current[improved]
-                # what early stopping watches, higher is better: the metric, or the negated loss
-                watched = scores if recipe.stop_on == "metric" else \
-                    -_losses(task_kind, outputs, y[valid][None].expand(len(outputs), *y[valid].shape))
-                better = watched > g["watched"]
-                g["watched"] = torch.where(better, watched, g["watched"])
-                g["waited"] = torch.where(better, 0, g["waited"] + 1)
-                g["active"] &= g["waited"] < patience
+            for training in live:
+                _validate(data, training, recipe, patience)
     with torch.no_grad():
-        for g in groups.values():
-            for saved, current in zip(g["best_state"], g["module"].parameters()):
+        for training in kinds.values():
+            for saved, current in zip(training.best_state, training.probes.module.parameters()):
                 current.copy_(saved)
-    return {kind: (g["module"], g["sets"], g["members"]) for kind, g in groups.items()}
+
+
+def _train_epoch(data, live, optimizer, batch_size, precision):
+    """One epoch of mini-batches; each probe draws its own shuffle of the training clips."""
+    for t in live:
+        t.epoch_order = torch.stack([torch.randperm(len(data.train), generator=o) for o in t.orders]).to(
+            data.x.device)
+    for b in range(max(1, math.ceil(len(data.train) / batch_size))):
+        optimizer.zero_grad(set_to_none=True)  # a left-out kind has no gradient, so Adam skips it
+        loss = 0.0
+        with autocast(data.x.device, precision):
+            for t in live:
+                rows = data.train[t.epoch_order[:, b * batch_size:(b + 1) * batch_size]]  # (G, B)
+                outputs = t.probes.module(_rows(data.x, t.probes.sets, rows))
+                loss = loss + _losses(data.task_kind, outputs, data.y[rows]).sum()
+        loss.backward()
+        optimizer.step()
+
+
+def _validate(data, t, recipe, patience):
+    """Keep each probe's best weights by the validation metric; stop those whose watched value
+    (the metric, or the negated loss) has not improved for `patience` epochs."""
+    outputs = t.probes.module(_rows(data.x, t.probes.sets, data.valid[None]))
+    y_valid = data.y[data.valid]
+    scores = _validation_scores(data.task_kind, outputs, y_valid)
+    improved = t.active & (scores > t.best)
+    t.best = torch.where(improved, scores, t.best)
+    for saved, current in zip(t.best_state, t.probes.module.parameters()):
+        saved[improved] = current[improved]
+    watched = scores if recipe.stop_on == "metric" else \
+        -_losses(data.task_kind, outputs, y_valid[None].expand(len(outputs), *y_valid.shape))
+    better = watched > t.watched
+    t.watched = torch.where(better, watched, t.watched)
+    t.waited = torch.where(better, 0, t.waited + 1)
+    t.active &= t.waited < patience
 
 
 def _rows(x, sets, rows):
@@ -212,7 +260,8 @@ def _probe_seed(spec):
 
 
 @torch.no_grad()
-def predict(module, sets, features):
-    """Outputs (G, clips, C) of each probe on its own feature set, with sigmoid/softmax left off."""
-    x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=next(module.parameters()).device)
-    return module(x[sets]).cpu().numpy()
+def predict(probes, features):
+    """Outputs (G, clips, C) of each FittedProbes probe on its own feature set, with
+    sigmoid/softmax left off."""
+    x = torch.as_tensor(np.stack(features), dtype=torch.float32, device=next(probes.module.parameters()).device)
+    return probes.module(x[probes.sets]).cpu().numpy()

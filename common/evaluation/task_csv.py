@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from common.cli import DEFAULT_DATA_ROOT, UserError
-from common.data.dataset import SPLITS, Clip, Dataset
+from common.data.clip import Clip
+from common.data.dataset import SPLITS, Dataset
 from common.evaluation import tasks
 from common.provenance import digest
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from common.atomic import write_json
-from common.cli import UserError, existing_file
+from common.cli import UserError
 from common.data.beatport import KEYS
 from common.data.mtat import TOP50
 from common.data.tinysol import INSTRUMENTS
@@ -86,23 +86,3 @@ def read_saved(folder):
         return None
     fields = json.loads(saved.read_text())
     return add(Task(**{**fields, "classes": tuple(fields["classes"])}))
-
-
-def add_options(parser):
-    """--task (a built-in task) and --task-csv (one's own: common/evaluation/task_csv.py)."""
-    parser.add_argument("--task", choices=tuple(TASKS), help="a built-in task")
-    parser.add_argument("--task-csv", metavar="FILE", type=existing_file,
-                        help="a task of one's own: a CSV of path, label (or ';'-separated labels) and split per audio "
-                             "file (README: Your own data)")
-
-
-def from_args(args):
-    """(the task the command line names, the Dataset of a task of one's own or None)."""
-    if args.task and args.task_csv:
-        raise UserError("give --task or --task-csv, not both")
-    if args.task_csv:
-        from common.evaluation import task_csv  # which builds on this module
-        return task_csv.read(args.task_csv, args.data_root)
-    if args.task is None:
-        raise UserError(f"give --task ({', '.join(TASKS)}) or --task-csv FILE")
-    return TASKS.get(args.task), None
