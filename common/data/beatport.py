@@ -6,8 +6,8 @@
 
 Only files with exactly one "<tonic> <major|minor>" annotation are kept, flats mapped to
 sharps: 24 classes. There is no official split. The study's evaluation (mir_ref) drew a
-stratified 80/10/10 split (128 test tracks); that is the default ("study"), the project's
-first one is a stratified 60/20/20 ("project"). Each is derived once and stored in the
+stratified 80/10/10 split (128 test tracks); that is the default ("study"); the project's
+own is a stratified 60/20/20 ("project"). Each is derived once and stored in the
 dataset folder (split_study.tsv, split.tsv), so it never changes afterwards. (mir_ref's own
 draw used scikit-learn over mirdata's track order, which is not reproducible here: the
 proportions and the stratification are.)
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from common.atomic import write_text
-from common.data.dataset import Clip
+from common.data.clip import Clip
 from common.data.download import Remote, extract, fetch_all
 
 TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

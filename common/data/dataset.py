@@ -1,29 +1,21 @@
-"""What every dataset loader returns: a list of clips with splits and labels, and audio.
+"""What every dataset loader returns: a list of clips (clip.py) with splits and labels, and audio.
 
 One loader per dataset (mtat.py, tinysol.py, beatport.py beside this file) reads the
 dataset's official on-disk layout; the embedded demo datasets are written in the same
 layouts, so the same loader serves both. `load_dataset` is the one entry point.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import DEFAULT_DATA_ROOT, UserError
-from common.data import audio_cache
+from common.data import audio_cache, beatport, mtat, tinysol
+from common.data import demo as demo_data
 
 SPLITS = ("train", "valid", "test")
 DATASETS = ("MTAT", "TinySOL", "beatport_key")
 # How TinySOL and Beatport are split into train/valid/test (MTAT has its one standard split):
-# "study" as the study's evaluation (mir_ref) split them, "project" as this project did first.
+# "study" as the study's evaluation (mir_ref) split them, "project" by the project's own rule.
 SPLIT_SCHEMES = ("study", "project")
-
-
-@dataclass(frozen=True)
-class Clip:
-    id: str                  # unique within the dataset (MTAT clip id, TinySOL path stem, ...)
-    path: str                # audio file, relative to the dataset folder
-    split: str               # train | valid | test
-    labels: dict = field(hash=False)  # e.g. {"tags": (...)} or {"pitch": 45, "instrument": "Cb"}
-    seconds: float | None = None      # duration the metadata promises, when it knows it
 
 
 @dataclass
@@ -53,7 +45,6 @@ def dataset_root(name, data_root=None, demo=False):
 def load_dataset(name, data_root=None, demo=False, download=True, splits="study"):
     """The dataset `name` from `data_root` (its demo twin with `demo`), fetched or rendered if
     missing, split by the scheme `splits` (SPLIT_SCHEMES)."""
-    from common.data import beatport, demo as demo_data, mtat, tinysol
     loaders = {"MTAT": mtat, "TinySOL": tinysol, "beatport_key": beatport}
     if name not in loaders:
         raise UserError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import tarfile
 import urllib.error
 import urllib.request
@@ -120,7 +119,7 @@ def download(remote, folder):
             raise DownloadError(f"downloading {url} failed: HTTP {error.code}") from None
     except ValueError as error:  # a mirror address that is no URL
         raise DownloadError(f"cannot download from {url!r} ({error}): check ${MIRROR_VARIABLE}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError, http.client.HTTPException) as error:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", None) or type(error).__name__
         kept = f"; {part.stat().st_size:,} bytes kept in {part}, resumed by the next try" if part.exists() else ""
         raise DownloadError(f"cannot download {url} ({reason}){kept}") from None

@@ -12,7 +12,7 @@ import csv
 import gzip
 from pathlib import Path
 
-from common.data.dataset import Clip
+from common.data.clip import Clip
 from common.data.download import Remote, concatenate, extract, fetch_all
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"

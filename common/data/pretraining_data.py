@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import UserError
-from common.data import captions as caption_files, subsets
-from common.data.dataset import Clip, Dataset, load_dataset
+from common.data import captions as caption_files
+from common.data import subsets
+from common.data.clip import Clip
+from common.data.dataset import Dataset, load_dataset
 from common.data.mtat import TOP50
 from common.provenance import digest
 
@@ -65,8 +67,7 @@ def mtat_subset(subset, draw, sample_rate, data_root, demo, learns_from):
 
 def audio_files(folder):
     """Every audio file under `folder`, nested folders too, in sorted order."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and
-                  ".cache" not in p.relative_to(folder).parts)  # caches of earlier versions lay inside
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=None, captions_file=None):

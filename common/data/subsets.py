@@ -115,7 +115,8 @@ def main():
     parser.add_argument("--list", metavar="SUBSET", choices=SUBSETS,
                         help="print the clip ids of this subset, one per line, instead of the table")
     parser.add_argument("--draw", type=non_negative_int, default=0,
-                        help="0: the study's subsets (default); 1, 2, ...: seeded genre-balanced draws of the same size")
+                        help="0: the study's subsets (default); 1, 2, ...: seeded genre-balanced draws of the "
+                             "same size")
     args = parser.parse_args()
     if args.demo:
         from common.data.dataset import load_dataset

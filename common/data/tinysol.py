@@ -6,12 +6,12 @@
 2,913 single notes of 14 instruments, split by the `Fold` column (about 583 notes a fold).
 The study's split (mir_ref's first of the five rotations it makes of TinySOL's folds:
 fold 0 validation, fold 1 test, the rest training; its reports count 582 test notes) is
-the default; the project's first one (folds 0-2 train, 3 valid, 4 test) is "project".
+the default; the project's own (folds 0-2 train, 3 valid, 4 test) is "project".
 """
 import csv
 from pathlib import Path
 
-from common.data.dataset import Clip
+from common.data.clip import Clip
 from common.data.download import Remote, extract, fetch_all
 
 HEADER = ("Path,Fold,Family,Instrument (abbr.),Instrument (in full),Technique (abbr.),"

@@ -58,8 +58,6 @@ def load(results_dir, layers=False):
     if not frames:
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
     df = pd.concat(frames, ignore_index=True)
-    if "layer" not in df:  # results written before layers existed
-        df = df.assign(layer=np.nan)
     return df if layers else df[df.layer.isna()]
 
 
