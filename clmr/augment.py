@@ -115,7 +115,8 @@ def pitch_shift(x, p=0.6, max_cents=700, n_fft=1024, hop=256):
 
 
 # sox reverb.c: freeverb's delay lengths at 44.1 kHz, and the stereo spread between channels
-COMB_LENGTHS, ALLPASS_LENGTHS, STEREO_ADJUST = (1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617), (225, 341, 441, 556), 12
+COMB_LENGTHS = (1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617)
+ALLPASS_LENGTHS, STEREO_ADJUST = (225, 341, 441, 556), 12
 
 
 def sox_reverb_response(reverberance, hf_damping, room_scale, sample_rate, size):

@@ -4,11 +4,12 @@ Each clip gives two random 2.68 s crops once per epoch; both go through CLMR's
 augmentation chain (clmr/augment.py, batched on the training device), the encoder and the
 projection head, and the NT-Xent loss (temperature 0.5) pulls the two views of a clip
 together and pushes the other clips of the batch away: of the whole batch under torchrun,
-whose projections every process gathers (common/training/global_batch.py), so N processes learn
-what one would. The study's configuration is the default: batch 10, Adam 3e-4 at a constant rate without weight decay (CLMR's code applies
-its 1e-6 only with LARS), and, as its Lightning trainer sets no epoch limit, Lightning's
-default of 1,000 epochs; weights kept every 50 (our choice). The loop itself (data,
-checkpoints, resume, DDP) is common/training/loop.py.
+whose projections every process gathers (common/training/global_batch.py), so N processes
+learn what one would. The study's configuration is the default: batch 10, Adam 3e-4 at a
+constant rate without weight decay (CLMR's code applies its 1e-6 only with LARS), and, as
+its Lightning trainer sets no epoch limit, Lightning's default of 1,000 epochs; weights
+kept every 50 (our choice). The loop itself (data, checkpoints, resume, DDP) is
+common/training/loop.py.
 
 --strategy picks what a positive pair is and at what scale the loss acts (Choi et al. 2022;
 clmr/model.py): different-segments (CLMR's: two crops of the clip), same-segment (one crop
@@ -29,7 +30,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from clmr.augment import augment  # noqa: E402
-
 from common.cli import run  # noqa: E402
 from common.training.global_batch import gather_views  # noqa: E402
 from common.training.loop import pretrain  # noqa: E402

@@ -37,7 +37,8 @@ def existing_file(text):
     """An argparse type for an input file option: the file must be there."""
     path = Path(text)
     if not path.is_file():
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'is a folder' if path.is_dir() else 'no such file'}")
+        why = "is a folder" if path.is_dir() else "no such file"
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {why}")
     return path
 
 

@@ -354,7 +354,8 @@ def test_a_folder_of_own_audio_embeds_to_a_npy_per_file_resumably_naming_bad_fil
     assert "0 file(s) embedded, 3 already there, 1 skipped" in again.stdout
     assert (tmp_path / "vggish" / "three.npy").stat().st_mtime_ns == mtime
     refused = embed("vggish", "--checkpoint", checkpoint, "--per-window")
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "other weights" in refused.stderr
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "other weights" in refused.stderr
 
     assert embed("windows", "--checkpoint", checkpoint, "--per-window").returncode == 0
     frames, starts = np.load(tmp_path / "windows" / "three.npy"), np.load(tmp_path / "windows" / "three.seconds.npy")

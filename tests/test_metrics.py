@@ -20,7 +20,8 @@ def tagging():
 def test_tagging_metrics_match_scikit_learn(tagging):
     y, scores = tagging
     kept = [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
-    assert metrics.roc_auc_macro(y, scores) == pytest.approx(roc_auc_score(y[:, kept], scores[:, kept], average="macro"))
+    assert metrics.roc_auc_macro(y, scores) == pytest.approx(
+        roc_auc_score(y[:, kept], scores[:, kept], average="macro"))
     assert metrics.average_precision_macro(y, scores) == pytest.approx(
         average_precision_score(y[:, kept], scores[:, kept], average="macro"))
 

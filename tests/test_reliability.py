@@ -1,5 +1,5 @@
-"""The fault-injection suite of SPEC section 10: every fault goes in through the commands a
-researcher runs, and every guarantee of README's "Reliability" section is checked here.
+"""The fault-injection suite: every fault goes in through the commands a researcher runs,
+and every guarantee of docs/reliability.md is checked here.
 
 Paths hold spaces and non-ASCII characters throughout (a copy of the demo data under
 "données d'essai/", runs under "sorties à part/"), so no command may assume a plain path.
@@ -366,7 +366,7 @@ def test_train_killed_at_any_moment_resumes_to_the_weights_of_an_uninterrupted_r
                ("between steps", logged(10), signal.SIGKILL)]
     if crops == "random":  # the same moments, met by the same code: what differs is the crops' random state
         moments = moments[2:3]
-    for what, moment, signal_number in moments:
+    for _, moment, signal_number in moments:
         err = _watch(_start("tmae/train.py", *options, "--runs-dir", runs, "--resume"), None, moment, signal_number)
         _everything_visible_is_whole(run)
         if signal_number == signal.SIGINT:  # Ctrl-C saves the step it stopped at
@@ -468,7 +468,8 @@ def test_a_full_disk_stops_every_command_in_one_line_and_leaves_nothing_half_wri
         (64_000, ["tmae/train.py", "--demo", "--subset", "1", "--max-steps", "1", "--runs-dir", out_dir / "runs"],
          "untrained.pt"),
         (16_000, ["extract_features.py", "--demo", "--model", "tmae", "--task", "pitch", "--snr", "clean",
-                  "--clips-per-split", "12", "--runs-dir", trained_runs, "--features-dir", out_dir / "features"], "clean.npy"),
+                  "--clips-per-split", "12", "--runs-dir", trained_runs, "--features-dir", out_dir / "features"],
+         "clean.npy"),
         (1_000, ["downstream.py", "--demo", "--model", "tmae", "--task", "pitch", "--seeds", "1", "--epochs", "5",
                  "--features-dir", out_dir / "features", "--results-dir", out_dir / "results"], "tmae.csv"),
     ]

@@ -109,7 +109,7 @@ def test_a_task_csv_that_is_not_a_task_is_refused_in_one_line(tmp_path, data_roo
         "a file twice": (rows + [rows[0]], "names a file more than once"),
         "a row without a label": (rows[:5] + [(rows[5][0], "", "test")], "needs a label on every row"),
     }
-    for name, (bad_rows, message) in cases.items():
+    for bad_rows, message in cases.values():
         with pytest.raises(UserError, match=re.escape(message)):
             task_csv.read(write_csv(tmp_path / "bad.csv", bad_rows))
     with pytest.raises(UserError, match="columns path, label"):

@@ -28,8 +28,8 @@ class VGGish(AudioEncoder):
 
     def __init__(self, n_tags=50):
         super().__init__()
-        self.front_end = FrontEnd(self.front_end_recipe, self.sample_rate, n_fft=512, hop_length=256, n_mels=self.n_mels,
-                                  f_max=8000.0, compression="db", input_norm=True)
+        self.front_end = FrontEnd(self.front_end_recipe, self.sample_rate, n_fft=512, hop_length=256,
+                                  n_mels=self.n_mels, f_max=8000.0, compression="db", input_norm=True)
         widths = (1,) + CHANNELS
         self.convs = nn.Sequential(*(conv_block(a, b) for a, b in zip(widths, widths[1:])))
         self.dense = nn.Linear(CHANNELS[-1], self.emb_dim)
