@@ -6,7 +6,7 @@
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
     python reproduce.py --demo --layers    # also every block of every model: probes by layer
-    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (README: Your own data)
+    python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (docs/own-data.md)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
@@ -28,8 +28,17 @@ import time
 
 from common import plan
 from common.atomic import write_json
-from common.cli import (REPO_ROOT, ArgumentParser, UserError, add_data_options, check_output_dir, existing_file, folder,
-                        positive_int, run)
+from common.cli import (
+    REPO_ROOT,
+    ArgumentParser,
+    UserError,
+    add_data_options,
+    check_output_dir,
+    existing_file,
+    folder,
+    positive_int,
+    run,
+)
 from common.data.subsets import SUBSETS, training_set_name
 from common.evaluation import figures, reference, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
@@ -39,8 +48,8 @@ from common.training.distributed import add_device_option, resolve_device
 
 # Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
 # seeds, and (quick demo) how many clips of each split the features are extracted for.
-# The demo grids are sized from the CPU costs of SPEC section 9 (AST's forward pass costs
-# five times the others'). On the demo the CNNs train for tens of steps only; at their
+# The demo grids are sized for a 2-core CPU (AST's forward pass costs five times the
+# others': docs/speed.md). On the demo the CNNs train for tens of steps only; at their
 # reference learning rate (1e-3) Adam's first steps add a near rank-one change to every
 # layer and the embedding collapses onto two or three directions (pitch at chance), so the
 # demo grids use 1e-4.
@@ -78,7 +87,7 @@ def parse_args():
     parser.add_argument("--tasks", nargs="+", choices=tuple(tasks.TASKS), default=list(tasks.TASKS))
     parser.add_argument("--task-csv", nargs="+", type=existing_file, default=[], metavar="FILE",
                         help="also tasks of one's own: a CSV of path, label (or ';'-separated labels) and split per "
-                             "audio file each (README: Your own data)")
+                             "audio file each (docs/own-data.md)")
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
                              "N - 1 seeded genre-balanced draws of the same sizes")

@@ -18,7 +18,7 @@ process, as dropout is), and BatchNorm spans the global batch as for every model
 
 Budget: the study's (1,000 epochs, weights kept every 50), so MuLaP is compared with the
 study's models on equal terms; MuLaP's batch (64) and rate (1e-4, constant; its AdamW decay
-and warm-up are not in the shared loop, README's protocol table). The loop itself (data,
+and warm-up are not in the shared loop: docs/models.md, MuLaP). The loop itself (data,
 checkpoints, resume, DDP) is common/training/loop.py.
 
     python mulap/train.py --subset 5

@@ -1,5 +1,5 @@
 """The install: the wheel `pip install .` builds carries the library and every model, and
-works away from the checkout (the full fresh-venv install is measured in README)."""
+works away from the checkout (the full fresh-venv install is measured in docs/installation.md)."""
 import json
 import subprocess
 import sys

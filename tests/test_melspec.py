@@ -54,7 +54,7 @@ def assert_close(ours, reference, compression):
         np.testing.assert_allclose(ours, reference, atol=2e-3)
 
 
-# What the study's code computes for each model (SPEC's table; the models' docstrings), and
+# What the study's code computes for each model (its models/<model>/ code; our models' docstrings), and
 # TMAE's, which has no study code, as VGGish's.
 STUDY_RECIPES = {"vggish": (128, 8000.0, None, "db"), "musicnn": (96, 8000.0, "slaney", "ln"),
                  "ast": (128, 8000.0, None, "power"), "tmae": (96, 8000.0, None, "db")}

@@ -70,8 +70,8 @@ def table(rows):
 
 
 def protocol_differences(task, model):
-    """Where this project's protocol still differs from the study's for a row (README's
-    protocol table): what a reader must keep in mind before reading a difference."""
+    """Where this project's protocol still differs from the study's for a row (the *differs*
+    rows of docs/protocol.md): what a reader must keep in mind before reading a difference."""
     notes = []
     if model == "tmae":
         notes.append("no study code for tmae")
@@ -149,7 +149,8 @@ def main():
         print(f"ours ({data} data, test split, mean over probe seeds) beside the study's published numbers:")
         print(comparison_table(rows) if rows else "no row in common")
         return
-    rows = [r for r in load() if (not args.task or r["task"] in args.task) and (not args.model or r["model"] in args.model)
+    rows = [r for r in load() if (not args.task or r["task"] in args.task)
+            and (not args.model or r["model"] in args.model)
             and (not args.probe or r["probe"] in args.probe)
             and (not args.condition or r["condition"] in args.condition)]
     print("the study's published probe results (raw_results/ of chrispla/limited-music-representations):")

@@ -5,7 +5,7 @@ study    what the study's code computes, through torchaudio.transforms.MelSpectr
          the HTK mel scale, triangular filters without normalisation (MusiCNN's code asks
          for Slaney's area normalisation); each model then compresses as its own code
          does: dB (VGGish), the natural log of mel + 1e-8 (MusiCNN), or nothing (AST)
-librosa  the project's first front end, kept for comparison: librosa's Slaney mel scale
+librosa  a librosa-style front end, for comparison: librosa's Slaney mel scale
          and normalisation, zero padding, dB for every model, and a BatchNorm on the input
 
 `MelSpectrogram(..., htk=False, filter_norm="slaney", pad_mode="constant")` equals

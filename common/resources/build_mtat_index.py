@@ -1,6 +1,8 @@
 """Derive the shipped MTAT index from the real metadata (run once by a maintainer).
 
-Input: jukemir's magnatagatune.json.gz (../shared/data/mtat/ in the development tree).
+Input: jukemir's MTAT metadata, metadata/magnatagatune.json.gz of github.com/p-lambda/jukemir
+(MIT licence; the MTAT annotations themselves are CC BY-NC-SA 3.0): one JSON object keyed
+by clip, with its split, top-50 tags (y), mp3 path and duration.
 Output, beside this file:
   mtat_index.tsv.gz  one row per clip of the Lee et al. 2017 / Won et al. 2020 split
                      (split set and at least one top-50 tag): clip_id, split, seconds,
@@ -8,7 +10,7 @@ Output, beside this file:
   mtat_tags.txt      the 188 tag names of annotations_final.csv, one per line
 The project reads only these two files at run time.
 
-    python common/resources/build_mtat_index.py ../shared/data/mtat/magnatagatune.json.gz
+    python common/resources/build_mtat_index.py path/to/jukemir/metadata/magnatagatune.json.gz
 """
 import gzip
 import json

@@ -1,13 +1,20 @@
 """Ship the study's published probe results with the project (run once by a maintainer).
 
-Input: study_results.csv (../shared/data/study_results/ in the development tree): the
-per-run numbers of raw_results/ in chrispla/limited-music-representations (commit
-a77ec5edd83bed4d0897bee2555226cceb8dd2d4), one row per number, columns task, model,
-subset, probe, condition, metric, value, support, values exactly as the JSON files give
-them. Output, beside this file: study_results.csv.gz, the same bytes, compressed. The
-project reads only that file at run time (common/evaluation/reference.py maps its names to ours).
+Input: the numbers of raw_results/ in github.com/chrispla/limited-music-representations at
+commit a77ec5edd83bed4d0897bee2555226cceb8dd2d4, collected into one long CSV, a row per
+number: columns task, model, subset, probe, condition, metric, value, support, values
+exactly as the JSON files give them. Each file is
+raw_results/<dataset>/<dataset>[_key]_<model>_<subset>_model-<k>/<condition>_metrics.json:
+task mtat_tagging, tinysol_instrument or beatport_key; model and subset as the folder names
+them (vgg, mae, 0 = untrained; chroma has no subset: na); probe model-0 -> slp and model-1
+-> mlp; MTAT's roc_auc and average_precision, and from the scikit-learn reports of TinySOL
+and Beatport the micro-average F1 as accuracy, macro recall, macro and weighted F1, and
+Beatport's weighted_accuracy as weighted_accuracy_micro and _macro; support is the test
+split's size (empty for MTAT). Output, beside this file: study_results.csv.gz, the same
+bytes, compressed. The project reads only that file at run time
+(common/evaluation/reference.py maps its names to ours).
 
-    python common/resources/build_study_results.py ../shared/data/study_results/study_results.csv
+    python common/resources/build_study_results.py study_results.csv
 """
 import gzip
 import hashlib
