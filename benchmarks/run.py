@@ -234,76 +234,87 @@ def train(args):
     reference-style loop (a DataLoader that decodes every item's crop from its MP3), with the
     same model, objective, batch and precision; and the share of a train.py step spent
     waiting for data (from its log.csv)."""
-    import csv
-    import subprocess
-    import tempfile
-
-    from torch.utils.data import DataLoader
-
-    from common.data import captions
-    from common.data.mtat import TOP50
     from common.data.subsets import select
-    from common.models.registry import MODELS, STUDY_MODELS, build_for, model_class, pretraining_objective
-    from common.training.distributed import autocast, resolve_precision
-    from common.training.epochs import Batch
+    from common.models.registry import MODELS, STUDY_MODELS
+    from common.training.distributed import resolve_precision
     torch.set_num_threads(2)
-    repo = Path(__file__).resolve().parent.parent
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     clips = select(dataset.split("train"), "5")
     precision = resolve_precision("auto", torch.device("cpu"))
     for name in STUDY_MODELS if QUICK else MODELS:
         batch_size, steps = ((2, 2) if name == "ast" else (4, 2)) if QUICK else ((4, 4) if name == "ast" else (8, 6))
-        with tempfile.TemporaryDirectory() as runs:
-            subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(args.data_root),
-                            "--subset", "5", "--max-steps", str(steps), "--batch-size", str(batch_size),
-                            "--runs-dir", runs], check=True, capture_output=True)
-            with open(Path(runs) / "demo" / name / "5" / "seed0" / "log.csv", newline="") as f:
-                rows = list(csv.DictReader(f))[1:]  # the first step warms up
-        step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
-        waiting = np.mean([float(r["data_s"]) for r in rows]) / step_seconds
+        step_seconds, waiting = _train_py_step(name, args.data_root, batch_size, steps)
+        reference_seconds, flop = _reference_step(name, dataset, clips, batch_size, steps, precision)
+        report(f"train_{name}", 1 / step_seconds, 1 / reference_seconds, "steps/s", ">= 3",
+               compute_limit(flop / step_seconds, precision), data_wait=round(float(waiting), 4),
+               data_wait_target="< 0.05")
 
-        objective, learns_from, views = pretraining_objective(name)
-        cls = model_class(name)
-        torch.manual_seed(0)
-        texts = [captions.from_tags(c.labels["tags"], c.id) for c in clips]
-        model = build_for(name, TOP50 if learns_from == "tags" else None,
-                          captions.vocabulary(texts) if learns_from == "captions" else None).train()
-        seconds, samples = cls.input_seconds * cls.crop_windows, cls.input_samples * cls.crop_windows
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-        class DecodingDataset(torch.utils.data.Dataset):  # the reference repositories' way
-            def __len__(self):
-                return len(clips)
+def _train_py_step(name, data_root, batch_size, steps):
+    """(seconds a step of the model's train.py takes, the share of it spent waiting for data),
+    from its log.csv, the first step (a warm-up) left out."""
+    import csv
+    import subprocess
+    import tempfile
+    repo = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as runs:
+        subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(data_root),
+                        "--subset", "5", "--max-steps", str(steps), "--batch-size", str(batch_size),
+                        "--runs-dir", runs], check=True, capture_output=True)
+        with open(Path(runs) / "demo" / name / "5" / "seed0" / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))[1:]
+    step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
+    return step_seconds, np.mean([float(r["data_s"]) for r in rows]) / step_seconds
 
-            def __getitem__(self, i):
-                crops = []
-                for _ in range(views):
-                    offset = np.random.random() * max(clips[i].seconds - seconds, 0)
-                    y, _ = librosa.load(dataset.root / clips[i].path, sr=cls.sample_rate, offset=offset,
-                                        duration=seconds)
-                    crops.append(np.pad(y, (0, samples - len(y))))
-                labels = np.array([t in clips[i].labels["tags"] for t in TOP50], np.float32)
-                return np.stack(crops), labels, i
 
-        loader = DataLoader(DecodingDataset(), batch_size=batch_size, shuffle=True, num_workers=1, drop_last=True)
-        times, counter = [], FlopCounterMode(display=False)
-        with quiet_stderr():
-            batches = iter(loader)
-            for step in range(steps):
-                started = time.perf_counter()
-                audio, labels, items = next(batches)
-                batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views,
-                              [texts[i] for i in items])
-                with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
-                    with autocast(torch.device("cpu"), precision):
-                        loss = objective(model, batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                optimizer.step()
-                times.append(time.perf_counter() - started)
-        report(f"train_{name}", 1 / step_seconds, 1 / np.mean(times[1:]), "steps/s", ">= 3",
-               compute_limit(counter.get_total_flops() / step_seconds, precision),
-               data_wait=round(float(waiting), 4), data_wait_target="< 0.05")
+def _reference_step(name, dataset, clips, batch_size, steps, precision):
+    """(seconds a step takes in the reference repositories' way: a DataLoader decoding each
+    item's crop from its MP3, the warm-up step left out; the FLOP of one step)."""
+    from torch.utils.data import DataLoader
+
+    from common.data import captions
+    from common.data.mtat import TOP50
+    from common.models.registry import build_for, model_class, pretraining_objective
+    from common.training.distributed import autocast
+    from common.training.epochs import Batch
+    objective, learns_from, views = pretraining_objective(name)
+    cls = model_class(name)
+    torch.manual_seed(0)
+    texts = [captions.from_tags(c.labels["tags"], c.id) for c in clips]
+    model = build_for(name, TOP50 if learns_from == "tags" else None,
+                      captions.vocabulary(texts) if learns_from == "captions" else None).train()
+    seconds, samples = cls.input_seconds * cls.crop_windows, cls.input_samples * cls.crop_windows
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    class DecodingDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(clips)
+
+        def __getitem__(self, i):
+            crops = []
+            for _ in range(views):
+                offset = np.random.random() * max(clips[i].seconds - seconds, 0)
+                y, _ = librosa.load(dataset.root / clips[i].path, sr=cls.sample_rate, offset=offset, duration=seconds)
+                crops.append(np.pad(y, (0, samples - len(y))))
+            labels = np.array([t in clips[i].labels["tags"] for t in TOP50], np.float32)
+            return np.stack(crops), labels, i
+
+    loader = DataLoader(DecodingDataset(), batch_size=batch_size, shuffle=True, num_workers=1, drop_last=True)
+    times, counter = [], FlopCounterMode(display=False)
+    with quiet_stderr():
+        batches = iter(loader)
+        for step in range(steps):
+            started = time.perf_counter()
+            audio, labels, items = next(batches)
+            batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views, [texts[i] for i in items])
+            with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
+                with autocast(torch.device("cpu"), precision):
+                    loss = objective(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+    return np.mean(times[1:]), counter.get_total_flops()
 
 
 BENCHMARKS = {"loader": loader, "frontend": frontend, "extract": extract, "probes": probes, "train": train}

@@ -38,6 +38,19 @@ def read(path, data_root=None):
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UserError(f"{path}: a task is named after its CSV, so the file name may hold letters, digits, "
                         f"'_', '.' and '-' only")
+    rows, label_column = _read_rows(path)
+    _check_files(path, rows)
+    multilabel, texts, classes = _labels(path, rows, label_column)
+    task = tasks.add(tasks.Task(name, path.name, tuple(classes), "tags" if multilabel else "classes",
+                                f"{name} ({'multi-label' if multilabel else 'single-label'}, own CSV)"))
+    clips = [Clip(r["path"], r["path"], r["split"], {name: text}) for r, text in zip(rows, texts)]
+    cache = Path(data_root or DEFAULT_DATA_ROOT) / ".cache" / "task-csv" / f"{name}-{digest(str(path))[:8]}"
+    return task, Dataset(task.dataset, path.parent, clips, cache_dir=cache)
+
+
+def _read_rows(path):
+    """(the rows, stripped, with their split in lower case; the label column's name), every
+    split present."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets' byte-order mark
             reader = csv.DictReader(f)
@@ -52,7 +65,6 @@ def read(path, data_root=None):
     rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in rows]
     for row in rows:
         row["split"] = row["split"].lower()
-
     wrong = [f"line {i + 2}: {r['split']!r}" for i, r in enumerate(rows) if r["split"] not in SPLITS]
     if wrong:
         raise UserError(f"{path}: split must be train, valid or test ({_some(wrong)})")
@@ -60,6 +72,11 @@ def read(path, data_root=None):
     if lacking:
         raise UserError(f"{path} has no {' or '.join(lacking)} rows: every split (train, valid, test) needs at least "
                         f"one file")
+    return rows, label_column
+
+
+def _check_files(path, rows):
+    """Every row's file exists, and none is named twice (relative to the CSV's folder)."""
     folder = path.parent
     missing = [r["path"] for r in rows if not (folder / r["path"]).is_file()]
     if missing:
@@ -72,6 +89,10 @@ def read(path, data_root=None):
     if repeated:
         raise UserError(f"{path} names a file more than once: {_some(repeated)}")
 
+
+def _labels(path, rows, label_column):
+    """(whether the task is multi-label, each row's label text, the sorted classes); a class
+    no train file has is named in a warning."""
     multilabel = label_column == "labels" or any(";" in r[label_column] for r in rows)
     if multilabel:
         labels = [sorted({t.strip() for t in r[label_column].split(";") if t.strip()}) for r in rows]
@@ -90,12 +111,7 @@ def read(path, data_root=None):
     if untrained:
         print(f"warning: {path.name}: no train file has {_some(untrained)}: the probes cannot learn "
               f"{'them' if len(untrained) > 1 else 'it'}")
-
-    task = tasks.add(tasks.Task(name, path.name, tuple(classes), "tags" if multilabel else "classes",
-                                f"{name} ({'multi-label' if multilabel else 'single-label'}, own CSV)"))
-    clips = [Clip(r["path"], r["path"], r["split"], {name: text}) for r, text in zip(rows, texts)]
-    cache = Path(data_root or DEFAULT_DATA_ROOT) / ".cache" / "task-csv" / f"{name}-{digest(str(path))[:8]}"
-    return task, Dataset(task.dataset, folder, clips, cache_dir=cache)
+    return multilabel, texts, classes
 
 
 def _some(items):
