@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_print_rows_with_the_machines_limit_and_the_fraction_reached(data_root):
     """A smoke run of benchmarks/run.py, one row against each kind of limit (memory, arithmetic):
     speed is measured there, never asserted here; what is checked is that every row says what

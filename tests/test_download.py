@@ -127,6 +127,7 @@ def one_line(out):
     return lines[-1]
 
 
+@pytest.mark.slow
 def test_without_network_a_command_says_in_one_line_what_to_place_by_hand(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -135,6 +136,7 @@ def test_without_network_a_command_says_in_one_line_what_to_place_by_hand(tmp_pa
     assert "TinySOL.tar.gz, TinySOL_metadata.csv" in line and "by hand" in line and "--demo" in line
 
 
+@pytest.mark.slow
 def test_a_command_refuses_a_corrupt_download_and_resumes_a_cut_one(server, tmp_path):
     """Through the command line, from a mirror on 127.0.0.1: a cut transfer keeps its .part and
     the next run asks for the rest; a complete file with another checksum is refused and removed

@@ -76,6 +76,7 @@ def results(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,chance", [("pitch", 1 / 12), ("instrument", 1 / 14)])
 def test_handcrafted_probes_learn_pitch_and_instrument(study, task, chance):
     out = run("downstream.py", "--model", "handcrafted", "--task", task, features_dir=study / "features",
@@ -88,6 +89,7 @@ def test_handcrafted_probes_learn_pitch_and_instrument(study, task, chance):
     assert "chosen on valid" in out.stdout
 
 
+@pytest.mark.slow
 def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
     target = study / "results" / "demo" / "tagging" / "tmae.csv"
     run("downstream.py", "--model", "tmae", "--task", "tagging", "--seeds", "2", "--epochs", "10",
@@ -144,6 +146,7 @@ def write_results(path, scores):
                                      "accuracy", value])
 
 
+@pytest.mark.slow
 def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tmp_path):
     from common.evaluation import figures
     from reproduce import summary_table
@@ -161,6 +164,7 @@ def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tm
     assert figures._drawn_probes(df, "pitch") == [("linear", "-")]
 
 
+@pytest.mark.slow
 def test_missing_features_name_the_command_that_makes_them(tmp_path):
     out = run("downstream.py", "--model", "clmr", "--task", "key", check=False, features_dir=tmp_path,
               results_dir=tmp_path / "results")
@@ -186,3 +190,33 @@ def test_mir_ref_probes_stop_on_validation_loss_and_keep_their_best_metric_epoch
     (probes,) = fit("classes", specs, [x], y, splits, 3, torch.device("cpu"), epochs=100, patience=3).values()
     outputs = predict(probes, [x[splits["valid"]]])[0]
     assert outputs.shape == (100, 3) and np.isfinite(outputs).all()
+
+
+def test_extraction_then_probes_in_this_process_write_the_features_and_rows_the_study_reads(tmp_path, data_root,
+                                                                                            monkeypatch, capsys):
+    """extract_features.py and downstream.py as functions, on a small sample: an untrained
+    tmae checkpoint and the hand-crafted features, clean and one condition."""
+    from conftest import save_untrained
+
+    import downstream
+    import extract_features
+    runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
+    save_untrained("tmae", runs / "demo" / "tmae" / "1" / "seed0" / "untrained.pt")
+    common = ["--demo", "--data-root", str(data_root), "--task", "pitch", "--features-dir", str(features)]
+    for model in ("tmae", "handcrafted"):
+        monkeypatch.setattr("sys.argv", ["extract_features.py", *common, "--model", model, "--runs-dir", str(runs),
+                                         "--snr", "clean", "deform_2", "--clips-per-split", "8"])
+        extract_features.main()
+        monkeypatch.setattr("sys.argv", ["downstream.py", *common, "--model", model, "--results-dir", str(results),
+                                         "--seeds", "1", "--epochs", "3", "--probes", "linear", "slp"])
+        downstream.main()
+    index = (features / "demo" / "pitch" / "index.csv").read_text().splitlines()
+    assert index[0] == "clip_id,label,split" and len(index) == 1 + 24
+    tmae = features / "demo" / "pitch" / "tmae" / "untrained"
+    assert np.load(tmae / "clean.npy").shape == (24, 256) and np.load(tmae / "deform_2.npy").shape == (8, 256)
+    with open(results / "demo" / "pitch" / "tmae.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["split"], r["snr"]) for r in rows} == {("valid", "clean"), ("test", "clean"), ("test", "deform_2")}
+    assert {r["probe"] for r in rows} == {"linear", "slp"} and {r["metric"] for r in rows} == {"accuracy", "f1_macro"}
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    assert "untrained" in capsys.readouterr().out  # the summary names the checkpoint

@@ -79,6 +79,7 @@ def tmae_runs(tmp_path_factory, data_root):
     return runs
 
 
+@pytest.mark.slow
 def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     features = tmp_path / "features"
     options = ("--model", "tmae", "--task", "instrument", "--clips-per-split", "8")
@@ -107,6 +108,7 @@ def test_features_for_every_checkpoint_and_snr_then_resume(tmp_path, tmae_runs):
     np.testing.assert_array_equal(np.load(redone), before)  # deterministic, noise included
 
 
+@pytest.mark.slow
 def test_features_are_made_again_whenever_their_weights_change_and_copied_only_when_equal(tmp_path, tmae_runs):
     """Pitch and instrument share TinySOL's clips: features of one serve the other only when made
     from the same save of the weights (a resumed run, or a run trained again to the same step
@@ -148,6 +150,7 @@ def test_features_are_made_again_whenever_their_weights_change_and_copied_only_w
     assert not np.allclose(np.load(clean["pitch"]), at_step_3)
 
 
+@pytest.mark.slow
 def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):
     extract("--model", "handcrafted", "--task", "pitch", "--snr", "clean", "--clips-per-split", "8", features=tmp_path,
             runs=tmp_path / "none")
@@ -158,6 +161,7 @@ def test_handcrafted_needs_no_runs_and_checkpoints_narrow(tmp_path, tmae_runs):
     assert sorted(p.name for p in (tmp_path / "demo" / "pitch" / "tmae").iterdir()) == ["1"]
 
 
+@pytest.mark.slow
 def test_error_lines(tmp_path, tmae_runs):
     def error(*options, runs=tmae_runs):
         out = extract(*options, features=tmp_path, runs=runs, check=False)
@@ -171,6 +175,7 @@ def test_error_lines(tmp_path, tmae_runs):
     assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path, tmae_runs):
     runs = tmp_path / "runs"
     shutil.copytree(tmae_runs, runs)
@@ -190,6 +195,7 @@ def test_index_fields_with_quotes_and_commas_read_back_as_written():
     assert next(csv.reader([line])) == values
 
 
+@pytest.mark.slow
 def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_path, data_root):
     from common.evaluation import figures
     runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
@@ -234,6 +240,7 @@ def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12
         "clean", "20", "0", "deform_0", "deform_2"]
 
 
+@pytest.mark.slow
 def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_their_own(tmp_path, data_root):
     """musicnn itself is trained and extracted by the other tests; its table variant and the
     librosa front end go the same way under their own ids."""
@@ -259,6 +266,7 @@ def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_thei
     assert out.returncode == 2 and "unknown model 'musicnn-wide'" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_completed_dataset_is_picked_up_and_its_features_made_again(tmp_path, data_root):
     """A TinySOL note missing at first (a partly unpacked download) is skipped and named; once
     it is there, the next extraction decodes it, rewrites the index and extracts again. Files
@@ -284,6 +292,7 @@ def test_a_completed_dataset_is_picked_up_and_its_features_made_again(tmp_path, 
     assert oct(clean.stat().st_mode & 0o777) == oct(0o644)
 
 
+@pytest.mark.slow
 def test_every_layer_becomes_a_feature_set_that_probes_and_the_layers_figure_read(tmp_path):
     """extract_features.py --layers all: one feature set per VGGish block from one forward pass,
     beside the embedding (the same numbers as without --layers); downstream.py probes each
@@ -320,6 +329,7 @@ def test_every_layer_becomes_a_feature_set_that_probes_and_the_layers_figure_rea
     assert set(figures.load(results / "demo").checkpoint) == {"untrained"}
 
 
+@pytest.mark.slow
 def test_a_folder_of_own_audio_embeds_to_a_npy_per_file_resumably_naming_bad_files(tmp_path, data_root):
     """extract_features.py --audio-dir: nested MP3s of the demo and a 44.1 kHz FLAC become .npy
     files of the same relative names, equal to the Python API's embeddings; a broken file is

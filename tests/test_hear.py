@@ -12,7 +12,7 @@ from common.models.pretrained import load
 from common.models.registry import MODELS
 
 
-@pytest.mark.parametrize("model_id", MODELS)
+@pytest.mark.parametrize("model_id", [pytest.param(m, marks=pytest.mark.slow) if m == "ast" else m for m in MODELS])
 def test_hear_functions_follow_the_contract_on_every_models_save_untrained(model_id, tmp_path):
     model = hear.load_model(str(save_untrained(model_id, tmp_path / "untrained.pt")))
     assert isinstance(model, torch.nn.Module)

@@ -6,7 +6,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from common.models.registry import MODELS
+
+pytestmark = pytest.mark.slow  # a wheel build
 
 REPO = Path(__file__).resolve().parent.parent
 

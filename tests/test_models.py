@@ -26,6 +26,7 @@ CODE = {"vggish": (3_687_348, 59049), "musicnn": (808_449, 48000), "ast": (None,
 WITHOUT_HEADS = {"tune": 2.1e6, "tune-plus": 2.2e6, "clmr": 2.4e6}
 
 
+@pytest.mark.slow
 def test_models_json_lists_the_code_and_the_table_variants():
     out = subprocess.run([sys.executable, "-m", "common.models.registry", "--json"], cwd=REPO, capture_output=True,
                          text=True)
@@ -62,7 +63,9 @@ def demo_batch(data_root):
     return clips, labels, caches
 
 
-@pytest.mark.parametrize("name", [*MODELS, "tune-plus", "clmr-regional"])
+# AST's steps and the regional strategy's three-window crops cost the most: in the slow tier
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in ("ast", "clmr-regional") else m
+                                  for m in [*MODELS, "tune-plus", "clmr-regional"]])
 def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch):
     clips, labels, caches = demo_batch
     if name in ("clmr-regional", "mulap", "ast"):  # several windows an item, or AST's cost: two items do

@@ -6,6 +6,8 @@ import pytest
 from conftest import run_demo_script
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # the notebook and the study behind it
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -35,6 +35,7 @@ def test_every_shipped_number_equals_the_source_table_under_our_names():
     assert {r["support"] for r in ours if r["task"] == "key"} == {128}
 
 
+@pytest.mark.slow
 def test_the_table_prints_the_studys_headline_numbers():
     out = command("--task", "tagging", "--model", "vggish", "--probe", "slp", "--condition", "clean")
     assert out.returncode == 0, out.stderr
@@ -55,6 +56,7 @@ def write_results(folder, task, model, rows):
         writer.writerows(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["demo", "real"])
 def test_compare_sets_ours_beside_the_studys_and_never_invents_a_difference_on_the_demo(tmp_path, data):
     rows = [["vggish", "1", "", "1", "0", "10", "4.85", "slp", seed, split, snr, "roc_auc", value]
@@ -73,6 +75,7 @@ def test_compare_sets_ours_beside_the_studys_and_never_invents_a_difference_on_t
         assert all(line[9:] == ["-"] for line in lines)  # vggish on tagging: the study's protocol throughout
 
 
+@pytest.mark.slow
 def test_compare_refuses_a_folder_without_results(tmp_path):
     out = command("--compare", tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "results/real" in out.stderr

@@ -264,6 +264,7 @@ def _skipped_as_expected(stderr, manifest, spoiled):
         assert clip in lines[0] or len(expected) > 5
 
 
+@pytest.mark.slow
 def test_unusable_audio_is_skipped_named_and_counted_by_train_and_extract(faulty_data, tmp_path):
     root, spoiled = faulty_data
     runs = tmp_path / "sorties à part" / "runs"
@@ -343,6 +344,7 @@ def _everything_visible_is_whole(folder):
                 continue
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crops", ["tile", "random"])
 def test_train_killed_at_any_moment_resumes_to_the_weights_of_an_uninterrupted_run(crops, tmp_path, data_root):
     # subset 1's ten clips (one tile of each, or two random crops): epochs of 3 or 5 steps of 4, the
@@ -408,6 +410,7 @@ def _same_arrays(a, b):
         assert np.array_equal(np.load(a / name), np.load(b / name)), name
 
 
+@pytest.mark.slow
 def test_extraction_and_probes_killed_midway_finish_only_what_is_missing(trained_runs, tmp_path):
     extract = ["--demo", "--model", "tmae", "--task", "pitch", "--runs-dir", trained_runs, "--snr", "clean", "0",
                "deform_2", "--clips-per-split", "12"]
@@ -440,6 +443,7 @@ def test_extraction_and_probes_killed_midway_finish_only_what_is_missing(trained
     assert (results / "tmae.csv").read_text() == (straight / "results" / "demo" / "pitch" / "tmae.csv").read_text()
 
 
+@pytest.mark.slow
 def test_two_extractions_of_the_same_features_at_once_both_finish_whole(trained_runs, tmp_path):
     extract = ["extract_features.py", "--demo", "--model", "tmae", "--task", "key", "--runs-dir", trained_runs,
                "--snr", "clean", "deform_2", "--clips-per-split", "6"]
@@ -462,6 +466,7 @@ def _with_file_size_limit(limit):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_every_command_in_one_line_and_leaves_nothing_half_written(trained_runs, tmp_path):
     out_dir = tmp_path / "sorties à part"
     commands = [
@@ -502,6 +507,7 @@ class _RunsCode:
         return os.system, (f"touch '{self.marker}'",)
 
 
+@pytest.mark.slow
 def test_foreign_truncated_and_code_carrying_checkpoints_are_refused_in_one_line(trained_runs, tmp_path):
     from common.models.registry import build
     runs = tmp_path / "sorties à part"

@@ -67,6 +67,7 @@ def test_draws_are_other_clips_of_the_same_size_and_minutes(real_clips):
         subsets.select(real_clips, "full", 1)
 
 
+@pytest.mark.slow
 def test_list_prints_the_clip_ids_of_a_subset():
     def listed(*options):
         out = subprocess.run([sys.executable, "-m", "common.data.subsets", "--list", *options], cwd=REPO,
@@ -79,6 +80,7 @@ def test_list_prints_the_clip_ids_of_a_subset():
     assert len(other) == 200 and other != listed("20")
 
 
+@pytest.mark.slow
 def test_demo_offers_the_small_subsets(data_root):
     clips = load_dataset("MTAT", data_root, demo=True).clips
     assert subsets.available(clips) == ("1", "2", "5", "10", "20", "full")
@@ -91,6 +93,7 @@ def test_demo_offers_the_small_subsets(data_root):
         subsets.select(clips, "50")
 
 
+@pytest.mark.slow
 def test_subsets_command_prints_the_table():
     out = subprocess.run([sys.executable, "-m", "common.data.subsets"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0

@@ -44,6 +44,7 @@ def tinysol_rows(data_root, n_per_split=(12, 6, 6)):
     return rows
 
 
+@pytest.mark.slow
 def test_a_task_of_ones_own_runs_through_extraction_probes_and_figures(tmp_path, data_root):
     """A multi-label task (tags detected from ';' in a `label` column; relative paths; a model's
     checkpoint) and a single-label one (a file whose name holds a comma; hand-crafted
@@ -93,6 +94,7 @@ def test_a_task_of_ones_own_runs_through_extraction_probes_and_figures(tmp_path,
     assert figures._tasks(df) == ["family", "moods"]
 
 
+@pytest.mark.slow
 def test_a_task_csv_that_is_not_a_task_is_refused_in_one_line(tmp_path, data_root):
     rows = tinysol_rows(data_root, (2, 2, 2))
     good = write_csv(tmp_path / "family.csv", rows)
@@ -137,6 +139,7 @@ def test_reproduce_extracts_and_probes_a_task_of_ones_own_beside_the_built_in_on
     assert [name for name, _ in reproduce.task_options(args)] == ["pitch", "moods"]
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_two_task_csvs_of_one_name(tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

@@ -34,6 +34,7 @@ def weights(path):
     return checkpoints.load(path)["model"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_each_train_py_writes_the_results_layout(model, tmp_path, data_root):
     # One item per clip: an epoch is 5 steps of 2, and the weights of every epoch are kept.
@@ -98,6 +99,7 @@ def test_processes_share_every_step_and_together_visit_each_item_once():
         assert all(len(b) >= 2 for plan in plans for b in plan)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_with_gloo_writes_one_run(tmp_path, data_root):
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "clmr/train.py", "--demo", "--runs-dir", str(tmp_path), "--subset", "1",
@@ -112,6 +114,7 @@ def test_torchrun_ddp_with_gloo_writes_one_run(tmp_path, data_root):
     assert torch.load(runs[0], weights_only=True)["step"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["clmr", "vggish"])
 def test_two_processes_train_on_the_loss_and_gradients_of_one(model, tmp_path):
     """clmr's NT-Xent compares clips across the batch, and both models have BatchNorm: under
@@ -138,6 +141,7 @@ def test_two_processes_train_on_the_loss_and_gradients_of_one(model, tmp_path):
         max((local["grads"][k] - g).abs().max() / g.abs().max() for k, g in one["grads"].items()) > 1e-2
 
 
+@pytest.mark.slow
 def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     rng = np.random.default_rng(0)
     for i, sub in enumerate(["a", "a/b", "c"]):
@@ -156,6 +160,7 @@ def test_audio_dir_pretraining_for_self_supervised_models(tmp_path):
     assert out.returncode == 2 and "--tags" in out.stderr
 
 
+@pytest.mark.slow
 def test_mulap_learns_from_a_mulap_format_captions_file_and_refuses_a_malformed_one(tmp_path):
     """MuLaP's own format (ilaria-manco/mulap's example dataset_train.json): only the files it
     names are trained on, the vocabulary is their captions' words; a malformed file, or a
@@ -190,6 +195,7 @@ def test_mulap_learns_from_a_mulap_format_captions_file_and_refuses_a_malformed_
     assert out.returncode == 2 and "--captions" in out.stderr
 
 
+@pytest.mark.slow
 def test_skipped_audio_is_named_at_every_run_and_tried_again_once_it_changes(tmp_path):
     """A FIFO named like audio is skipped and named, not waited on; the cache lies under the data
     root, not in the user's folder; every run says what it skips; once the file is replaced by
@@ -224,12 +230,14 @@ def test_skipped_audio_is_named_at_every_run_and_tried_again_once_it_changes(tmp
     assert json.loads(manifest.read_text())["skipped"] == []
 
 
+@pytest.mark.slow
 def test_a_subset_the_demo_lacks_is_one_line_naming_those_it_has(tmp_path, data_root):
     out = train("musicnn", tmp_path, "--subset", "50", check=False)
     assert out.returncode == 2 and "choose from 1, 2, 5, 10, 20, full" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_without_network_is_one_line(tmp_path):
     proxy = "http://127.0.0.1:9"  # the discard port: nothing listens, every download is refused
     out = subprocess.run([sys.executable, "vggish/train.py", "--data-root", str(tmp_path), "--subset", "1"],
@@ -254,6 +262,7 @@ def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, data_root, 
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_ast_train_help_runs_from_the_repository_root():
     out = subprocess.run([sys.executable, "ast/train.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and "--subset" in out.stdout
@@ -275,6 +284,7 @@ def test_help_shows_the_studys_budgets(model, epochs, batch, every, crops, capsy
     assert ("(default: tile)" in text) == (model != "clmr")
 
 
+@pytest.mark.slow
 def test_a_draw_trains_on_other_clips_of_the_same_size(tmp_path, data_root):
     train("tmae", tmp_path, "--subset", "2", "--draw", "1", "--max-steps", "1", "--batch-size", "2")
     train("tmae", tmp_path, "--subset", "2", "--max-steps", "1", "--batch-size", "2")
@@ -309,6 +319,7 @@ def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, 
     assert (tmp_path / "demo" / model_id / "1" / "seed0" / "last.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("tune", []), ("clmr-regional", ["--strategy", "regional"]),
                                            ("mulap", [])])
 def test_the_new_paradigms_resume_exactly_and_their_checkpoints_extract_and_probe(model, options, tmp_path,
@@ -344,3 +355,30 @@ def test_the_new_paradigms_resume_exactly_and_their_checkpoints_extract_and_prob
     with open(results / "demo" / "pitch" / f"{model}.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["model"] for r in rows} == {model} and {r["checkpoint"] for r in rows} >= {"untrained", "1"}
+
+
+def test_a_run_resumed_in_this_process_equals_a_straight_one(tmp_path, data_root, monkeypatch):
+    """The training loop as a function: 4 steps in one go against 2, then --resume to 4; the
+    weights, the kept checkpoints and the log are the same."""
+    objective, learns_from, views = pretraining_objective("tmae")
+
+    def train(runs, steps, *resume):
+        monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--data-root", str(data_root), "--subset", "1",
+                                          "--batch-size", "4", "--checkpoint-every", "1", "--max-steps", str(steps),
+                                          "--runs-dir", str(runs), *resume])
+        training.pretrain("tmae", objective, train_script("tmae").DEFAULTS, "test", learns_from, views)
+    train(tmp_path / "straight", 4)
+    train(tmp_path / "halves", 2)
+    train(tmp_path / "halves", 4, "--resume")
+    run = Path("demo") / "tmae" / "1" / "seed0"
+    straight, halves = tmp_path / "straight" / run, tmp_path / "halves" / run
+    kept = sorted(p.name for p in (straight / "checkpoints").iterdir())
+    assert kept == sorted(p.name for p in (halves / "checkpoints").iterdir()) and kept
+    for name in ("untrained.pt", "last.pt", *(f"checkpoints/{k}" for k in kept)):
+        a, b = weights(straight / name), weights(halves / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    columns = ("step", "epoch", "loss", "lr")
+    logs = [[tuple(r[c] for c in columns) for r in csv.DictReader((d / "log.csv").read_text().splitlines())]
+            for d in (straight, halves)]
+    assert logs[0] == logs[1] and len(logs[0]) == 4
+    assert json.loads((halves / "finished.json").read_text())["step"] == 4
