@@ -63,8 +63,10 @@ def demo_batch(data_root):
     return clips, labels, caches
 
 
-# AST's steps and the regional strategy's three-window crops cost the most: in the slow tier
-@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in ("ast", "clmr-regional") else m
+# The study's CNNs and TMAE in the fast tier; AST's steps, the regional strategy's three-window
+# crops, TUNe's and MuLaP's in the slow one
+@pytest.mark.parametrize("name", [m if m in ("vggish", "musicnn", "clmr", "tmae", "tune-plus") else
+                                  pytest.param(m, marks=pytest.mark.slow)
                                   for m in [*MODELS, "tune-plus", "clmr-regional"]])
 def test_shapes_on_a_real_batch_and_a_few_steps_lower_the_loss(name, demo_batch):
     clips, labels, caches = demo_batch
