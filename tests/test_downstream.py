@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_demo_script
+from conftest import run_demo_script, save_untrained
 
 from common.data.demo import mtat as demo_mtat
 from common.evaluation.probes import PROBES, ProbeSpec, fit, predict
@@ -196,10 +196,10 @@ def test_extraction_then_probes_in_this_process_write_the_features_and_rows_the_
                                                                                             monkeypatch, capsys):
     """extract_features.py and downstream.py as functions, on a small sample: an untrained
     tmae checkpoint and the hand-crafted features, clean and one condition."""
-    from conftest import save_untrained
 
     import downstream
     import extract_features
+    from common.evaluation import figures
     runs, features, results = tmp_path / "runs", tmp_path / "features", tmp_path / "results"
     save_untrained("tmae", runs / "demo" / "tmae" / "1" / "seed0" / "untrained.pt")
     common = ["--demo", "--data-root", str(data_root), "--task", "pitch", "--features-dir", str(features)]
@@ -220,3 +220,6 @@ def test_extraction_then_probes_in_this_process_write_the_features_and_rows_the_
     assert {r["probe"] for r in rows} == {"linear", "slp"} and {r["metric"] for r in rows} == {"accuracy", "f1_macro"}
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
     assert "untrained" in capsys.readouterr().out  # the summary names the checkpoint
+    drawn = figures.render_all(results / "demo", tmp_path / "figures")
+    assert {p.name for p in drawn} >= {"metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"}
+    assert all(p.stat().st_size > 10_000 for p in drawn)

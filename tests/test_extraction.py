@@ -372,3 +372,25 @@ def test_a_folder_of_own_audio_embeds_to_a_npy_per_file_resumably_naming_bad_fil
     assert frames.shape == (2, 512) and starts.tolist() == pytest.approx([0.0, 59049 / 16000])  # 8 s: two 3.69 s
     assert embed("hand", "--model", "handcrafted").returncode == 0
     assert np.load(tmp_path / "hand" / "a" / "b" / "two.npy").shape == (130,)
+
+
+def test_a_folder_embeds_in_this_process_to_the_python_apis_embeddings(tmp_path, data_root):
+    """common/evaluation/folder_features.py as a function: nested files to .npy files of the
+    same relative names, equal to the Python API's; a broken file skipped and listed; a second
+    run keeps what is there."""
+    from common.evaluation.folder_features import embed_folder
+    from common.models.pretrained import load
+    music = tmp_path / "music"
+    (music / "a").mkdir(parents=True)
+    mp3s = sorted((data_root / "demo" / "MTAT").rglob("*.mp3"))[:2]
+    shutil.copy(mp3s[0], music / "one.mp3")
+    shutil.copy(mp3s[1], music / "a" / "two.mp3")
+    (music / "a" / "broken.wav").write_text("not audio")
+    checkpoint = save_untrained("tmae", tmp_path / "untrained.pt")
+    assert embed_folder(music, tmp_path / "out", checkpoint) == (2, 0, 1)
+    model = load(checkpoint)
+    for name in ("one", "a/two"):
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy"),
+                                   model.embed_file(next(music.glob(f"{name}.mp3"))), rtol=1e-5, atol=1e-6)
+    assert "a/broken.wav" in (tmp_path / "out" / "skipped.csv").read_text()
+    assert embed_folder(music, tmp_path / "out", checkpoint) == (0, 2, 1)

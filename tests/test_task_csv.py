@@ -94,8 +94,7 @@ def test_a_task_of_ones_own_runs_through_extraction_probes_and_figures(tmp_path,
     assert figures._tasks(df) == ["family", "moods"]
 
 
-@pytest.mark.slow
-def test_a_task_csv_that_is_not_a_task_is_refused_in_one_line(tmp_path, data_root):
+def test_a_task_csv_that_is_not_a_task_is_refused_naming_what_is_wrong(tmp_path, data_root):
     rows = tinysol_rows(data_root, (2, 2, 2))
     good = write_csv(tmp_path / "family.csv", rows)
     task, dataset = task_csv.read(good)
@@ -119,7 +118,11 @@ def test_a_task_csv_that_is_not_a_task_is_refused_in_one_line(tmp_path, data_roo
     with pytest.raises(UserError, match="name of a built-in task"):
         task_csv.read(write_csv(tmp_path / "pitch.csv", rows))
 
-    missing_split = write_csv(tmp_path / "bad.csv", rows[:4])
+
+
+@pytest.mark.slow
+def test_a_command_given_a_task_csv_that_is_not_a_task_ends_in_one_line(tmp_path, data_root):
+    missing_split = write_csv(tmp_path / "bad.csv", tinysol_rows(data_root, (2, 2, 2))[:4])
     out = run_demo_script("downstream.py", "--model", "handcrafted", "--task-csv", missing_split, "--features-dir",
                           tmp_path / "features", check=False)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "no test rows" in out.stderr

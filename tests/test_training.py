@@ -383,3 +383,20 @@ def test_a_run_resumed_in_this_process_equals_a_straight_one(tmp_path, data_root
             for d in (straight, halves)]
     assert logs[0] == logs[1] and len(logs[0]) == 4
     assert json.loads((halves / "finished.json").read_text())["step"] == 4
+
+
+def test_the_plan_counts_the_steps_train_py_takes(tmp_path, data_root, monkeypatch):
+    """reproduce.py --plan counts a run's optimizer steps from the metadata alone: as many as
+    the training loop then takes (subset 1's ten clips at batch 4: three steps an epoch, of 4, 4
+    and 2 clips)."""
+    from common import plan
+    from common.data.subsets import select
+    options = ["--subset", "1", "--batch-size", "4", "--epochs", "2"]
+    clips = select(load_dataset("MTAT", data_root, demo=True).clips, "1", 0)
+    planned, batch = plan._training_steps("tmae", options, clips)
+    objective, learns_from, views = pretraining_objective("tmae")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--data-root", str(data_root), *options,
+                                      "--runs-dir", str(tmp_path)])
+    training.pretrain("tmae", objective, train_script("tmae").DEFAULTS, "test", learns_from, views)
+    finished = json.loads((tmp_path / "demo" / "tmae" / "1" / "seed0" / "finished.json").read_text())
+    assert (planned, batch) == (finished["step"], 4) == (6, 4) and finished["epoch"] == 2
