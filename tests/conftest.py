@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,12 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# numba caches each compiled librosa gufunc as two files, not written atomically as a pair:
+# two processes compiling one at once can leave a mixed pair that crashes the next process
+# to load it (numba/numba#10128). Each pytest-xdist worker, and every command it starts,
+# keeps a cache of its own (set here in each worker: they inherit the controller's setting).
+os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) /
+                                    f"numba-cache-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
 
 
 @pytest.fixture(scope="session")

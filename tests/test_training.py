@@ -297,9 +297,9 @@ def test_a_draw_trains_on_other_clips_of_the_same_size(tmp_path, data_root):
     assert out.returncode == 2 and "full is the whole train split" in out.stderr
 
 
-@pytest.mark.parametrize("strategy,samples,shared", [
-    ("different-segments", 59049, False), ("same-segment", 59049, True),
-    pytest.param("regional", 3 * 59049, True, marks=pytest.mark.slow)])  # three-window crops: the slow tier
+@pytest.mark.parametrize("strategy,samples,shared", [  # CLMR's own in the fast tier, the others in the slow one
+    ("different-segments", 59049, False), pytest.param("same-segment", 59049, True, marks=pytest.mark.slow),
+    pytest.param("regional", 3 * 59049, True, marks=pytest.mark.slow)])
 def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, samples, shared, tmp_path,
                                                                       monkeypatch):
     """CLMR's views are two crops of the clip; same-segment and regional augment one crop twice,
