@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,12 +8,25 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-# numba caches each compiled librosa gufunc as two files, not written atomically as a pair:
-# two processes compiling one at once can leave a mixed pair that crashes the next process
-# to load it (numba/numba#10128). Each pytest-xdist worker, and every command it starts,
-# keeps a cache of its own (set here in each worker: they inherit the controller's setting).
-os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) /
-                                    f"numba-cache-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+
+
+def pytest_configure(config):
+    """Before pytest-xdist starts its workers, compile in this one process the librosa functions
+    numba caches, for both dtypes the tests and commands hand them. numba writes each compiled
+    gufunc as two files, not as a pair: two workers compiling one at once can leave a mixed
+    pair that crashes the next process to load it (numba/numba#10128, seen as a segfault in
+    librosa.pyin in a fresh venv). The workers, and the commands they start, then only read."""
+    if hasattr(config, "workerinput"):
+        return
+    import librosa
+    import numpy as np
+
+    from common.evaluation import handcrafted
+    for dtype in (np.float32, np.float64):
+        y = (np.random.default_rng(0).standard_normal(handcrafted.SAMPLE_RATE) * 0.1).astype(dtype)
+        handcrafted.features(y)
+        librosa.feature.melspectrogram(y=y, sr=16000)
+        librosa.pyin(y, fmin=60, fmax=1000, sr=handcrafted.SAMPLE_RATE)
 
 
 @pytest.fixture(scope="session")
