@@ -167,9 +167,10 @@ def main():
     args = parse_args()
     check_output_dir(args.results_dir, "--results-dir")
     task, own_dataset = task_from_args(args)
-    task_dir = args.features_dir / ("demo" if args.demo else "real") / task.name
+    data_name = "demo" if args.demo else "real"
+    task_dir = args.features_dir / data_name / task.name
     model_dir = task_dir / args.model
-    target = args.results_dir / ("demo" if args.demo else "real") / task.name / f"{args.model}.csv"
+    target = args.results_dir / data_name / task.name / f"{args.model}.csv"
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     # reuse: results up to date with their features are printed, not fitted again

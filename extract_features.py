@@ -337,9 +337,9 @@ def extract_checkpoint(args, job, name, source, layers, device, precision):
     changed (other weights, clips, audio or precision) are extracted again."""
     folders = {k: job.task_dir / args.model / (name if k is None else f"{name}#layer{k}") for k in layers}
     weights, state = ("handcrafted", None) if source is None else weights_id(folders[None], source, args.model)
-    sets = FeatureSets(name, folders, {}, {"weights": weights, **job.provenance})
-    for k, out_dir in folders.items():
-        sets.todo[k] = conditions_to_extract(args, out_dir, sets.provenance)
+    provenance = {"weights": weights, **job.provenance}
+    todo = {k: conditions_to_extract(args, out_dir, provenance) for k, out_dir in folders.items()}
+    sets = FeatureSets(name, folders, todo, provenance)
     if not any(sets.todo.values()):
         print(f"{args.model} {name}: done already")
         return
