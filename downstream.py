@@ -49,9 +49,10 @@ from common.cli import (
     run,
 )
 from common.data.subsets import checkpoint_order
-from common.evaluation import tasks
+from common.evaluation import predictions, tasks
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
+from common.evaluation.predictions import Predictions
 from common.evaluation.probes import MAX_EPOCHS, PROBES, RECIPES, ProbeSpec, fit, predict
 from common.evaluation.selection import best_probes
 from common.evaluation.task_arguments import add_task_options, task_from_args
@@ -59,6 +60,7 @@ from common.models.registry import model_argument
 from common.provenance import changes, clips_digest, digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
+FLOAT16_RANGE = (float(np.finfo(np.float16).min), float(np.finfo(np.float16).max))
 COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
            "metric", "value")
 
@@ -95,7 +97,7 @@ def read_index(path, task):
     else:
         targets = np.array([task.classes.index(r["label"]) for r in rows])
     splits = {s: np.array([i for i, r in enumerate(rows) if r["split"] == s]) for s in ("train", "valid", "test")}
-    return targets, splits
+    return targets, splits, np.array([r["clip_id"] for r in rows])
 
 
 def summary(rows, task):
@@ -178,7 +180,7 @@ def main():
     if names is None:
         return _print_summary(target, task)
     # features: each usable set, standardised; the conditions every one of them has
-    targets, splits = read_index(task_dir / "index.csv", task)
+    targets, splits, clip_ids = read_index(task_dir / "index.csv", task)
     if min(len(rows) for rows in splits.values()) == 0:
         raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
     sets = [load_feature_set(model_dir / name, splits) for name in names]
@@ -186,10 +188,14 @@ def main():
     # probes: fitted together on the sets of one width, scored on every split and condition
     print(f"fitting {len(sets) * len(args.probes) * args.seeds} probes ({len(sets)} checkpoints x "
           f"{len(args.probes)} kinds x {args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
-    rows = []
+    rows, kept = [], Predictions()
     for group in _by_width(sets):
-        rows += probe_rows(args, task, group, conditions, targets, splits, device, precision)
-    write_results(target, rows, provenance, task if own_dataset else None)
+        group_rows, group_predictions = probe_rows(args, task, group, conditions, targets, splits, device, precision)
+        rows += group_rows
+        kept.extend(group_predictions)
+    test = splits["test"]
+    write_results(target, rows, provenance, task if own_dataset else None,
+                  lambda path: kept.save(path, clip_ids[test], targets[test]))
     print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
 
 
@@ -210,10 +216,12 @@ def checked_feature_sets(args, task, task_dir, target, precision):
     sidecar = _sidecar(target)
     if target.exists() and not args.overwrite:
         before = json.loads(sidecar.read_text()) if sidecar.exists() else None
-        if before == provenance:
+        kept = predictions.path_for(target)
+        if before == provenance and kept.exists():
             print(f"{target} is up to date with its features (--overwrite to fit again)")
             return None, None
-        why = (f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
+        why = (f"its test predictions ({kept.name}) are gone" if before == provenance else
+               f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
                else "no record of what it was fitted on")
         print(f"{target}: {why}: fitting again")
     return names, provenance
@@ -253,31 +261,38 @@ def _by_width(sets):
 
 
 def probe_rows(args, task, sets, conditions, targets, splits, device, precision):
-    """Fit every kind and seed of probe on each set, then a results row per (set, probe, seed,
-    split, condition, metric): the clean valid and test splits, and each degraded test set."""
+    """Fit every kind and seed of probe on each set; (a results row per (set, probe, seed, split,
+    condition, metric), the test Predictions). Test scores are computed from the float16
+    outputs that are kept, so the CSV and the statistics on the predictions agree exactly."""
     specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes for seed in range(args.seeds)]
     fitted = fit(task.kind, specs, [s.clean for s in sets], targets, splits, len(task.classes), device,
                  epochs=args.epochs, precision=precision)
-    rows = []
+    rows, kept = [], Predictions()
     for kind, probes in fitted.items():
         inputs = {("valid", CLEAN): [s.clean[splits["valid"]] for s in sets],
                   ("test", CLEAN): [s.clean[splits["test"]] for s in sets],
                   **{("test", stem): [s.degraded[stem] for s in sets] for stem in conditions}}
         for (split, stem), features in inputs.items():
             outputs = predict(probes, features)
+            if split == "test":  # kept as float16: beyond its range an output is its largest finite value
+                outputs = np.clip(outputs, *FLOAT16_RANGE).astype(np.float16)
             for g, i in enumerate(probes.members):
-                feature_set = sets[specs[i].feature_set]
-                for metric, value in task_metrics(task.kind, targets[splits[split]], outputs[g]).items():
+                feature_set, seed, condition = sets[specs[i].feature_set], specs[i].seed, condition_label(stem)
+                if split == "test":
+                    kept.add(feature_set.name, kind, seed, condition, outputs[g])
+                scores = task_metrics(task.kind, targets[splits[split]], outputs[g].astype(np.float32))
+                for metric, value in scores.items():
                     rows.append({"model": args.model, "checkpoint": feature_set.name, **feature_set.described,
-                                 "probe": kind, "seed": specs[i].seed, "split": split,
-                                 "snr": condition_label(stem), "metric": metric, "value": f"{value:.6f}"})
-    return rows
+                                 "probe": kind, "seed": seed, "split": split, "snr": condition, "metric": metric,
+                                 "value": f"{value:.6f}"})
+    return rows, kept
 
 
-def write_results(target, rows, provenance, own_task):
+def write_results(target, rows, provenance, own_task, save_predictions):
     """The CSV (rows in checkpoint, probe, seed, split, condition and metric order), the task of
-    one's own before it and the provenance after it: results are never without what the
-    figures read them by, and a run killed between the CSV and its record fits again."""
+    one's own and the test predictions before it and the provenance after it: results are
+    never without what the figures and statistics read them by, and a run killed between the
+    CSV and its record fits again."""
     rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
                              r["split"] == "test", condition_order(r["snr"]), r["metric"]))
     buffer = io.StringIO()
@@ -286,6 +301,7 @@ def write_results(target, rows, provenance, own_task):
     writer.writerows(rows)
     if own_task:
         tasks.save(own_task, target.parent)
+    save_predictions(predictions.path_for(target))
     write_text(target, buffer.getvalue())
     write_json(_sidecar(target), provenance)
 

@@ -42,6 +42,15 @@ def existing_file(text):
     return path
 
 
+def existing_dir(text):
+    """An argparse type for an input folder: the folder must be there."""
+    path = Path(text)
+    if not path.is_dir():
+        why = "is a file" if path.exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {why}")
+    return path
+
+
 def add_data_options(parser):
     parser.add_argument("--data-root", type=folder, default=DEFAULT_DATA_ROOT,
                         help="folder that holds the datasets (default: data/)")

@@ -29,6 +29,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "resources" / "study_results.c
 SOURCE_SHA256 = "11c92655ae20bdc64c8766a2f84c691a2d6fcdd7cad5cebc9cd860b9d7a62ffc"
 TASKS = {"mtat_tagging": "tagging", "tinysol_instrument": "instrument", "beatport_key": "key"}
 MODELS = {"vgg": "vggish", "musicnn": "musicnn", "ast": "ast", "clmr": "clmr", "mae": "tmae", "chroma": "chroma"}
+HANDCRAFTED = ("chroma",)  # the study's hand-crafted features among its models
 CHECKPOINTS = {"0": "untrained", "na": "none", **{s: s for s in SUBSETS}}
 METRICS = {"average_precision": "pr_auc", "macro_f1": "f1_macro", "weighted_accuracy_micro": "weighted_score"}
 PROBES = ("slp", "mlp")

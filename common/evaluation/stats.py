@@ -1,0 +1,418 @@
+"""Every test number with its confidence interval, and paired tests of the study's comparisons.
+
+    python -m common.evaluation.stats results/demo             # the tables; intervals.csv and comparisons.csv
+    python -m common.evaluation.stats results/demo --margin roc_auc=0.005 --resamples 2000
+
+Reads the test predictions downstream.py keeps (predictions.py) and resamples them:
+- A number of the results (a model's checkpoint, probe kind and test condition, the mean over
+  probe seeds, and over subset draws for a pooled row) gets a 95% percentile bootstrap
+  interval. Each resample draws the subset draws with replacement, then the probe seeds
+  within each draw, then the test clips (stratified: the same clips for every number of a
+  task), and computes the metric on that resample (weighted_metrics.py: vectorised, B
+  resamples at once).
+- A comparison of two numbers on the same test clips uses the same clip resamples for both
+  (a paired bootstrap): the difference with its 95% interval and a two-sided p-value (twice
+  the smaller share of resampled differences on either side of 0, the test the interval
+  inverts). Holm's step-down correction is applied within each family: one kind of
+  comparison, for one model on one task.
+- Where the question is "comparable", the two one-sided tests (Schuirmann's TOST) against a
+  margin per metric (MARGINS; --margin to change one): equivalent when the 90% interval of
+  the difference lies within +/- margin, its p-value the larger of the two one-sided ones.
+  "No significant difference" alone is never read as "the same".
+The families: trained against its untrained twin, against the hand-crafted features,
+against the next larger subset; each probe kind against the larger one of its recipe (slp
+against mlp, linear against mlp1, mlp1 against mlp2); clean against each test condition.
+
+Writes <results>/intervals.csv and <results>/comparisons.csv (with stats.provenance.json:
+they are computed again only when a predictions file or a setting changed). docs/statistics.md
+explains the methods and their references.
+"""
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from common.atomic import write_json, write_text
+from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
+from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
+from common.evaluation import predictions, tasks
+from common.evaluation.noise import CLEAN, condition_order
+from common.evaluation.probes import PROBES
+from common.evaluation.selection import best_probes
+from common.evaluation.weighted_metrics import resampled
+from common.training.distributed import add_device_option, resolve_device
+
+RESAMPLES = 1000
+CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+MARGINS = {"roc_auc": 0.01, "pr_auc": 0.02, "accuracy": 0.02, "f1_macro": 0.02, "weighted_score": 0.02}
+SEED = 0
+LARGER_PROBE = {"slp": "mlp", "linear": "mlp1", "mlp1": "mlp2"}
+FAMILIES = ("trained vs untrained", "trained vs hand-crafted", "subset vs next larger", "probe vs larger probe",
+            "clean vs condition")
+METHOD = (f"percentile bootstrap, {CONFIDENCE:.0%}: subset draws, then probe seeds, then test clips; "
+          f"{{resamples}} resamples")
+INTERVAL_COLUMNS = ("task", "model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "condition",
+                    "metric", "value", "low", "high", "seeds", "draws", "clips", "method")
+COMPARISON_COLUMNS = ("task", "family", "model", "model_a", "checkpoint_a", "probe_a", "condition_a", "model_b",
+                      "checkpoint_b", "probe_b", "condition_b", "metric", "difference", "low", "high", "p", "p_holm",
+                      "significant", "margin", "p_tost", "equivalent", "method")
+POOLED = " (draws)"  # the name of a limited subset's number pooled over its draws: "5 (draws)"
+
+
+def counts(rng, n, resamples):
+    """(resamples, n) float32: how often each of n items is drawn in each bootstrap resample."""
+    drawn = rng.integers(0, n, (resamples, n)) + n * np.arange(resamples)[:, None]
+    return np.bincount(drawn.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float32)
+
+
+def percentile_interval(values, confidence=CONFIDENCE):
+    return tuple(np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2]))
+
+
+def two_sided_p(differences):
+    """The p-value of "no difference" that the percentile interval inverts."""
+    n = len(differences)
+    below, above = (differences <= 0).sum(), (differences >= 0).sum()
+    return float(min(1.0, 2 * min(below + 1, above + 1) / (n + 1)))
+
+
+def tost_p(differences, margin):
+    """Schuirmann's two one-sided tests of |difference| < margin: the larger one-sided p-value."""
+    n = len(differences)
+    return float(max(((differences <= -margin).sum() + 1) / (n + 1), ((differences >= margin).sum() + 1) / (n + 1)))
+
+
+def holm(p_values):
+    """Holm's (1979) step-down adjusted p-values, in the given order."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]).clip(max=1.0)
+    out = np.empty_like(p)
+    out[order] = adjusted
+    return out
+
+
+def unit_weights(draws, resamples, rng):
+    """(resamples, units): each unit's weight in the mean of a two-level bootstrap resample,
+    `draws` a list of the units' counts per draw (e.g. [3, 3] for two draws of three seeds):
+    the draws resampled, then the seeds within each draw."""
+    per_draw = counts(rng, len(draws), resamples) / len(draws)
+    return np.concatenate([per_draw[:, [d]] * counts(rng, n, resamples) / n for d, n in enumerate(draws)], 1)
+
+
+@dataclass
+class Number:
+    """One number of the results over its resamples."""
+    key: tuple                  # (model, checkpoint, probe, condition)
+    value: float                # the mean over draws of the mean over seeds, on every test clip
+    resamples: np.ndarray       # (B,)
+    seeds: int
+    draws: int
+
+    def interval(self):
+        return percentile_interval(self.resamples)
+
+
+def pooled_name(checkpoint):
+    """A checkpoint's name with its draw left out: the name of the draws' pooled number."""
+    match = CHECKPOINT_NAME.fullmatch(checkpoint)
+    return checkpoint if not match or not match["draw"] else checkpoint.replace(f"-draw{match['draw']}", "", 1)
+
+
+class TaskNumbers:
+    """Every number of one task's results, each with its bootstrap resamples: the clip
+    resamples are drawn once per task, so any two numbers are paired."""
+
+    def __init__(self, task_dir, resamples=RESAMPLES, device="cpu"):
+        self.task = tasks.read_saved(task_dir)
+        self.resamples, self.device = resamples, device
+        self.rows, self.values, self.points, self.clip_ids, self._numbers = [], {}, {}, None, {}
+        files = sorted(task_dir.glob(f"*{predictions.SUFFIX}"))
+        for path in files:
+            self._add(path)
+        self.described = _described(task_dir, [predictions.model_of(path) for path in files])
+
+    def _add(self, path):
+        clip_ids, targets, rows, outputs = predictions.read(path)
+        if self.clip_ids is None:
+            self.clip_ids = clip_ids
+            self.weights = torch.as_tensor(counts(np.random.default_rng(SEED), len(clip_ids), self.resamples),
+                                           device=self.device)
+        elif not np.array_equal(clip_ids, self.clip_ids):
+            raise UserError(f"{path} was scored on other test clips than the task's other models: run downstream.py "
+                            f"for it again")
+        model, every_clip = predictions.model_of(path), torch.ones(1, len(clip_ids), device=self.device)
+        for r, key in enumerate(zip(rows["checkpoint"], rows["probe"], rows["condition"], rows["seed"].tolist())):
+            on_resamples = resampled(self.task.kind, targets, outputs[r], self.weights)
+            on_every_clip = resampled(self.task.kind, targets, outputs[r], every_clip)
+            for metric, values in on_resamples.items():
+                self.values[(model, *key, metric)] = values.cpu().numpy()
+                self.points[(model, *key, metric)] = float(on_every_clip[metric])
+            self.rows.append((model, *key))
+
+    @cached_property
+    def metrics(self):
+        return sorted({key[-1] for key in self.values}, key=lambda m: m != self.task.primary)
+
+    @cached_property
+    def units(self):
+        """{(model, checkpoint, probe, condition): {checkpoint of a draw: [probe seeds]}}; a
+        limited subset with several draws also under its pooled name, "<subset> (draws)"."""
+        units, pooled = {}, {}
+        for model, checkpoint, probe, condition, seed in self.rows:
+            units.setdefault((model, checkpoint, probe, condition), {checkpoint: []})[checkpoint].append(seed)
+            pooled.setdefault((model, pooled_name(checkpoint) + POOLED, probe, condition), {}).setdefault(
+                checkpoint, []).append(seed)
+        return {**units, **{key: draws for key, draws in pooled.items() if len(draws) > 1}}
+
+    def number(self, key, metric):
+        """The Number of (model, checkpoint, probe, condition) in `metric`, or None if absent."""
+        if key not in self.units:
+            return None
+        if (key, metric) not in self._numbers:
+            model, _, probe, condition = key
+            draws = self.units[key]
+            cells = [[(model, c, probe, condition, s, metric) for s in seeds] for c, seeds in draws.items()]
+            rng = np.random.default_rng(zlib.crc32(repr((key, metric)).encode()))
+            weights = unit_weights([len(seeds) for seeds in cells], self.resamples, rng)
+            values = np.stack([self.values[cell] for seeds in cells for cell in seeds], 1)
+            value = float(np.mean([np.mean([self.points[cell] for cell in seeds]) for seeds in cells]))
+            self._numbers[(key, metric)] = Number(key, value, (weights * values).sum(1),
+                                                  max(map(len, cells)), len(cells))
+        return self._numbers[(key, metric)]
+
+    def compare(self, a, b, metric, margins=MARGINS):
+        """{difference, low, high, p, margin, p_tost} of Number a minus Number b (paired on
+        clips), or None when either is absent."""
+        x, y = self.number(a, metric), self.number(b, metric)
+        if x is None or y is None:
+            return None
+        differences = x.resamples - y.resamples
+        low, high = percentile_interval(differences)
+        return {"difference": x.value - y.value, "low": low, "high": high, "p": two_sided_p(differences),
+                "margin": margins[metric], "p_tost": tost_p(differences, margins[metric])}
+
+
+def _described(task_dir, models):
+    """{(model, checkpoint): its layer, subset, draw, step and minutes} from the results CSVs."""
+    described = {}
+    for model in models:
+        frame = pd.read_csv(task_dir / f"{model}.csv", dtype=str, keep_default_na=False)
+        for row in frame.drop_duplicates("checkpoint").itertuples():
+            described[(model, row.checkpoint)] = {"layer": row.layer, "subset": row.subset, "draw": row.draw,
+                                                  "step": row.step, "minutes": row.minutes}
+    return described
+
+
+def _embedding_last_weights(checkpoint):
+    return "#" not in checkpoint and "@" not in checkpoint
+
+
+def _seed_suffix(checkpoint):
+    match = CHECKPOINT_NAME.fullmatch(checkpoint.removesuffix(POOLED))
+    return f"-seed{match['seed']}" if match and match["seed"] else ""
+
+
+def pairs(numbers):
+    """(family, model, a, b) of every comparison the task's numbers allow: a and b keys of
+    (model, checkpoint, probe, condition), the difference read as a minus b."""
+    keys = set(numbers.units)
+    for model, checkpoint, probe, condition in sorted(keys):
+        key = (model, checkpoint, probe, condition)
+        if not _embedding_last_weights(checkpoint):
+            continue
+        if condition != CLEAN:
+            yield "clean vs condition", model, (model, checkpoint, probe, CLEAN), key
+        elif model != "handcrafted":
+            if not checkpoint.startswith("untrained"):
+                yield "trained vs untrained", model, key, (model, "untrained" + _seed_suffix(checkpoint), probe, CLEAN)
+            yield "trained vs hand-crafted", model, key, ("handcrafted", "none", probe, CLEAN)
+            if probe in LARGER_PROBE:
+                yield "probe vs larger probe", model, (model, checkpoint, LARGER_PROBE[probe], CLEAN), key
+    for model in sorted({k[0] for k in keys} - {"handcrafted"}):
+        for probe in sorted({k[2] for k in keys if k[0] == model}):
+            trained = sorted({k[1] for k in keys if k[0] == model and k[2] == probe and k[3] == CLEAN
+                              and _embedding_last_weights(k[1]) and not k[1].startswith("untrained")
+                              and "-draw" not in k[1] and not k[1].endswith(POOLED)}, key=checkpoint_order)
+            for smaller, larger in zip(trained, trained[1:]):
+                if _seed_suffix(smaller) == _seed_suffix(larger):
+                    yield ("subset vs next larger", model, (model, larger, probe, CLEAN),
+                           (model, smaller, probe, CLEAN))
+
+
+def interval_rows(numbers, method):
+    rows = []
+    for key in sorted(numbers.units, key=lambda k: (k[0], checkpoint_order(k[1].removesuffix(POOLED)),
+                                                     k[1], PROBES.index(k[2]), condition_order(k[3]))):
+        model, checkpoint, probe, condition = key
+        described = numbers.described.get((model, checkpoint.removesuffix(POOLED)), {})
+        for metric in numbers.metrics:
+            number = numbers.number(key, metric)
+            low, high = number.interval()
+            rows.append({"task": numbers.task.name, "model": model, "checkpoint": checkpoint, **described,
+                         **({"draw": "all"} if checkpoint.endswith(POOLED) else {}), "probe": probe,
+                         "condition": condition, "metric": metric, "value": number.value, "low": low, "high": high,
+                         "seeds": number.seeds, "draws": number.draws, "clips": len(numbers.clip_ids),
+                         "method": method})
+    return rows
+
+
+def comparison_rows(numbers, margins, method):
+    """Every comparison of pairs(), Holm-adjusted within (family, model, metric)."""
+    rows = []
+    for family, model, a, b in pairs(numbers):
+        for metric in numbers.metrics:
+            compared = numbers.compare(a, b, metric, margins)
+            if compared is not None:
+                rows.append({"task": numbers.task.name, "family": family, "model": model,
+                             **{f"{field}_{side}": value for side, key in (("a", a), ("b", b))
+                                for field, value in zip(("model", "checkpoint", "probe", "condition"), key)},
+                             "metric": metric, **compared, "method": method})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["p_holm"] = frame.groupby(["family", "model", "metric"]).p.transform(holm)
+    frame["significant"] = frame.p_holm < ALPHA
+    frame["equivalent"] = frame.p_tost < ALPHA
+    return frame
+
+
+def task_dirs(results_dir):
+    """The task folders under results_dir that hold test predictions."""
+    return [folder for folder in sorted(Path(results_dir).iterdir())
+            if folder.is_dir() and tasks.read_saved(folder) and any(folder.glob(f"*{predictions.SUFFIX}"))]
+
+
+def _provenance(folders, resamples, margins):
+    files = {str(path.relative_to(folder.parent)): hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+             for folder in folders for path in sorted(folder.glob(f"*{predictions.SUFFIX}"))}
+    return {"predictions": files, "resamples": resamples, "margins": margins, "seed": SEED,
+            "confidence": CONFIDENCE}
+
+
+def compute(results_dir, resamples=RESAMPLES, margins=MARGINS, device="cpu"):
+    """(intervals, comparisons): DataFrames of every number and comparison under results_dir,
+    written beside the results; read back when no predictions file or setting changed."""
+    results_dir = Path(results_dir)
+    folders = task_dirs(results_dir)
+    if not folders:
+        raise UserError(f"no test predictions under {results_dir}: downstream.py keeps them beside each results "
+                        f"CSV (<model>.predictions.npz); run it")
+    paths = [results_dir / "intervals.csv", results_dir / "comparisons.csv"]
+    record, provenance = results_dir / "stats.provenance.json", _provenance(folders, resamples, margins)
+    if all(p.exists() for p in paths) and record.exists() and json.loads(record.read_text()) == provenance:
+        return _read(paths)
+    method = METHOD.format(resamples=resamples)
+    intervals, comparisons = [], []
+    for folder in folders:
+        numbers = TaskNumbers(folder, resamples, device)
+        intervals += interval_rows(numbers, method)
+        comparisons.append(comparison_rows(numbers, margins, method))
+    tables = (pd.DataFrame(intervals, columns=INTERVAL_COLUMNS),
+              pd.concat(comparisons, ignore_index=True).reindex(columns=COMPARISON_COLUMNS))
+    for path, table in zip(paths, tables):
+        write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    write_json(record, provenance)
+    return _read(paths)
+
+
+def _read(paths):
+    named = {c: str for c in ("checkpoint", "subset", "draw", "layer", "step", "checkpoint_a", "checkpoint_b",
+                              "condition", "condition_a", "condition_b")}
+    return tuple(pd.read_csv(p, dtype=named, keep_default_na=False) for p in paths)
+
+
+def chosen_probes(results_dir):
+    """{(task, model, checkpoint): the probe kind with the best validation score}."""
+    chosen = {}
+    for folder in task_dirs(results_dir):
+        for path in sorted(folder.glob("*.csv")):
+            rows = pd.read_csv(path, dtype={"checkpoint": str, "snr": str})
+            chosen.update({(folder.name, path.stem, c): p for c, p in best_probes(rows, folder.name).items()})
+    return chosen
+
+
+def _mark(row):
+    """'=' equivalent within the margin (TOST), '*' a significant difference (Holm), '' neither."""
+    return "=" if row.equivalent else "*" if row.significant else ""
+
+
+def report(results_dir, intervals, comparisons):
+    """The tables python -m common.evaluation.stats prints: per task, each checkpoint's number
+    with the probe kind chosen on validation, then the comparisons among those numbers."""
+    chosen, lines = chosen_probes(results_dir), []
+    for task in dict.fromkeys(intervals.task):
+        primary = tasks.get(task).primary
+        mine = intervals[(intervals.task == task) & (intervals.metric == primary) & (intervals.condition == CLEAN)]
+        shown = mine[[chosen.get((task, r.model, r.checkpoint.removesuffix(POOLED))) == r.probe
+                      for r in mine.itertuples()]]
+        if shown.empty:
+            continue
+        lines += [f"\n{task}: {primary} on the clean test split with its 95% interval "
+                  f"({shown.method.iloc[0]}; {shown.clips.iloc[0]} clips), the probe chosen on valid",
+                  f"  {'model':<14} {'checkpoint':<16} {'probe':<7} {'seeds':>5} {'value':>7}  interval"]
+        lines += [f"  {r.model:<14} {r.checkpoint:<16} {r.probe:<7} {r.seeds:>5} {r.value:>7.3f}  "
+                  f"[{r.low:.3f}, {r.high:.3f}]" for r in shown.itertuples()]
+        lines += _comparison_lines(comparisons[(comparisons.task == task) & (comparisons.metric == primary)], chosen)
+    return "\n".join(lines)
+
+
+def _comparison_lines(compared, chosen):
+    if compared.empty:
+        return []
+    shown = compared[[chosen.get((r.task, r.model_a, r.checkpoint_a.removesuffix(POOLED))) in (r.probe_a, r.probe_b)
+                      for r in compared.itertuples()]]
+    lines = [f"  comparisons: a - b with its 95% interval, p Holm-adjusted within each family and model; "
+             f"* significant, = equivalent within +/- {compared.margin.iloc[0]:g} (TOST); "
+             f"{int(compared.significant.sum())} of {len(compared)} significant, {int(compared.equivalent.sum())} "
+             f"equivalent (comparisons.csv holds them all)"]
+    for r in shown.itertuples():
+        a = f"{r.checkpoint_a} {r.probe_a} {r.condition_a}"
+        b = f"{'' if r.model_b == r.model_a else r.model_b + ' '}{r.checkpoint_b} {r.probe_b} {r.condition_b}"
+        lines.append(f"  {r.family:<24} {r.model:<10} {a:<26} - {b:<30} {r.difference:>+7.3f} "
+                     f"[{r.low:+.3f}, {r.high:+.3f}]  p {r.p_holm:.3f} {_mark(r)}")
+    return lines
+
+
+def parse_margins(items):
+    margins = dict(MARGINS)
+    for item in items:
+        metric, _, value = item.partition("=")
+        if metric not in MARGINS:
+            raise UserError(f"--margin {item}: the metrics are {', '.join(MARGINS)} (METRIC=VALUE)")
+        try:
+            margins[metric] = float(value)
+        except ValueError:
+            raise UserError(f"--margin {item}: {value!r} is not a number (METRIC=VALUE)") from None
+        if not margins[metric] > 0:
+            raise UserError(f"--margin {item}: a margin is a positive difference")
+    return margins
+
+
+def main():
+    parser = ArgumentParser(prog="python -m common.evaluation.stats", description=__doc__.split("\n")[0])
+    parser.add_argument("results_dir", type=existing_dir, metavar="RESULTS_DIR",
+                        help="a folder of results/<data>, e.g. results/demo")
+    parser.add_argument("--resamples", type=positive_int, default=RESAMPLES,
+                        help="bootstrap resamples (default %(default)s)")
+    parser.add_argument("--margin", nargs="+", default=[], metavar="METRIC=VALUE",
+                        help="equivalence margins, e.g. roc_auc=0.005 (defaults: "
+                             + ", ".join(f"{m} {v:g}" for m, v in MARGINS.items()) + ")")
+    add_device_option(parser)
+    args = parser.parse_args()
+    margins = parse_margins(args.margin)
+    intervals, comparisons = compute(args.results_dir, args.resamples, margins, resolve_device(args.device))
+    print(report(args.results_dir, intervals, comparisons))
+    print(f"\nall {len(intervals)} numbers: {args.results_dir / 'intervals.csv'}; all {len(comparisons)} "
+          f"comparisons: {args.results_dir / 'comparisons.csv'}")
+
+
+if __name__ == "__main__":
+    run(main)
