@@ -14,9 +14,11 @@
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features (with --layers, every block's features too);
 3. probes: downstream.py for every model and task;
-4. figures: the figures of common/evaluation/figures.py in figures/<data>/, a summary
-   table, and on the real data our numbers beside the study's published ones
-   (common/evaluation/reference.py).
+4. figures: every number's bootstrap interval and the paired comparisons
+   (common/evaluation/stats.py), the figures of common/evaluation/figures.py in
+   figures/<data>/, a summary table with intervals, the study's four findings checked
+   (common/evaluation/claims.py), and on the real data our numbers beside the study's
+   published ones (common/evaluation/reference.py).
 Every step skips what is already finished, so a stopped study resumes where it stopped
 (and a run trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
@@ -40,7 +42,7 @@ from common.cli import (
     run,
 )
 from common.data.subsets import SUBSETS, training_set_name
-from common.evaluation import figures, reference, task_csv, tasks
+from common.evaluation import claims, figures, reference, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
@@ -190,9 +192,11 @@ def jobs(args, grid):
 
 def summary_table(results_dir, task_names):
     """Per task: the best trained checkpoint, its untrained twin and the hand-crafted features,
-    each with its probe kind; "best" on validation scores, the numbers shown on test."""
-    lines = [f"{'task':<11} {'metric':<15} {'best trained model (probe)':<36} {'its untrained':>13} "
-             f"{'hand-crafted':>13}"]
+    each with its probe kind and 95% bootstrap interval; "best" on validation scores, the
+    numbers shown on test; "~" marks a number not significantly different from the best
+    (paired bootstrap, Holm over the row's two comparisons)."""
+    lines = [f"{'task':<11} {'metric':<15} {'best trained model (probe)':<44} {'its untrained':>24} "
+             f"{'hand-crafted':>24}"]
     results = figures.load(results_dir)
     for task in task_names:
         df = results[results.task == task]
@@ -200,19 +204,27 @@ def summary_table(results_dir, task_names):
             continue
         chosen = {(m, c): p for m in set(df.model) for c, p in best_probes(df[df.model == m], task).items()}
         scores = validation(df, task).groupby(["model", "checkpoint", "probe"]).value.mean()
-        tested = df[(df.split == "test") & (df.snr == "clean") & (df.metric == tasks.get(task).primary)]
-        test = tested.groupby(["model", "checkpoint", "probe"]).value.mean()
         trained = [k for k in chosen if k[0] != "handcrafted" and not k[1].startswith("untrained")]
         if not trained:
             continue
-        model, checkpoint = max(trained, key=lambda k: scores[(*k, chosen[k])])
-
-        def shown(key):
-            return test.get((*key, chosen[key]), float("nan")) if key in chosen else float("nan")
-        best = f"{model} {checkpoint} ({chosen[model, checkpoint]}): {shown((model, checkpoint)):.3f}"
-        lines.append(f"{task:<11} {tasks.get(task).primary:<15} {best:<36} {shown((model, 'untrained')):>13.3f} "
-                     f"{shown(('handcrafted', 'none')):>13.3f}")
+        best = max(trained, key=lambda k: scores[(*k, chosen[k])])
+        numbers, primary = stats.TaskNumbers(results_dir / task), tasks.get(task).primary
+        keys = [(*k, chosen[k], "clean") if k in chosen else None
+                for k in (best, (best[0], "untrained"), ("handcrafted", "none"))]
+        compared = [numbers.compare(keys[0], k, primary) if k else None for k in keys[1:]]
+        p_holm = list(stats.holm([c["p"] for c in compared if c]))
+        marks = [""] + ["" if c is None or p_holm.pop(0) < stats.ALPHA else "~" for c in compared]
+        cells = [_with_interval(numbers.number(k, primary) if k else None) + mark for k, mark in zip(keys, marks)]
+        lines.append(f"{task:<11} {primary:<15} {f'{best[0]} {best[1]} ({keys[0][2]}): ' + cells[0]:<44} "
+                     f"{cells[1]:>24} {cells[2]:>24}")
     return "\n".join(lines)
+
+
+def _with_interval(number):
+    if number is None:
+        return "-"
+    low, high = number.interval()
+    return f"{number.value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def write_plan(args, grid, grid_name, path):
@@ -267,16 +279,23 @@ def main():
             step_started = time.time()
             invoke(script, options)
             measured[stage] += time.time() - step_started
-    paths = figures.render_all(args.results_dir / data_name, args.figures_dir / data_name)
-    summary = summary_table(args.results_dir / data_name, task_names(args))
+    results_dir = args.results_dir / data_name
+    stats.compute(results_dir, device=resolve_device(args.device))
+    paths = figures.render_all(results_dir, args.figures_dir / data_name)
+    summary = summary_table(results_dir, task_names(args))
     print(f"\nfigures: {', '.join(str(p) for p in paths)}")
-    print(f"\nsummary ({data_name}; chosen on the valid split, shown on the clean test split, mean over seeds; "
-          f"{(time.time() - started) / 60:.1f} min in all):\n{summary}"
+    print(f"\nsummary ({data_name}; chosen on the valid split, shown on the clean test split: the mean over probe "
+          f"seeds [its 95% bootstrap interval over seeds and test clips]; ~ not significantly different from the best "
+          f"trained; {(time.time() - started) / 60:.1f} min in all):\n{summary}"
           f"{estimate_beside_measured(plan_file, grid_name, args, measured)}")
+    print(f"\nevery number's interval and every paired comparison: {results_dir / 'intervals.csv'}, "
+          f"{results_dir / 'comparisons.csv'} (python -m common.evaluation.stats {results_dir})")
+    checks = claims.our_checks(results_dir, stats.MARGINS, resolve_device(args.device))
+    print(f"\n{claims.report(checks, str(results_dir))}")
     if data_name == "real":
-        _, rows = reference.compare(args.results_dir / data_name)
+        _, rows = reference.compare(results_dir)
         print(f"\nours beside the study's published numbers (python -m common.evaluation.reference --compare "
-              f"{args.results_dir / data_name}):\n{reference.comparison_table(rows)}")
+              f"{results_dir}):\n{reference.comparison_table(rows)}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,16 @@ from common.data.subsets import checkpoint_order
 from common.evaluation import reference, tasks
 from common.evaluation.noise import CLEAN, DEFORMATIONS
 from common.evaluation.probes import STUDY_PROBES
-from common.evaluation.stats import ALPHA, MARGINS, POOLED, TaskNumbers, holm, parse_margins, task_dirs
+from common.evaluation.stats import (
+    ALPHA,
+    MARGINS,
+    POOLED,
+    TaskNumbers,
+    condition_text,
+    holm,
+    parse_margins,
+    task_dirs,
+)
 
 CLAIMS = {1: "untrained and minimally trained representations perform comparably to fully trained ones",
           2: "larger downstream models recover performance from untrained and minimally trained representations",
@@ -140,7 +149,7 @@ def checks_for(model, task, difference):
         for checkpoint in [c for c in (m.untrained, full) if c]:
             for condition in m.conditions:
                 add(3, (m.model, checkpoint, probe, CLEAN), (m.model, checkpoint, probe, condition),
-                    f"{checkpoint}: clean - {condition}")
+                    f"{checkpoint}: clean - {condition_text(condition)}")
         if task.name in ("pitch", "instrument"):
             add(4, ("handcrafted", "none", probe, CLEAN), (m.model, full, probe, CLEAN), f"hand-crafted - {full}")
     small, large = ("slp", "mlp") if "slp" in m.probes else ("linear", "mlp1")

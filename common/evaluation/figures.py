@@ -3,24 +3,28 @@
 Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the same plots:
   1. metric against pretraining minutes (log axis), a column of panels per task and a row
      per test condition (clean, then each of the study's deformations present), a line per
-     model through the study's subsets (draw 0) with the spread over seeds as error bars,
-     the spread over subset draws (where there are several) as a shaded band, the
+     model through the study's subsets (draw 0) with their intervals as error bars, the
+     interval pooled over subset draws (where there are several) as a shaded band, the
      untrained model as its own hollow marker at the left, the hand-crafted features as a
-     horizontal band, and on the real data the study's published numbers as faint crosses;
-     as in the study, the single-layer probe solid and the MLP dotted;
+     horizontal line with its interval as a band, and on the real data the study's
+     published numbers as faint crosses; as in the study, the single-layer probe solid and
+     the MLP dotted;
   2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
   3. the effect of probe kind (linear, mlp1, mlp2, slp, mlp) for each model's largest subset;
   4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
      against pretraining step, a line per model and subset ending at its last step.
-Every point is the task's primary metric on the test split, mean over seeds. Where one
-probe kind stands for a model (figures 2 and 4, and figure 1 when the study's probes were
-not fitted), it is the kind with the best validation score (common/evaluation/selection.py): no
-choice is ever made on test scores. `probes=[...]` draws chosen kinds instead.
+Every point is the task's primary metric on the test split, the mean over probe seeds, with
+its 95% bootstrap interval (stats.py: probe seeds, subset draws and test clips resampled)
+as error bars or a band, named in each figure. Where one probe kind stands for a model
+(figures 2 and 4, and figure 1 when the study's probes were not fitted), it is the kind
+with the best validation score (common/evaluation/selection.py): no choice is ever made on
+test scores. `probes=[...]` draws chosen kinds instead.
 """
 import functools
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -30,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 from common.data.subsets import checkpoint_order  # noqa: E402
-from common.evaluation import tasks  # noqa: E402
+from common.evaluation import stats, tasks  # noqa: E402
 from common.evaluation.noise import DEFORMATIONS  # noqa: E402
 from common.evaluation.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.evaluation.selection import best_probe  # noqa: E402
@@ -101,8 +105,29 @@ def _label(ax, title, xlabel, task):
     ax.grid(alpha=0.3)
 
 
-def _test(rows, condition="clean"):
-    return rows[(rows.split == "test") & (rows.snr == condition)]
+def intervals(results_dir):
+    """Every number's 95% bootstrap interval (stats.py, computed when its predictions changed),
+    the tasks' primary metric only, minutes and step as numbers."""
+    table = stats.compute(results_dir)[0]
+    table = table[table.metric == table.task.map(lambda t: tasks.get(t).primary)]
+    return table.assign(minutes=pd.to_numeric(table.minutes, errors="coerce"),
+                        step=pd.to_numeric(table.step, errors="coerce"))
+
+
+def _cells(ci, task, model, probe, condition="clean"):
+    """The numbers of one model, probe kind and test condition: its embedding's, of each run's
+    last weights unless asked for."""
+    return ci[(ci.task == task) & (ci.model == model) & (ci.probe == probe) & (ci.condition == condition)]
+
+
+def _errors(cells):
+    """matplotlib's yerr: the distances from each value down to its interval's low end and up to its high end."""
+    return np.array([cells.value - cells.low, cells.high - cells.value]).clip(min=0)
+
+
+def _embeddings(cells):
+    """The numbers of each run's last weights (not e.g. 5@1000) of its embedding (not a layer)."""
+    return cells[~cells.checkpoint.str.contains("[@#]")]
 
 
 def _drawn_probes(rows, task, probes=None):
@@ -113,22 +138,6 @@ def _drawn_probes(rows, task, probes=None):
         return [(p, STYLES.get(p, "-")) for p in probes if p in set(rows.probe)]
     study = [p for p in STUDY_PROBES if p in set(rows.probe)]
     return [(p, STYLES[p]) for p in study] if study else [(best_probe(rows, task), "-")]
-
-
-def _last_weights(rows):
-    """Rows of each run's last weights (not the weights kept along the way, e.g. 5@1000)."""
-    return rows[~rows.checkpoint.str.contains("@")]
-
-
-def _by_subset(rows):
-    """Per trained subset: minutes, mean and spread over seeds of the study's draw 0, and the
-    lowest and highest mean of its draws (equal to the mean when there is one draw)."""
-    trained = rows[rows.subset != "untrained"]
-    per_draw = trained.groupby(["subset", "draw"]).agg(minutes=("minutes", "mean"), mean=("value", "mean"))
-    study = trained[trained.draw == 0].groupby("subset").agg(minutes=("minutes", "mean"), mean=("value", "mean"),
-                                                             std=("value", "std"))
-    spread = per_draw.groupby("subset")["mean"].agg(low="min", high="max")
-    return study.join(spread).fillna({"std": 0.0}).sort_values("minutes")
 
 
 @functools.cache
@@ -152,128 +161,141 @@ def study_points(task, model, probe="slp", condition="clean"):
     return trained, untrained
 
 
-def minutes_figure(df, probes=None, with_study=False):
-    """Figure 1; `with_study` (results on the real data) adds the study's published numbers
-    as faint crosses for the probes drawn that it has (slp, mlp)."""
+INTERVAL_LEGEND = "error bars, bands: 95% bootstrap interval"
+
+
+def _minutes_panel(ax, df, ci, task, condition, probes, with_study):
+    """One panel of figure 1: a task under one test condition."""
+    rows = df[df.task == task]
+    cells = _embeddings(ci[ci.task == task])
+    trained_minutes = cells[(cells.model != "handcrafted") & (cells.minutes > 0)].minutes.dropna()
+    left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
+    for model in _models(rows):
+        for number, (probe, style) in enumerate(_drawn_probes(rows[rows.model == model], task, probes)):
+            mine = _embeddings(_cells(ci, task, model, probe, condition))
+            trained = mine[(mine.draw == "0") & ~mine.checkpoint.str.contains("-seed")].sort_values("minutes")
+            trained = trained[trained.subset != "untrained"]
+            ax.errorbar(trained.minutes, trained.value, yerr=_errors(trained), marker=_marker(model), ms=4,
+                        capsize=2, ls=style, color=_colour(model), label=model if number == 0 else None)
+            pooled = mine[mine.draw == "all"].sort_values("minutes")
+            if len(pooled):
+                ax.fill_between(pooled.minutes, pooled.low, pooled.high, color=_colour(model), alpha=0.15, lw=0)
+            untrained = mine[mine.checkpoint == "untrained"]
+            if len(untrained):
+                ax.errorbar([left], untrained.value, yerr=_errors(untrained), marker=_marker(model), mfc="white",
+                            ms=6, capsize=2, color=_colour(model))
+            if with_study and probe in STUDY_PROBES and model == base_name(model):  # the study's code
+                study, study_untrained = study_points(task, model, probe, condition)
+                ax.plot([m for m, _ in study] + [left] * len(study_untrained),
+                        [v for _, v in study] + study_untrained, "x" if probe == "slp" else "+", ms=5,
+                        alpha=0.45, color=_colour(model))
+    hand = rows[rows.model == "handcrafted"]
+    if len(hand):
+        number = _cells(ci, task, "handcrafted", best_probe(hand, task), condition)
+        ax.axhline(number.value.iloc[0], color="black", ls="--", lw=1, label="hand-crafted")
+        ax.axhspan(number.low.iloc[0], number.high.iloc[0], color="black", alpha=0.08)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
+    _label(ax, tasks.get(task).title + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
+           "pretraining minutes (hollow: untrained)", task)
+
+
+def minutes_figure(df, ci, probes=None, with_study=False):
+    """Figure 1 from the results `df` (figures.load) and their intervals `ci` (intervals());
+    `with_study` (results on the real data) adds the study's published numbers as faint
+    crosses for the probes drawn that it has (slp, mlp)."""
     task_names = _tasks(df)
     conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
     fig, axes = plt.subplots(len(conditions), len(task_names), squeeze=False,
                              figsize=(4.2 * len(task_names), 3.6 * len(conditions)))
     for row, condition in enumerate(conditions):
         for ax, task in zip(axes[row], task_names):
-            rows = _last_weights(df[df.task == task])
-            trained_minutes = rows[(rows.model != "handcrafted") & (rows.minutes > 0)].minutes.dropna()
-            left = trained_minutes.min() / 3 if len(trained_minutes) else 0.1
-            for model in _models(rows):
-                mine = rows[rows.model == model]
-                for number, (probe, style) in enumerate(_drawn_probes(mine, task, probes)):
-                    tested = _test(mine[mine.probe == probe], condition)
-                    trained = _by_subset(tested)
-                    ax.errorbar(trained.minutes, trained["mean"], yerr=trained["std"], marker=_marker(model), ms=4,
-                                capsize=2, ls=style, color=_colour(model), label=model if number == 0 else None)
-                    if (trained.high > trained.low).any():
-                        ax.fill_between(trained.minutes, trained.low, trained.high, color=_colour(model), alpha=0.15,
-                                        lw=0)
-                    untrained = tested[tested.subset == "untrained"].value
-                    if len(untrained):
-                        ax.errorbar([left], [untrained.mean()], yerr=[np.nan_to_num(untrained.std())],
-                                    marker=_marker(model), mfc="white", ms=6, capsize=2, color=_colour(model))
-                    if with_study and probe in STUDY_PROBES and model == base_name(model):  # the study's code
-                        study, study_untrained = study_points(task, model, probe, condition)
-                        ax.plot([m for m, _ in study] + [left] * len(study_untrained),
-                                [v for _, v in study] + study_untrained, "x" if probe == "slp" else "+", ms=5,
-                                alpha=0.45, color=_colour(model))
-            hand = rows[rows.model == "handcrafted"]
-            if len(hand):
-                values = _test(hand[hand.probe == best_probe(hand, task)], condition).value
-                ax.axhline(values.mean(), color="black", ls="--", lw=1, label="hand-crafted")
-                ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color="black", alpha=0.08)
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
-            _label(ax, tasks.get(task).title + ("" if condition == "clean" else f"\n{CONDITION_TITLES[condition]}"),
-                   "pretraining minutes (hollow: untrained)", task)
+            _minutes_panel(ax, df, ci, task, condition, probes, with_study)
     drawn = {p for t in task_names for p, _ in _drawn_probes(df[df.task == t], t, probes)}
-    drawn = [p for p in STYLES if p in drawn]
     handles, labels = axes[0][0].get_legend_handles_labels()
-    for probe in drawn:
+    for probe in [p for p in STYLES if p in drawn]:
         handles.append(matplotlib.lines.Line2D([], [], color="grey", ls=STYLES[probe]))
         labels.append(f"{probe} probe")
+    handles.append(matplotlib.patches.Patch(color="grey", alpha=0.3))
+    labels.append(f"{INTERVAL_LEGEND} (over seeds, draws, clips)")
     if with_study:
         handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
         labels.append("the study's numbers")
-    axes[0][0].legend(handles, labels, fontsize=8)
+    axes[0][0].legend(handles, labels, fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def _largest(rows):
-    """Rows of the study's checkpoint with the most pretraining minutes (the untrained one if
-    nothing else): the last weights of draw 0."""
-    rows = _last_weights(rows)
-    rows = rows[(rows.draw == 0) | rows.draw.isna()]
-    return rows[rows.checkpoint == rows.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
+def _largest(cells):
+    """The numbers of the study's checkpoint (draw 0, last weights, embedding) with the most
+    pretraining minutes (the untrained one if nothing else)."""
+    cells = _embeddings(cells)
+    cells = cells[cells.draw.isin(["0", ""])]
+    return cells[cells.checkpoint == cells.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
 
 
-def snr_figure(df):
+def _interval_note(ax):
+    ax.text(0.99, 0.01, INTERVAL_LEGEND, transform=ax.transAxes, ha="right", va="bottom", fontsize=6, color="grey")
+
+
+def snr_figure(df, ci):
     fig, panels = _panels(_tasks(df))
     for ax, task in panels:
         rows = df[df.task == task]
         levels = sorted({s for s in rows.snr if s != "clean" and s not in DEFORMATIONS}, key=float) + ["clean"]
         for model in _models(rows, handcrafted=True):
-            mine = _largest(rows[rows.model == model])
-            mine = mine[(mine.probe == best_probe(mine, task)) & (mine.split == "test")]
-            means = [mine[mine.snr == s].value.mean() for s in levels]
-            stds = [mine[mine.snr == s].value.std() for s in levels]
-            ax.errorbar(range(len(levels)), means, yerr=np.nan_to_num(stds), marker=_marker(model), ms=4, capsize=2,
-                        color=_colour(model), ls="--" if model == "handcrafted" else "-",
-                        label=f"{model} ({mine.checkpoint.iloc[0]})")
+            probe = best_probe(rows[rows.model == model], task)
+            mine = ci[(ci.task == task) & (ci.model == model) & (ci.probe == probe)]
+            mine = _largest(mine).set_index("condition").reindex(levels)
+            ax.errorbar(range(len(levels)), mine.value, yerr=np.nan_to_num(_errors(mine)), marker=_marker(model), ms=4,
+                        capsize=2, color=_colour(model), ls="--" if model == "handcrafted" else "-",
+                        label=f"{model} ({mine.checkpoint.dropna().iloc[0]}, {probe})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
         _label(ax, tasks.get(task).title, "signal-to-noise ratio", task)
+        _interval_note(ax)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def probe_figure(df):
+def probe_figure(df, ci):
     fig, panels = _panels(_tasks(df))
     for ax, task in panels:
-        rows = _test(df[df.task == task])
+        rows = ci[(ci.task == task) & (ci.condition == "clean")]
         models = _models(rows, handcrafted=True)
         kinds = [p for p in PROBES if p in set(rows.probe)]
         width = 0.8 / len(kinds)
         for i, probe in enumerate(kinds):
-            means, stds = [], []
-            for model in models:
-                values = _largest(rows[rows.model == model])
-                values = values[values.probe == probe].value
-                means.append(values.mean())
-                stds.append(values.std() if len(values) > 1 else 0.0)
-            ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-                   label=probe)
+            cells = pd.concat([_largest(rows[rows.model == model]) for model in models])
+            cells = cells[cells.probe == probe].set_index("model").reindex(models)
+            ax.bar(np.arange(len(models)) + (i - (len(kinds) - 1) / 2) * width, cells.value, width,
+                   yerr=np.nan_to_num(_errors(cells)), capsize=2, label=probe)
         ax.set_xticks(range(len(models)), models, rotation=30)
         _label(ax, tasks.get(task).title, None, task)
+        _interval_note(ax)
     panels[0][0].legend(fontsize=8, title="probe")
     fig.tight_layout()
     return fig
 
 
-def steps_figure(df):
+def steps_figure(df, ci):
     """Metric against pretraining step for every run whose kept weights were extracted."""
     fig, panels = _panels(_tasks(df))
     for ax, task in panels:
         rows = df[(df.task == task) & (df.model != "handcrafted")]
         for model in _models(rows):
-            mine = rows[rows.model == model]
-            mine = _test(mine[mine.probe == best_probe(mine, task)])
+            mine = _cells(ci, task, model, best_probe(rows[rows.model == model], task))
+            mine = mine[~mine.checkpoint.str.contains("#")]
             runs = mine.checkpoint.str.split("@").str[0]
             for run in sorted(set(runs[mine.checkpoint.str.contains("@")])):
                 seed = run.partition("-seed")[2]
-                start = mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")  # step 0
-                points = mine[(runs == run) | start].groupby("step").value.agg(["mean", "std"]).fillna(0.0)
-                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3, capsize=2,
+                start = mine[mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")].assign(step=0)
+                points = pd.concat([start, mine[runs == run]]).sort_values("step")
+                ax.errorbar(points.step, points.value, yerr=_errors(points), marker=_marker(model), ms=3, capsize=2,
                             color=_colour(model), label=f"{model} {run}")
         _label(ax, tasks.get(task).title, "pretraining step", task)
+        _interval_note(ax)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -283,25 +305,25 @@ def has_steps(df):
     return bool(df.checkpoint.str.contains("@").any())
 
 
-def layers_figure(df):
+def layers_figure(df, ci):
     """Metric against the block a feature set was read from, per model and checkpoint whose
     layers were extracted; the last point of each line is the model's embedding."""
     fig, panels = _panels(_tasks(df[df.layer.notna()]))
-    df = df.assign(base=df.checkpoint.str.split("#").str[0])
     for ax, task in panels:
         rows = df[(df.task == task) & (df.model != "handcrafted")]
         for model in _models(rows):
-            mine = rows[rows.model == model]
-            mine = _test(mine[mine.probe == best_probe(mine, task)])
-            for base in sorted(set(mine.base[mine.layer.notna()]), key=checkpoint_order):
-                run = mine[mine.base == base]
-                depth = int(run.layer.max())
-                points = run.assign(position=run.layer.fillna(depth + 1)).groupby("position").value.agg(
-                    ["mean", "std"]).fillna(0.0)
-                ax.errorbar(points.index, points["mean"], yerr=points["std"], marker=_marker(model), ms=3,
-                            capsize=2, color=_colour(model), ls="--" if base.startswith("untrained") else "-",
-                            label=f"{model} {base}")
+            mine = _cells(ci, task, model, best_probe(rows[rows.model == model], task))
+            mine = mine[~mine.checkpoint.str.contains("@") & (mine.draw != "all")]
+            base = mine.checkpoint.str.split("#").str[0]
+            for run in sorted(set(base[mine.layer != ""]), key=checkpoint_order):
+                points = mine[base == run]
+                layer = pd.to_numeric(points.layer, errors="coerce")
+                points = points.assign(position=layer.fillna(layer.max() + 1)).sort_values("position")
+                ax.errorbar(points.position, points.value, yerr=_errors(points), marker=_marker(model), ms=3,
+                            capsize=2, color=_colour(model), ls="--" if run.startswith("untrained") else "-",
+                            label=f"{model} {run}")
         _label(ax, tasks.get(task).title, "block (the last point: the embedding)", task)
+        _interval_note(ax)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -320,7 +342,7 @@ def render_all(results_dir, figures_dir):
     """Draw the figures from results_dir and save them as PNG in figures_dir; return the paths.
     The training-time figure is drawn only when kept weights along the way were probed, the
     layers figure only when layers were."""
-    every = load(results_dir, layers=True)
+    every, ci = load(results_dir, layers=True), intervals(results_dir)
     df = every[every.layer.isna()]
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     paths = []
@@ -328,9 +350,9 @@ def render_all(results_dir, figures_dir):
         if (name == "metric_vs_steps" and not has_steps(df)) or (name == "metric_by_layer" and not has_layers(every)):
             continue
         if name == "metric_vs_minutes" and Path(results_dir).name == "real":
-            fig = draw(df, with_study=True)
+            fig = draw(df, ci, with_study=True)
         else:
-            fig = draw(every if name == "metric_by_layer" else df)
+            fig = draw(every if name == "metric_by_layer" else df, ci)
         path = Path(figures_dir) / f"{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

@@ -81,3 +81,5 @@ def task_metrics(kind, y_true, outputs):
 
 # per kind of task: the metric by which probes and checkpoints are chosen and figures drawn
 PRIMARY = {"tags": "roc_auc", "classes": "accuracy", "key": "weighted_score"}
+# and every metric task_metrics gives, the primary one first
+METRICS = {"tags": ("roc_auc", "pr_auc"), "classes": ("accuracy", "f1_macro"), "key": ("weighted_score", "accuracy")}

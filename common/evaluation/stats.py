@@ -42,7 +42,8 @@ from common.atomic import write_json, write_text
 from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
 from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
 from common.evaluation import predictions, tasks
-from common.evaluation.noise import CLEAN, condition_order
+from common.evaluation.metrics import METRICS
+from common.evaluation.noise import CLEAN, DEFORMATIONS, condition_order
 from common.evaluation.probes import PROBES
 from common.evaluation.selection import best_probes
 from common.evaluation.weighted_metrics import resampled
@@ -133,33 +134,40 @@ class TaskNumbers:
     def __init__(self, task_dir, resamples=RESAMPLES, device="cpu"):
         self.task = tasks.read_saved(task_dir)
         self.resamples, self.device = resamples, device
-        self.rows, self.values, self.points, self.clip_ids, self._numbers = [], {}, {}, None, {}
+        self.rows, self.outputs, self.targets, self.clip_ids = {}, {}, None, None
+        self._values, self._numbers = {}, {}
         files = sorted(task_dir.glob(f"*{predictions.SUFFIX}"))
         for path in files:
-            self._add(path)
+            self._read(path)
         self.described = _described(task_dir, [predictions.model_of(path) for path in files])
 
-    def _add(self, path):
+    def _read(self, path):
         clip_ids, targets, rows, outputs = predictions.read(path)
         if self.clip_ids is None:
-            self.clip_ids = clip_ids
+            self.clip_ids, self.targets = clip_ids, targets
             self.weights = torch.as_tensor(counts(np.random.default_rng(SEED), len(clip_ids), self.resamples),
                                            device=self.device)
         elif not np.array_equal(clip_ids, self.clip_ids):
             raise UserError(f"{path} was scored on other test clips than the task's other models: run downstream.py "
                             f"for it again")
-        model, every_clip = predictions.model_of(path), torch.ones(1, len(clip_ids), device=self.device)
+        model = predictions.model_of(path)
         for r, key in enumerate(zip(rows["checkpoint"], rows["probe"], rows["condition"], rows["seed"].tolist())):
-            on_resamples = resampled(self.task.kind, targets, outputs[r], self.weights)
-            on_every_clip = resampled(self.task.kind, targets, outputs[r], every_clip)
-            for metric, values in on_resamples.items():
-                self.values[(model, *key, metric)] = values.cpu().numpy()
-                self.points[(model, *key, metric)] = float(on_every_clip[metric])
-            self.rows.append((model, *key))
+            self.rows[(model, *key)] = r
+        self.outputs[model] = outputs
 
-    @cached_property
+    def values(self, row, metric):
+        """(the metric on every test clip, (B,) on each clip resample) of one probe's outputs,
+        row = (model, checkpoint, probe, condition, seed); computed when first asked for."""
+        if row not in self._values:
+            outputs = self.outputs[row[0]][self.rows[row]]
+            on_resamples = resampled(self.task.kind, self.targets, outputs, self.weights)
+            on_every_clip = resampled(self.task.kind, self.targets, outputs, torch.ones_like(self.weights[:1]))
+            self._values[row] = {m: (float(on_every_clip[m]), v.cpu().numpy()) for m, v in on_resamples.items()}
+        return self._values[row][metric]
+
+    @property
     def metrics(self):
-        return sorted({key[-1] for key in self.values}, key=lambda m: m != self.task.primary)
+        return METRICS[self.task.kind]
 
     @cached_property
     def units(self):
@@ -179,12 +187,13 @@ class TaskNumbers:
         if (key, metric) not in self._numbers:
             model, _, probe, condition = key
             draws = self.units[key]
-            cells = [[(model, c, probe, condition, s, metric) for s in seeds] for c, seeds in draws.items()]
+            cells = [[(model, c, probe, condition, s) for s in seeds] for c, seeds in draws.items()]
             rng = np.random.default_rng(zlib.crc32(repr((key, metric)).encode()))
             weights = unit_weights([len(seeds) for seeds in cells], self.resamples, rng)
-            values = np.stack([self.values[cell] for seeds in cells for cell in seeds], 1)
-            value = float(np.mean([np.mean([self.points[cell] for cell in seeds]) for seeds in cells]))
-            self._numbers[(key, metric)] = Number(key, value, (weights * values).sum(1),
+            values = [[self.values(cell, metric) for cell in seeds] for seeds in cells]
+            resamples = np.stack([on_resamples for seeds in values for _, on_resamples in seeds], 1)
+            value = float(np.mean([np.mean([point for point, _ in seeds]) for seeds in values]))
+            self._numbers[(key, metric)] = Number(key, value, (weights * resamples).sum(1),
                                                   max(map(len, cells)), len(cells))
         return self._numbers[(key, metric)]
 
@@ -339,6 +348,11 @@ def chosen_probes(results_dir):
     return chosen
 
 
+def condition_text(condition):
+    """'clean', '0 dB', 'deform_1'."""
+    return condition if condition == CLEAN or condition in DEFORMATIONS else f"{condition} dB"
+
+
 def _mark(row):
     """'=' equivalent within the margin (TOST), '*' a significant difference (Holm), '' neither."""
     return "=" if row.equivalent else "*" if row.significant else ""
@@ -352,7 +366,7 @@ def report(results_dir, intervals, comparisons):
         primary = tasks.get(task).primary
         mine = intervals[(intervals.task == task) & (intervals.metric == primary) & (intervals.condition == CLEAN)]
         shown = mine[[chosen.get((task, r.model, r.checkpoint.removesuffix(POOLED))) == r.probe
-                      for r in mine.itertuples()]]
+                      and _embedding_last_weights(r.checkpoint) for r in mine.itertuples()]]
         if shown.empty:
             continue
         lines += [f"\n{task}: {primary} on the clean test split with its 95% interval "
@@ -374,8 +388,9 @@ def _comparison_lines(compared, chosen):
              f"{int(compared.significant.sum())} of {len(compared)} significant, {int(compared.equivalent.sum())} "
              f"equivalent (comparisons.csv holds them all)"]
     for r in shown.itertuples():
-        a = f"{r.checkpoint_a} {r.probe_a} {r.condition_a}"
-        b = f"{'' if r.model_b == r.model_a else r.model_b + ' '}{r.checkpoint_b} {r.probe_b} {r.condition_b}"
+        a = f"{r.checkpoint_a} {r.probe_a} {condition_text(r.condition_a)}"
+        b = f"{'' if r.model_b == r.model_a else r.model_b + ' '}{r.checkpoint_b} {r.probe_b} " \
+            f"{condition_text(r.condition_b)}"
         lines.append(f"  {r.family:<24} {r.model:<10} {a:<26} - {b:<30} {r.difference:>+7.3f} "
                      f"[{r.low:+.3f}, {r.high:+.3f}]  p {r.p_holm:.3f} {_mark(r)}")
     return lines
