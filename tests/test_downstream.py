@@ -8,6 +8,9 @@ import torch
 from conftest import run_demo_script, save_untrained
 
 from common.data.demo import mtat as demo_mtat
+from common.evaluation import predictions
+from common.evaluation.metrics import accuracy
+from common.evaluation.predictions import Predictions
 from common.evaluation.probes import PROBES, ProbeSpec, fit, predict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,8 +136,10 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
 
 
 def write_results(path, scores):
-    """A results CSV with, per (probe, split), the given score for every seed."""
+    """A results CSV with, per (probe, split), the given accuracy for every seed, and the test
+    predictions that score it on 20 clips."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    targets, kept = np.arange(20) % 12, Predictions()
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split",
@@ -145,6 +150,10 @@ def write_results(path, scores):
                     writer.writerow(["vggish", checkpoint, "", subset, "" if subset == "untrained" else 0, 10,
                                      "0.00" if subset == "untrained" else "4.33", probe, seed, split, "clean",
                                      "accuracy", value])
+                    if split == "test":
+                        guesses = np.where(np.arange(20) < round(20 * value), targets, (targets + 1) % 12)
+                        kept.add(checkpoint, probe, seed, "clean", np.eye(12, dtype=np.float16)[guesses])
+    kept.save(path.with_name("vggish.predictions.npz"), np.arange(20).astype(str), targets)
 
 
 @pytest.mark.slow
@@ -160,7 +169,7 @@ def test_the_chosen_probe_follows_validation_scores_even_where_test_disagrees(tm
     chosen = [line.split() for line in out.stdout.splitlines() if line.startswith(("untrained", "5 "))]
     assert [(line[0], line[2], line[3]) for line in chosen] == [("untrained", "linear", "0.5000"),
                                                                 ("5", "linear", "0.5000")]
-    assert "vggish 5 (linear): 0.500" in summary_table(tmp_path / "demo", ["pitch"])
+    assert "vggish 5 (linear): 0.500 [" in summary_table(tmp_path / "demo", ["pitch"])
     df = figures.load(tmp_path / "demo")
     assert figures._drawn_probes(df, "pitch") == [("linear", "-")]
 
@@ -220,6 +229,11 @@ def test_extraction_then_probes_in_this_process_write_the_features_and_rows_the_
     assert {(r["split"], r["snr"]) for r in rows} == {("valid", "clean"), ("test", "clean"), ("test", "deform_2")}
     assert {r["probe"] for r in rows} == {"linear", "slp"} and {r["metric"] for r in rows} == {"accuracy", "f1_macro"}
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    # the kept test predictions score exactly the CSV's test numbers
+    clip_ids, targets, _, outputs = predictions.read(results / "demo" / "pitch" / "tmae.predictions.npz")
+    test = [float(r["value"]) for r in rows if r["split"] == "test" and r["metric"] == "accuracy"]
+    assert outputs.dtype == np.float16 and outputs.shape == (len(test), 8, 12) and len(clip_ids) == 8
+    assert test == pytest.approx([accuracy(targets, o.astype(np.float32).argmax(1)) for o in outputs], abs=1e-6)
     assert "untrained" in capsys.readouterr().out  # the summary names the checkpoint
     drawn = figures.render_all(results / "demo", tmp_path / "figures")
     assert {p.name for p in drawn} >= {"metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"}

@@ -38,6 +38,9 @@ def test_results_notebook_runs_headless_and_saves_the_figures(quick_study, monke
     saved = sorted(p.name for p in (root / "notebook" / "demo").glob("*.png"))
     assert saved == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
     assert all((root / "notebook" / "demo" / name).stat().st_size > 10_000 for name in saved)
+    printed = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
+    assert "pitch: accuracy on the clean test split with its 95% interval" in printed
+    assert "1. untrained and minimally trained representations perform comparably" in printed
     images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 3
@@ -66,6 +69,9 @@ def test_reproduce_runs_the_quick_study_then_skips_what_is_done(quick_study):
         "metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
     summary = first.split("summary (demo")[1].splitlines()
     assert summary[1].split()[:2] == ["task", "metric"] and summary[2].split()[:3] == ["pitch", "accuracy", "tmae"]
+    assert summary[2].count("[") == 3  # each number with its interval
+    assert "The study's findings checked on" in first and "4. the gap to hand-crafted features" in first
+    assert all((root / "results" / "demo" / name).exists() for name in ("intervals.csv", "comparisons.csv"))
 
     again = reproduce(root)
     skipped = [line for line in again.splitlines() if line.startswith("[") and line.endswith(": done already")]

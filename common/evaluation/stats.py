@@ -68,9 +68,11 @@ POOLED = " (draws)"  # the name of a limited subset's number pooled over its dra
 
 
 def counts(rng, n, resamples):
-    """(resamples, n) float32: how often each of n items is drawn in each bootstrap resample."""
+    """(resamples, n): how often each of n items is drawn in each bootstrap resample (uint8
+    where they fit, which halves the memory the metrics read)."""
     drawn = rng.integers(0, n, (resamples, n)) + n * np.arange(resamples)[:, None]
-    return np.bincount(drawn.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float32)
+    times = np.bincount(drawn.ravel(), minlength=resamples * n).reshape(resamples, n)
+    return times.astype(np.uint8 if times.max() < 256 else np.int32)
 
 
 def percentile_interval(values, confidence=CONFIDENCE):

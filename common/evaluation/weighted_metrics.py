@@ -8,9 +8,9 @@ scores and cumulative sums of the weights along it (tied scores kept together as
 threshold, as scikit-learn does), accuracy, the key score and macro F1 from weighted counts
 (products of the weights with 0/1 tables). The cost is a few passes over the (B, clips)
 weights per tag, not B calls of a metric. With weights of one, each equals metrics.py's
-value; tests/test_stats.py checks every one against scikit-learn or mir_eval on explicit
-resamples. Weights are counts, so the sums are exact in float32 up to 2^24 clips; the
-products that could exceed that are summed in float64.
+value; tests/test_stats.py checks every one against scikit-learn on explicit resamples.
+Weights are counts (stats.py keeps them as uint8), summed in int32 and multiplied in
+float64, so every resample's value is exact.
 """
 import numpy as np
 import torch
@@ -18,10 +18,20 @@ import torch
 from common.evaluation.metrics import key_score_table
 
 
-def _cumulative(weights, columns):
-    """(B, len(columns) + 1): the weights of `columns` summed cumulatively, after a leading 0."""
-    w = weights[:, columns]
-    return torch.cat([torch.zeros(len(w), 1, dtype=w.dtype, device=w.device), torch.cumsum(w, 1)], 1)
+def _columns(weights, columns):
+    """weights[:, columns]; on a CPU through numpy's take, which gathers the columns of a
+    (B, clips) array several times faster than torch's indexing."""
+    if weights.device.type == "cpu":
+        return torch.from_numpy(np.take(weights.numpy(), columns.numpy(), axis=1))
+    return weights[:, columns]
+
+
+def _cumulative(padded, columns):
+    """(B, len(columns) + 1) int32: the weights of `columns` summed cumulatively after a
+    leading 0 (column 0 of `padded`, the weights after a column of zeros), exact for integer
+    weights."""
+    first = torch.zeros(1, dtype=columns.dtype, device=columns.device)
+    return torch.cumsum(_columns(padded, torch.cat([first, columns + 1])), 1, dtype=torch.int32)
 
 
 def _macro(values, valid):
@@ -36,12 +46,13 @@ def tag_metrics(y, scores, weights):
     (ROC-AUC, a tie counting half) and the weights scored at or above it (the precision at its
     threshold, which scikit-learn's average precision weights by the recall it adds)."""
     aucs, precisions, valid = [], [], []
+    padded = torch.cat([torch.zeros_like(weights[:, :1]), weights], 1)
     for c in range(scores.shape[1]):
         positive = y[:, c] > 0
         pos_scores, pos_order = torch.sort(scores[positive, c], stable=True)
         neg_scores, neg_order = torch.sort(scores[~positive, c], stable=True)
-        pos_cum = _cumulative(weights, torch.nonzero(positive)[:, 0][pos_order])
-        neg_cum = _cumulative(weights, torch.nonzero(~positive)[:, 0][neg_order])
+        pos_cum = _cumulative(padded, torch.nonzero(positive)[:, 0][pos_order])
+        neg_cum = _cumulative(padded, torch.nonzero(~positive)[:, 0][neg_order])
         n_pos, n_neg = pos_cum[:, -1:].double(), neg_cum[:, -1:].double()
         lower = torch.searchsorted(neg_scores, pos_scores, right=False)  # negatives strictly below
         upper = torch.searchsorted(neg_scores, pos_scores, right=True)

@@ -1,0 +1,187 @@
+"""The statistics checked against known truth: synthetic test sets whose population metric is
+known, null sets where no difference exists, and scikit-learn's and scipy's own answers."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import bootstrap, norm, rankdata
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+from common.evaluation import claims, stats
+from common.evaluation.metrics import key_weighted_score
+from common.evaluation.predictions import Predictions
+from common.evaluation.weighted_metrics import resampled
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def weights(n, resamples=1000, seed=0):
+    return torch.as_tensor(stats.counts(np.random.default_rng(seed), n, resamples))
+
+
+def tags_test_set(rng, n=400, tags=4, prevalence=0.25, separation=1.0):
+    """Tag scores whose population ROC-AUC is Phi(separation / sqrt 2) for every tag."""
+    y = (rng.random((n, tags)) < prevalence).astype(np.uint8)
+    return y, (rng.standard_normal((n, tags)) + separation * y).astype(np.float32)
+
+
+def test_weighted_metrics_equal_scikit_learn_on_the_explicit_resamples_ties_included():
+    rng = np.random.default_rng(1)
+    y, scores = tags_test_set(rng, n=120, tags=5)
+    scores = np.round(scores, 1)  # many tied scores, within and across the classes
+    classes = rng.integers(0, 6, 120)
+    class_scores = rng.standard_normal((120, 6))
+    drawn = rng.integers(0, 120, (4, 120))
+    w = torch.as_tensor(np.stack([np.bincount(d, minlength=120) for d in drawn]), dtype=torch.float32)
+    tags, single = resampled("tags", y, scores, w), resampled("classes", classes, class_scores, w)
+    for b, rows in enumerate(drawn):
+        yb, sb = y[rows], scores[rows]
+        kept = [c for c in range(5) if 0 < yb[:, c].sum() < len(rows)]
+        assert tags["roc_auc"][b] == pytest.approx(np.mean([roc_auc_score(yb[:, c], sb[:, c]) for c in kept]))
+        assert tags["pr_auc"][b] == pytest.approx(np.mean([average_precision_score(yb[:, c], sb[:, c]) for c in kept]))
+        guesses = class_scores[rows].argmax(1)
+        assert single["accuracy"][b] == pytest.approx(accuracy_score(classes[rows], guesses))
+        assert single["f1_macro"][b] == pytest.approx(f1_score(classes[rows], guesses, average="macro"))
+    keys, key_scores = rng.integers(0, 24, 120), rng.standard_normal((120, 24))
+    assert resampled("key", keys, key_scores, torch.ones(1, 120))["weighted_score"][0] == pytest.approx(
+        key_weighted_score(keys, key_scores.argmax(1)))
+
+
+@pytest.mark.slow
+def test_interval_covers_the_population_roc_auc_95_percent_of_the_time():
+    rng = np.random.default_rng(2)
+    truth = norm.cdf(1 / np.sqrt(2))
+    covered = []
+    for _ in range(300):
+        y, scores = tags_test_set(rng)
+        low, high = stats.percentile_interval(resampled("tags", y, scores, weights(400))["roc_auc"].numpy())
+        covered.append(low <= truth <= high)
+    assert 0.92 <= np.mean(covered) <= 0.98
+
+
+@pytest.mark.slow
+def test_paired_p_values_reject_a_true_null_5_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    n, rejected = 200, []
+    for i in range(1000):
+        y = rng.integers(0, 2, n)
+        a, b = [np.where(rng.random(n) < 0.7, y, 1 - y) for _ in range(2)]  # two classifiers, both 70% right
+        w = weights(n, seed=i)
+        differences = (resampled("classes", y, np.eye(2)[a], w)["accuracy"]
+                       - resampled("classes", y, np.eye(2)[b], w)["accuracy"]).numpy()
+        rejected.append(stats.two_sided_p(differences) < 0.05)
+    assert 0.03 <= np.mean(rejected) <= 0.07
+
+
+def test_a_known_difference_is_found_and_its_interval_holds_it():
+    rng = np.random.default_rng(4)
+    n = 400
+    y = rng.integers(0, 2, n)
+    better, worse = np.where(rng.random(n) < 0.85, y, 1 - y), np.where(rng.random(n) < 0.70, y, 1 - y)
+    w = weights(n)
+    differences = (resampled("classes", y, np.eye(2)[better], w)["accuracy"]
+                   - resampled("classes", y, np.eye(2)[worse], w)["accuracy"]).numpy()
+    low, high = stats.percentile_interval(differences)
+    assert stats.two_sided_p(differences) < 0.01 and low < 0.15 < high
+
+
+def test_percentile_interval_matches_scipy_bootstrap_on_a_mean():
+    rng = np.random.default_rng(5)
+    correct = (rng.random(300) < 0.6).astype(float)
+    ours = stats.percentile_interval(resampled("classes", correct.astype(int), np.eye(2)[np.ones(300, int)],
+                                               weights(300, resamples=5000))["accuracy"].numpy())
+    theirs = bootstrap((correct,), np.mean, n_resamples=5000, method="percentile", random_state=0).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=0.01)
+
+
+def test_holm_adjusts_as_the_1979_procedure_does():
+    # sorted 0.01, 0.02, 0.03, 0.04 -> 4 * 0.01, 3 * 0.02, 2 * 0.03, 1 * 0.04, kept non-decreasing
+    assert stats.holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_tost_calls_equivalent_only_what_lies_within_the_margin():
+    rng = np.random.default_rng(6)
+    assert stats.tost_p(rng.normal(0.001, 0.002, 1000), 0.01) < 0.05  # tight and near 0
+    assert stats.tost_p(rng.normal(0.0, 0.02, 1000), 0.01) > 0.05  # near 0 but too uncertain to tell
+    assert stats.tost_p(rng.normal(0.03, 0.002, 1000), 0.01) > 0.5
+
+
+def test_two_level_weights_resample_draws_then_seeds_and_sum_to_one():
+    w = stats.unit_weights([3, 2], 2000, np.random.default_rng(7))
+    assert w.shape == (2000, 5) and np.allclose(w.sum(1), 1)
+    assert np.allclose(w.mean(0), [1 / 6] * 3 + [1 / 4] * 2, atol=0.02)
+
+
+def test_hanley_mcneil_standard_error_is_close_to_a_simulation_and_errs_wide():
+    rng = np.random.default_rng(8)
+    scores = np.c_[rng.standard_normal((4000, 50)) + 1.5, rng.standard_normal((4000, 200))]
+    ranks = rankdata(scores, axis=1)[:, :50].sum(1)
+    aucs = (ranks - 50 * 51 / 2) / (50 * 200)
+    se = claims.hanley_mcneil_se(norm.cdf(1.5 / np.sqrt(2)), 50, 200)
+    assert np.std(aucs) <= se <= 1.25 * np.std(aucs)  # its exponential model is conservative for binormal scores
+
+
+@pytest.mark.parametrize("claim, difference, verdict", [
+    (1, claims.Normal(0.001, 0.002), claims.HOLDS), (1, claims.Normal(0.1, 0.01), claims.FAILS),
+    (1, claims.Normal(0.005, 0.05), claims.UNDECIDED), (2, claims.Normal(0.05, 0.01), claims.HOLDS),
+    (3, claims.Normal(0.0, 0.001), claims.FAILS), (4, claims.Normal(-0.2, 0.02), claims.FAILS)])
+def test_claims_verdicts_follow_their_tests(claim, difference, verdict):
+    check = {"claim": claim, "task": "pitch", "metric": "accuracy", "d": difference}
+    assert claims.verdicts([check], stats.MARGINS)[0]["verdict"] == verdict
+
+
+def write_study(folder, rng):
+    """A pitch task's results and predictions: vggish untrained and 5, hand-crafted, 2 seeds."""
+    y = rng.integers(0, 12, 60)
+    kept, rows = Predictions(), []
+    for model, checkpoints in (("vggish", ("untrained", "5")), ("handcrafted", ("none",))):
+        for checkpoint in checkpoints:
+            for seed in range(2):
+                for condition in ("clean", "0"):
+                    outputs = rng.standard_normal((60, 12)).astype(np.float16)
+                    outputs[np.arange(60), y] += 1.5 if checkpoint == "5" else 0.5
+                    kept.add(checkpoint, "linear", seed, condition, outputs)
+                    rows.append([model, checkpoint, "", checkpoint if checkpoint != "none" else "", "0", "", "4.3",
+                                 "linear", seed, "test", condition, "accuracy", 0.5])
+                rows.append([model, checkpoint, "", "", "0", "", "4.3", "linear", seed, "valid", "clean",
+                             "accuracy", 0.5])
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{model}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe",
+                                      "seed", "split", "snr", "metric", "value"], *[r for r in rows if r[0] == model]])
+        mine = Predictions()
+        for i in range(len(kept.outputs)):
+            if (kept.checkpoint[i] == "none") == (model == "handcrafted"):
+                mine.add(kept.checkpoint[i], kept.probe[i], kept.seed[i], kept.condition[i], kept.outputs[i])
+        mine.save(folder / f"{model}.predictions.npz", np.arange(60).astype(str), y)
+    return y, kept
+
+
+def test_stats_tables_hold_scikit_learns_numbers_and_are_computed_once(tmp_path):
+    y, kept = write_study(tmp_path / "demo" / "pitch", np.random.default_rng(9))
+    intervals, comparisons = stats.compute(tmp_path / "demo")
+    clean = intervals[(intervals.condition == "clean") & (intervals.metric == "accuracy")]
+    five = clean[clean.checkpoint == "5"]
+    expected = np.mean([accuracy_score(y, kept.outputs[i].astype(np.float32).argmax(1)) for i in range(len(kept.seed))
+                        if (kept.checkpoint[i], kept.condition[i]) == ("5", "clean")])
+    assert five.value.iloc[0] == pytest.approx(expected) and five.low.iloc[0] < expected < five.high.iloc[0]
+    assert set(comparisons.family) == {"trained vs untrained", "trained vs hand-crafted", "clean vs condition"}
+    trained = comparisons[(comparisons.family == "trained vs untrained") & (comparisons.metric == "accuracy")]
+    assert trained.significant.iloc[0] and trained.difference.iloc[0] > 0
+    written = (tmp_path / "demo" / "intervals.csv").stat().st_mtime_ns
+    stats.compute(tmp_path / "demo")
+    assert (tmp_path / "demo" / "intervals.csv").stat().st_mtime_ns == written  # nothing changed: read back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options, message", [
+    ([], "no test predictions under"), (["--margin", "auc=0.1"], "--margin auc=0.1: the metrics are")])
+def test_stats_errors_end_in_one_line(tmp_path, options, message):
+    out = subprocess.run([sys.executable, "-m", "common.evaluation.stats", str(tmp_path), *options], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
