@@ -296,6 +296,8 @@ def main():
         _, rows = reference.compare(results_dir)
         print(f"\nours beside the study's published numbers (python -m common.evaluation.reference --compare "
               f"{results_dir}):\n{reference.comparison_table(rows)}")
+        published = claims.verdicts(claims.study_checks(), stats.MARGINS)
+        print("\n" + claims.report(published, "the study's published numbers"))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ from common.evaluation.stats import (
     TaskNumbers,
     condition_text,
     holm,
+    p_above,
+    p_below,
     parse_margins,
+    percentile_interval,
     task_dirs,
 )
 
@@ -67,13 +70,13 @@ class Bootstrapped:
 
     def p_above(self, x):
         """The p-value against "d <= x"."""
-        return float(((self.resamples <= x).sum() + 1) / (len(self.resamples) + 1))
+        return p_above(self.resamples, x)
 
     def p_below(self, x):
-        return float(((self.resamples >= x).sum() + 1) / (len(self.resamples) + 1))
+        return p_below(self.resamples, x)
 
     def interval(self):
-        return tuple(np.quantile(self.resamples, [ALPHA / 2, 1 - ALPHA / 2]))
+        return percentile_interval(self.resamples)
 
 
 @dataclass

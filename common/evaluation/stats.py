@@ -79,17 +79,25 @@ def percentile_interval(values, confidence=CONFIDENCE):
     return tuple(np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2]))
 
 
+def p_above(differences, x):
+    """The bootstrap p-value against "the difference is at most x": the share of resampled
+    differences at or below x (one added to both counts, so it is never 0)."""
+    return float(((differences <= x).sum() + 1) / (len(differences) + 1))
+
+
+def p_below(differences, x):
+    """The bootstrap p-value against "the difference is at least x"."""
+    return float(((differences >= x).sum() + 1) / (len(differences) + 1))
+
+
 def two_sided_p(differences):
     """The p-value of "no difference" that the percentile interval inverts."""
-    n = len(differences)
-    below, above = (differences <= 0).sum(), (differences >= 0).sum()
-    return float(min(1.0, 2 * min(below + 1, above + 1) / (n + 1)))
+    return min(1.0, 2 * min(p_above(differences, 0), p_below(differences, 0)))
 
 
 def tost_p(differences, margin):
     """Schuirmann's two one-sided tests of |difference| < margin: the larger one-sided p-value."""
-    n = len(differences)
-    return float(max(((differences <= -margin).sum() + 1) / (n + 1), ((differences >= margin).sum() + 1) / (n + 1)))
+    return max(p_above(differences, -margin), p_below(differences, margin))
 
 
 def holm(p_values):
