@@ -185,3 +185,12 @@ def test_stats_errors_end_in_one_line(tmp_path, options, message):
     out = subprocess.run([sys.executable, "-m", "common.evaluation.stats", str(tmp_path), *options], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
+
+
+def test_the_studys_published_numbers_are_checked_with_intervals_from_their_test_sizes():
+    checks = claims.verdicts(claims.study_checks(), stats.MARGINS)
+    assert {c: sum(check["claim"] == c for check in checks) for c in (1, 2, 3, 4)} == {1: 55, 2: 27, 3: 112, 4: 0}
+    key = [c for c in checks if c["task"] == "key" and c["claim"] == 1]
+    assert key and all(c["verdict"] == claims.UNDECIDED for c in key)  # 128 test tracks resolve none of them
+    instrument = {"metric": "accuracy", "value": 0.8, "support": 582}
+    assert claims.published_se(instrument) == pytest.approx(np.sqrt(0.8 * 0.2 / 582))
