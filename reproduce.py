@@ -213,7 +213,7 @@ def summary_table(results_dir, task_names):
                 for k in (best, (best[0], "untrained"), ("handcrafted", "none"))]
         compared = [numbers.compare(keys[0], k, primary) if k else None for k in keys[1:]]
         p_holm = list(stats.holm([c["p"] for c in compared if c]))
-        marks = [""] + ["" if c is None or p_holm.pop(0) < stats.ALPHA else "~" for c in compared]
+        marks = [" "] + [" " if c is None or p_holm.pop(0) < stats.ALPHA else "~" for c in compared]
         cells = [_with_interval(numbers.number(k, primary) if k else None) + mark for k, mark in zip(keys, marks)]
         lines.append(f"{task:<11} {primary:<15} {f'{best[0]} {best[1]} ({keys[0][2]}): ' + cells[0]:<44} "
                      f"{cells[1]:>24} {cells[2]:>24}")
