@@ -441,6 +441,8 @@ def test_extraction_and_probes_killed_midway_finish_only_what_is_missing(trained
     assert not results.exists() or not list(results.glob("tmae.*"))
     _run("downstream.py", *probe, "--features-dir", killed / "features", "--results-dir", killed / "results")
     assert (results / "tmae.csv").read_text() == (straight / "results" / "demo" / "pitch" / "tmae.csv").read_text()
+    kept = [np.load(folder / "tmae.predictions.npz") for folder in (results, straight / "results" / "demo" / "pitch")]
+    assert all(np.array_equal(kept[0][name], kept[1][name]) for name in kept[0].files)
 
 
 @pytest.mark.slow
@@ -476,7 +478,7 @@ def test_a_full_disk_stops_every_command_in_one_line_and_leaves_nothing_half_wri
                   "--clips-per-split", "12", "--runs-dir", trained_runs, "--features-dir", out_dir / "features"],
          "clean.npy"),
         (1_000, ["downstream.py", "--demo", "--model", "tmae", "--task", "pitch", "--seeds", "1", "--epochs", "5",
-                 "--features-dir", out_dir / "features", "--results-dir", out_dir / "results"], "tmae.csv"),
+                 "--features-dir", out_dir / "features", "--results-dir", out_dir / "results"], "tmae.predictions.npz"),
     ]
     for limit, command, file_name in commands:
         out = _run(*command, check=False, preexec_fn=_with_file_size_limit(limit))
