@@ -161,7 +161,7 @@ def study_points(task, model, probe="slp", condition="clean"):
     return trained, untrained
 
 
-INTERVAL_LEGEND = "error bars, bands: 95% bootstrap interval"
+INTERVAL_LEGEND = "error bars: 95% bootstrap interval"
 
 
 def _minutes_panel(ax, df, ci, task, condition, probes, with_study):
@@ -218,7 +218,7 @@ def minutes_figure(df, ci, probes=None, with_study=False):
         handles.append(matplotlib.lines.Line2D([], [], color="grey", ls=STYLES[probe]))
         labels.append(f"{probe} probe")
     handles.append(matplotlib.patches.Patch(color="grey", alpha=0.3))
-    labels.append(f"{INTERVAL_LEGEND} (over seeds, draws, clips)")
+    labels.append("error bars, bands: 95% bootstrap intervals (seeds, draws, clips)")
     if with_study:
         handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
         labels.append("the study's numbers")
@@ -235,8 +235,9 @@ def _largest(cells):
     return cells[cells.checkpoint == cells.sort_values("minutes", na_position="first").checkpoint.iloc[-1]]
 
 
-def _interval_note(ax):
-    ax.text(0.99, 0.01, INTERVAL_LEGEND, transform=ax.transAxes, ha="right", va="bottom", fontsize=6, color="grey")
+def _legend(ax, title=INTERVAL_LEGEND, fontsize=7):
+    """The panel's legend, its title naming what the error bars are."""
+    ax.legend(fontsize=fontsize, title=title, title_fontsize=fontsize)
 
 
 def snr_figure(df, ci):
@@ -253,8 +254,7 @@ def snr_figure(df, ci):
                         label=f"{model} ({mine.checkpoint.dropna().iloc[0]}, {probe})")
         ax.set_xticks(range(len(levels)), [s if s == "clean" else f"{s} dB" for s in levels])
         _label(ax, tasks.get(task).title, "signal-to-noise ratio", task)
-        _interval_note(ax)
-        ax.legend(fontsize=7)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -273,8 +273,7 @@ def probe_figure(df, ci):
                    yerr=np.nan_to_num(_errors(cells)), capsize=2, label=probe)
         ax.set_xticks(range(len(models)), models, rotation=30)
         _label(ax, tasks.get(task).title, None, task)
-        _interval_note(ax)
-    panels[0][0].legend(fontsize=8, title="probe")
+    _legend(panels[0][0], f"probe ({INTERVAL_LEGEND})")
     fig.tight_layout()
     return fig
 
@@ -295,8 +294,7 @@ def steps_figure(df, ci):
                 ax.errorbar(points.step, points.value, yerr=_errors(points), marker=_marker(model), ms=3, capsize=2,
                             color=_colour(model), label=f"{model} {run}")
         _label(ax, tasks.get(task).title, "pretraining step", task)
-        _interval_note(ax)
-        ax.legend(fontsize=7)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -323,9 +321,8 @@ def layers_figure(df, ci):
                             capsize=2, color=_colour(model), ls="--" if run.startswith("untrained") else "-",
                             label=f"{model} {run}")
         _label(ax, tasks.get(task).title, "block (the last point: the embedding)", task)
-        _interval_note(ax)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
