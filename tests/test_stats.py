@@ -63,6 +63,13 @@ def test_interval_covers_the_population_roc_auc_95_percent_of_the_time():
     assert 0.92 <= np.mean(covered) <= 0.98
 
 
+def paired(y, a, b, w):
+    """The bootstrapped Difference of two classifiers' accuracies (their guesses a and b) on labels y."""
+    differences = resampled("classes", y, np.eye(2)[a], w)["accuracy"] - resampled("classes", y, np.eye(2)[b],
+                                                                                     w)["accuracy"]
+    return stats.Difference.bootstrapped(np.mean(a == y) - np.mean(b == y), differences.numpy())
+
+
 @pytest.mark.slow
 def test_paired_p_values_reject_a_true_null_5_percent_of_the_time():
     rng = np.random.default_rng(3)
@@ -70,10 +77,7 @@ def test_paired_p_values_reject_a_true_null_5_percent_of_the_time():
     for i in range(1000):
         y = rng.integers(0, 2, n)
         a, b = [np.where(rng.random(n) < 0.7, y, 1 - y) for _ in range(2)]  # two classifiers, both 70% right
-        w = weights(n, seed=i)
-        differences = (resampled("classes", y, np.eye(2)[a], w)["accuracy"]
-                       - resampled("classes", y, np.eye(2)[b], w)["accuracy"]).numpy()
-        rejected.append(stats.two_sided_p(differences) < 0.05)
+        rejected.append(paired(y, a, b, weights(n, seed=i)).two_sided_p() < 0.05)
     assert 0.03 <= np.mean(rejected) <= 0.07
 
 
@@ -82,11 +86,9 @@ def test_a_known_difference_is_found_and_its_interval_holds_it():
     n = 400
     y = rng.integers(0, 2, n)
     better, worse = np.where(rng.random(n) < 0.85, y, 1 - y), np.where(rng.random(n) < 0.70, y, 1 - y)
-    w = weights(n)
-    differences = (resampled("classes", y, np.eye(2)[better], w)["accuracy"]
-                   - resampled("classes", y, np.eye(2)[worse], w)["accuracy"]).numpy()
-    low, high = stats.percentile_interval(differences)
-    assert stats.two_sided_p(differences) < 0.01 and low < 0.15 < high
+    d = paired(y, better, worse, weights(n))
+    low, high = d.interval()
+    assert d.two_sided_p() < 0.01 and low < 0.15 < high
 
 
 def test_percentile_interval_matches_scipy_bootstrap_on_a_mean():
@@ -104,11 +106,16 @@ def test_holm_adjusts_as_the_1979_procedure_does():
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
+def test_p_values_resolve_beyond_one_over_the_resamples_for_holm_over_large_families():
+    resamples = np.random.default_rng(6).normal(0.2, 0.02, 1000)  # ten standard errors from 0
+    d = stats.Difference.bootstrapped(0.2, resamples)
+    assert d.two_sided_p() < 1e-6 and stats.holm([d.two_sided_p()] * 200)[0] < 0.05
+
+
 def test_tost_calls_equivalent_only_what_lies_within_the_margin():
-    rng = np.random.default_rng(6)
-    assert stats.tost_p(rng.normal(0.001, 0.002, 1000), 0.01) < 0.05  # tight and near 0
-    assert stats.tost_p(rng.normal(0.0, 0.02, 1000), 0.01) > 0.05  # near 0 but too uncertain to tell
-    assert stats.tost_p(rng.normal(0.03, 0.002, 1000), 0.01) > 0.5
+    assert stats.Difference(0.001, 0.002).tost_p(0.01) < 0.05  # tight and near 0
+    assert stats.Difference(0.0, 0.02).tost_p(0.01) > 0.05  # near 0 but too uncertain to tell
+    assert stats.Difference(0.03, 0.002).tost_p(0.01) > 0.5
 
 
 def test_two_level_weights_resample_draws_then_seeds_and_sum_to_one():
@@ -127,9 +134,9 @@ def test_hanley_mcneil_standard_error_is_close_to_a_simulation_and_errs_wide():
 
 
 @pytest.mark.parametrize("claim, difference, verdict", [
-    (1, claims.Normal(0.001, 0.002), claims.HOLDS), (1, claims.Normal(0.1, 0.01), claims.FAILS),
-    (1, claims.Normal(0.005, 0.05), claims.UNDECIDED), (2, claims.Normal(0.05, 0.01), claims.HOLDS),
-    (3, claims.Normal(0.0, 0.001), claims.FAILS), (4, claims.Normal(-0.2, 0.02), claims.FAILS)])
+    (1, stats.Difference(0.001, 0.002), claims.HOLDS), (1, stats.Difference(0.1, 0.01), claims.FAILS),
+    (1, stats.Difference(0.005, 0.05), claims.UNDECIDED), (2, stats.Difference(0.05, 0.01), claims.HOLDS),
+    (3, stats.Difference(0.0, 0.001), claims.FAILS), (4, stats.Difference(-0.2, 0.02), claims.FAILS)])
 def test_claims_verdicts_follow_their_tests(claim, difference, verdict):
     check = {"claim": claim, "task": "pitch", "metric": "accuracy", "d": difference}
     assert claims.verdicts([check], stats.MARGINS)[0]["verdict"] == verdict

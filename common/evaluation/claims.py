@@ -21,9 +21,10 @@ the task's models and checkpoints, else "undecided on this data":
   2. holds when d > 0, does not when d < margin (no gain worth the margin);
   3. holds when d > margin (the drop exceeds the margin), does not when |d| < margin;
   4. holds when d > 0 (hand-crafted better), does not when d < 0.
-Margins are stats.MARGINS (--margin to change one). On our results d comes from the paired
-bootstrap of stats.py. On the study's numbers, which are single numbers without their
-predictions, d is taken as normal with a standard error from the test-set sizes:
+Margins are stats.MARGINS (--margin to change one). Each test takes d as normal around its
+value: on our results with the standard error of its paired bootstrap (stats.py), on the
+study's numbers, which are published without their predictions, with one from the
+test-set sizes:
 accuracy and the key score as binomial proportions (the key score lies between 0 and 1
 and its variance is at most the binomial one), ROC-AUC by Hanley and McNeil (1982) for
 each tag's positives and negatives in the MTAT test split, the 50 tags taken as
@@ -34,7 +35,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from common.cli import ArgumentParser, UserError, existing_dir, run
 from common.data.subsets import checkpoint_order
@@ -45,13 +45,11 @@ from common.evaluation.stats import (
     ALPHA,
     MARGINS,
     POOLED,
+    Difference,
     TaskNumbers,
     condition_text,
     holm,
-    p_above,
-    p_below,
     parse_margins,
-    percentile_interval,
     task_dirs,
 )
 
@@ -60,40 +58,6 @@ CLAIMS = {1: "untrained and minimally trained representations perform comparably
           3: "robustness to noise is bad across the board",
           4: "the gap to hand-crafted features is still significant in pitch and instrument recognition"}
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
-
-
-@dataclass
-class Bootstrapped:
-    """A difference known by its bootstrap resamples."""
-    value: float
-    resamples: np.ndarray
-
-    def p_above(self, x):
-        """The p-value against "d <= x"."""
-        return p_above(self.resamples, x)
-
-    def p_below(self, x):
-        return p_below(self.resamples, x)
-
-    def interval(self):
-        return percentile_interval(self.resamples)
-
-
-@dataclass
-class Normal:
-    """A difference taken as normal with standard error `se`."""
-    value: float
-    se: float
-
-    def p_above(self, x):
-        return float(norm.sf((self.value - x) / self.se))
-
-    def p_below(self, x):
-        return float(norm.sf((x - self.value) / self.se))
-
-    def interval(self):
-        half = norm.ppf(1 - ALPHA / 2) * self.se
-        return self.value - half, self.value + half
 
 
 def tests(claim, difference, margin):
@@ -167,13 +131,9 @@ def our_checks(results_dir, margins, device="cpu"):
     checks = []
     for folder in task_dirs(results_dir):
         numbers = TaskNumbers(folder, device=device)
-        task = numbers.task
-
-        def difference(a, b, numbers=numbers, metric=task.primary):
-            x, y = numbers.number(a, metric), numbers.number(b, metric)
-            return None if x is None or y is None else Bootstrapped(x.value - y.value, x.resamples - y.resamples)
         for model in sorted({key[0] for key in numbers.units} - {"handcrafted"}):
-            checks += checks_for(_model_numbers(numbers, model), task, difference)
+            checks += checks_for(_model_numbers(numbers, model), numbers.task,
+                                 lambda a, b, numbers=numbers: numbers.difference(a, b, numbers.task.primary))
     return verdicts(checks, margins)
 
 
@@ -226,7 +186,7 @@ def study_checks():
             if a not in published or b not in published:
                 return None
             x, y = published[a], published[b]
-            return Normal(x["value"] - y["value"], float(np.hypot(published_se(x), published_se(y))))
+            return Difference(x["value"] - y["value"], float(np.hypot(published_se(x), published_se(y))))
         for model in sorted({k[0] for k in published} - {"handcrafted", *reference.HANDCRAFTED}):
             checkpoints = sorted({k[1] for k in published if k[0] == model}, key=checkpoint_order)
             conditions = sorted({k[3] for k in published if k[0] == model and _noisy(k[3])})
