@@ -11,13 +11,13 @@ Reads the test predictions downstream.py keeps (predictions.py) and resamples th
   task), and computes the metric on that resample (weighted_metrics.py: vectorised, B
   resamples at once).
 - A comparison of two numbers on the same test clips uses the same clip resamples for both
-  (a paired bootstrap): the difference with its 95% interval and a two-sided p-value (twice
-  the smaller share of resampled differences on either side of 0, the test the interval
-  inverts). Holm's step-down correction is applied within each family: one kind of
-  comparison, for one model on one task.
+  (a paired bootstrap): the difference with its 95% percentile interval and a two-sided
+  p-value from the normal approximation with the bootstrap's standard error (Difference).
+  Holm's step-down correction is applied within each family: one kind of comparison, for
+  one model on one task and metric.
 - Where the question is "comparable", the two one-sided tests (Schuirmann's TOST) against a
-  margin per metric (MARGINS; --margin to change one): equivalent when the 90% interval of
-  the difference lies within +/- margin, its p-value the larger of the two one-sided ones.
+  margin per metric (MARGINS; --margin to change one): equivalent when both one-sided
+  p-values are below 5%, its p-value the larger of the two.
   "No significant difference" alone is never read as "the same".
 The families: trained against its untrained twin, against the hand-crafted features,
 against the next larger subset; each probe kind against the larger one of its recipe (slp
