@@ -44,12 +44,12 @@ from common.evaluation.probes import STUDY_PROBES
 from common.evaluation.stats import (
     ALPHA,
     MARGINS,
-    POOLED,
     Difference,
     TaskNumbers,
     condition_text,
     holm,
     parse_margins,
+    study_checkpoint,
     task_dirs,
 )
 
@@ -138,8 +138,7 @@ def our_checks(results_dir, margins, device="cpu"):
 
 
 def _model_numbers(numbers, model):
-    keys = [k for k in numbers.units if k[0] == model and "#" not in k[1] and "@" not in k[1]
-            and "-draw" not in k[1] and not k[1].endswith(POOLED) and "-seed" not in k[1]]
+    keys = [k for k in numbers.units if k[0] == model and study_checkpoint(k[1]) and "-seed" not in k[1]]
     checkpoints = sorted({k[1] for k in keys}, key=checkpoint_order)
     fitted = {k[2] for k in keys}
     return ModelNumbers(model, "untrained" if "untrained" in checkpoints else None,

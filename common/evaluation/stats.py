@@ -175,8 +175,10 @@ class TaskNumbers:
         clip_ids, targets, rows, outputs = predictions.read(path)
         if self.clip_ids is None:
             self.clip_ids, self.targets = clip_ids, targets
-            self.weights = torch.as_tensor(counts(np.random.default_rng(SEED), len(clip_ids), self.resamples),
-                                           device=self.device)
+            resamples = counts(np.random.default_rng(SEED), len(clip_ids), self.resamples)
+            # row 0 weighs every clip once: the number itself, computed in the same pass as its resamples
+            every_clip = np.ones((1, len(clip_ids)), dtype=resamples.dtype)
+            self.weights = torch.as_tensor(np.concatenate([every_clip, resamples]), device=self.device)
         elif not np.array_equal(clip_ids, self.clip_ids):
             raise UserError(f"{path} was scored on other test clips than the task's other models: run downstream.py "
                             f"for it again")
@@ -190,9 +192,8 @@ class TaskNumbers:
         row = (model, checkpoint, probe, condition, seed); computed when first asked for."""
         if row not in self._values:
             outputs = self.outputs[row[0]][self.rows[row]]
-            on_resamples = resampled(self.task.kind, self.targets, outputs, self.weights)
-            on_every_clip = resampled(self.task.kind, self.targets, outputs, torch.ones_like(self.weights[:1]))
-            self._values[row] = {m: (float(on_every_clip[m]), v.cpu().numpy()) for m, v in on_resamples.items()}
+            values = resampled(self.task.kind, self.targets, outputs, self.weights)
+            self._values[row] = {m: (float(v[0]), v[1:].cpu().numpy()) for m, v in values.items()}
         return self._values[row][metric]
 
     @property
@@ -258,6 +259,12 @@ def _embedding_last_weights(checkpoint):
     return "#" not in checkpoint and "@" not in checkpoint
 
 
+def study_checkpoint(checkpoint):
+    """The embedding of a run's last weights in the study's draw: not a layer, not weights kept
+    along the way, not another draw of the subset, not the draws' pooled number."""
+    return _embedding_last_weights(checkpoint) and "-draw" not in checkpoint and not checkpoint.endswith(POOLED)
+
+
 def _seed_suffix(checkpoint):
     match = CHECKPOINT_NAME.fullmatch(checkpoint.removesuffix(POOLED))
     return f"-seed{match['seed']}" if match and match["seed"] else ""
@@ -282,8 +289,7 @@ def pairs(numbers):
     for model in sorted({k[0] for k in keys} - {"handcrafted"}):
         for probe in sorted({k[2] for k in keys if k[0] == model}):
             trained = sorted({k[1] for k in keys if k[0] == model and k[2] == probe and k[3] == CLEAN
-                              and _embedding_last_weights(k[1]) and not k[1].startswith("untrained")
-                              and "-draw" not in k[1] and not k[1].endswith(POOLED)}, key=checkpoint_order)
+                              and study_checkpoint(k[1]) and not k[1].startswith("untrained")}, key=checkpoint_order)
             for smaller, larger in zip(trained, trained[1:]):
                 if _seed_suffix(smaller) == _seed_suffix(larger):
                     yield ("subset vs next larger", model, (model, larger, probe, CLEAN),
