@@ -14,11 +14,18 @@ and every degraded version of it (noise, the study's deformations: common/evalua
 A task of one's own (--task-csv, common/evaluation/task_csv.py) is probed the same way, scored as a
 multi-label or single-label task, and its definition kept beside its results (task.json).
 
+With --label-fraction F and --shots K every probe is also fitted on part of the train
+split's labels (common/evaluation/labels.py: stratified; --label-draws draws of them), its
+results named <checkpoint>+labels<F> or <checkpoint>+shots<K> (-draw<k> for draw k >= 1).
+
 Writes results/<data>/<task>/<model>.csv, one row per (checkpoint, probe, seed, snr,
 metric): model, checkpoint, layer (empty for the model's embedding; K for the feature set
 <checkpoint>#layer<K> of extract_features.py --layers), subset (untrained, 1, ..., full),
-draw (0 is the study's subset), step (of pretraining), minutes, probe, seed, split (valid or test), snr (the
-condition: clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
+draw (0 is the study's subset), budget (steps<N> for a run of train.py --budget, else empty),
+train_steps and train_flops (the optimizer steps and FLOPs that made the weights), minutes,
+labels (the labelled train examples the probe learned from), label_budget (all, labels<F>
+or shots<K>), label_draw, probe, seed, split (valid or test), snr (the condition: clean, an
+SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
 the probe kind with the best validation score and its clean test score (never a choice
 made on test scores: common/evaluation/selection.py). Every feature set extracted for the model is
 probed: the weights a run kept along the way too (checkpoint names such as 5@1000).
@@ -45,11 +52,13 @@ from common.cli import (
     add_data_options,
     check_output_dir,
     folder,
+    fraction,
     positive_int,
     run,
 )
 from common.data.subsets import checkpoint_order
-from common.evaluation import predictions, tasks
+from common.evaluation import labels, predictions, tasks
+from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
 from common.evaluation.predictions import Predictions
@@ -61,8 +70,8 @@ from common.provenance import changes, clips_digest, digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
 FLOAT16_RANGE = (float(np.finfo(np.float16).min), float(np.finfo(np.float16).max))
-COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split", "snr",
-           "metric", "value")
+COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "budget", "train_steps", "train_flops", "minutes",
+           "labels", "label_budget", "label_draw", "probe", "seed", "split", "snr", "metric", "value")
 
 
 def parse_args():
@@ -77,11 +86,24 @@ def parse_args():
     parser.add_argument("--seeds", type=positive_int, default=3, help="probe seeds per checkpoint and kind (default 3)")
     parser.add_argument("--epochs", type=positive_int, default=MAX_EPOCHS,
                         help="most epochs of probe training (default %(default)s)")
+    parser.add_argument("--label-fraction", nargs="+", type=fraction, default=[], metavar="F",
+                        help="also fit every probe on this fraction of the train split's labelled examples "
+                             "(stratified; results as <checkpoint>+labels<F>)")
+    parser.add_argument("--shots", nargs="+", type=positive_int, default=[], metavar="K",
+                        help="also fit every probe on K examples per class (for tags, at least K positives per tag; "
+                             "results as <checkpoint>+shots<K>)")
+    parser.add_argument("--label-draws", type=positive_int, default=1,
+                        help="draws of the labelled examples for each --label-fraction and --shots (default 1; "
+                             "results of draw k >= 1 as <checkpoint>+labels<F>-draw<k>)")
     add_device_option(parser)
     add_precision_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="fit again even if the results file is up to date with its features")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.label_budgets = labels.budgets(args.label_fraction, args.shots)
+    if args.label_draws > 1 and not args.label_budgets:
+        raise UserError("--label-draws draws the examples of a --label-fraction below 1 or of --shots: give one")
+    return args
 
 
 def read_index(path, task):
@@ -102,8 +124,9 @@ def read_index(path, task):
 
 def summary(rows, task):
     """Per checkpoint: the probe kind chosen on validation, its clean test score, and every
-    kind's clean test score beside it."""
+    kind's clean test score beside it (probes on the whole train split's labels)."""
     df = pd.DataFrame(rows).astype({"value": float})
+    df = df[df.label_budget.astype(str) == WHOLE_SPLIT]
     chosen = best_probes(df, task.name)
     test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == task.primary)]
     means = test.groupby(["checkpoint", "probe"]).value.agg(["mean", "std"])
@@ -139,7 +162,8 @@ def usable_feature_sets(model_dir, index, args, precision):
     clips = clips_digest((r["clip_id"], r["split"]) for r in rows)
     usable, provenance = [], {"index": digest(rows), "probes": list(args.probes), "seeds": args.seeds,
                               "epochs": args.epochs, "recipes": {n: asdict(r) for n, r in RECIPES.items()},
-                              "precision": str(precision)}
+                              "precision": str(precision), "columns": COLUMNS,
+                              "label budgets": [b.name for b in args.label_budgets], "label draws": args.label_draws}
     for path in sorted((p for p in model_dir.iterdir() if (p / "meta.json").exists()),
                        key=lambda p: checkpoint_order(p.name)):
         meta = json.loads((path / "meta.json").read_text())
@@ -162,7 +186,7 @@ class FeatureSet:
     name: str               # the checkpoint's, e.g. untrained, 5, 5@1000, 5#layer3
     clean: np.ndarray       # (clips, dim), every split
     degraded: dict          # {condition file stem: (test clips, dim)}
-    described: dict         # its columns of the results CSV: layer, subset, draw, step, minutes
+    described: dict         # its columns of the results CSV: layer, subset, draw, budget, train_steps, ...
 
 
 def main():
@@ -186,13 +210,18 @@ def main():
     sets = [load_feature_set(model_dir / name, splits) for name in names]
     conditions = shared_conditions(sets)
     # probes: fitted together on the sets of one width, scored on every split and condition
-    print(f"fitting {len(sets) * len(args.probes) * args.seeds} probes ({len(sets)} checkpoints x "
-          f"{len(args.probes)} kinds x {args.seeds} seeds) for {args.model} on {task.name} ...", flush=True)
+    label_fits = [(None, 0)] + [(b, d) for b in args.label_budgets for d in range(args.label_draws)]
+    print(f"fitting {len(sets) * len(args.probes) * args.seeds * len(label_fits)} probes ({len(sets)} checkpoints x "
+          f"{len(args.probes)} kinds x {args.seeds} seeds x {len(label_fits)} sets of train labels) for {args.model} "
+          f"on {task.name} ...", flush=True)
     rows, kept = [], Predictions()
-    for group in _by_width(sets):
-        group_rows, group_predictions = probe_rows(args, task, group, conditions, targets, splits, device, precision)
-        rows += group_rows
-        kept.extend(group_predictions)
+    for budget, draw in label_fits:
+        train = splits["train"] if budget is None else labels.select(targets, splits["train"], budget, draw)
+        for group in _by_width(sets):
+            group_rows, group_predictions = probe_rows(args, task, group, conditions, targets,
+                                                       {**splits, "train": train}, device, precision, budget, draw)
+            rows += group_rows
+            kept.extend(group_predictions)
     test = splits["test"]
     write_results(target, rows, provenance, task if own_dataset else None,
                   lambda path: kept.save(path, clip_ids[test], targets[test]))
@@ -234,9 +263,15 @@ def load_feature_set(path, splits):
     degraded = {p.stem: (np.load(p) - mean) / std for p in sorted(path.glob("*.npy")) if p.stem != CLEAN}
     meta = json.loads((path / "meta.json").read_text())
     described = {"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
-                 "draw": "" if meta.get("draw") is None else meta["draw"], "step": meta.get("step", ""),
+                 "draw": "" if meta.get("draw") is None else meta["draw"],
+                 "budget": f"steps{meta['budget']}" if meta.get("budget") else "",
+                 "train_steps": meta.get("step", ""), "train_flops": _blank_if_none(meta.get("train_flops")),
                  "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"}
     return FeatureSet(path.name, (features - mean) / std, degraded, described)
+
+
+def _blank_if_none(value):
+    return "" if value is None else value
 
 
 def shared_conditions(sets):
@@ -260,10 +295,15 @@ def _by_width(sets):
     return list(groups.values())
 
 
-def probe_rows(args, task, sets, conditions, targets, splits, device, precision):
-    """Fit every kind and seed of probe on each set; (a results row per (set, probe, seed, split,
-    condition, metric), the test Predictions). Test scores are computed from the float16
-    outputs that are kept, so the CSV and the statistics on the predictions agree exactly."""
+def probe_rows(args, task, sets, conditions, targets, splits, device, precision, budget=None, label_draw=0):
+    """Fit every kind and seed of probe on each set, on the train rows of `splits` (all of
+    them, or those a label `budget` chose in draw `label_draw`); (a results row per (set,
+    probe, seed, split, condition, metric), the test Predictions). Test scores are computed
+    from the float16 outputs that are kept, so the CSV and the statistics on the predictions
+    agree exactly."""
+    suffix = "" if budget is None else f"+{budget.name}" + (f"-draw{label_draw}" if label_draw else "")
+    trained_on = {"labels": len(splits["train"]), "label_budget": WHOLE_SPLIT if budget is None else budget.name,
+                  "label_draw": "" if budget is None else label_draw}
     specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes for seed in range(args.seeds)]
     fitted = fit(task.kind, specs, [s.clean for s in sets], targets, splits, len(task.classes), device,
                  epochs=args.epochs, precision=precision)
@@ -279,12 +319,12 @@ def probe_rows(args, task, sets, conditions, targets, splits, device, precision)
             for g, i in enumerate(probes.members):
                 feature_set, seed, condition = sets[specs[i].feature_set], specs[i].seed, condition_label(stem)
                 if split == "test":
-                    kept.add(feature_set.name, kind, seed, condition, outputs[g])
+                    kept.add(feature_set.name + suffix, kind, seed, condition, outputs[g])
                 scores = task_metrics(task.kind, targets[splits[split]], outputs[g].astype(np.float32))
                 for metric, value in scores.items():
-                    rows.append({"model": args.model, "checkpoint": feature_set.name, **feature_set.described,
-                                 "probe": kind, "seed": seed, "split": split, "snr": condition, "metric": metric,
-                                 "value": f"{value:.6f}"})
+                    rows.append({"model": args.model, "checkpoint": feature_set.name + suffix,
+                                 **feature_set.described, **trained_on, "probe": kind, "seed": seed, "split": split,
+                                 "snr": condition, "metric": metric, "value": f"{value:.6f}"})
     return rows, kept
 
 

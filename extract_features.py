@@ -19,9 +19,9 @@ and needs no checkpoint.
 
 Writes features/<data>/<task>/index.csv (clip_id, label, split; the row order of every
 clean.npy) and features/<data>/<task>/<model>/<checkpoint>/{clean,snr20,...,deform_0,...}.npy plus
-meta.json (minutes of pretraining data, subset, draw, step, source). The rows of a noisy file are the
-test clips, in index order. Files are written atomically and finished files are skipped,
-so an interrupted run resumes.
+meta.json (minutes of pretraining data, subset, draw, step budget, optimizer steps, training
+FLOPs, source). The rows of a noisy file are the test clips, in index order. Files are
+written atomically and finished files are skipped, so an interrupted run resumes.
 
 --task-csv names a task of one's own instead (common/evaluation/task_csv.py: a CSV of
 audio files, labels and splits); its features go to features/<data>/<the CSV's name>/ as
@@ -385,8 +385,8 @@ def load_encoder(args, job, name, source, state, device, precision):
     untrained = name.startswith("untrained")
     meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else model.minutes,
             "subset": "untrained" if untrained else model.subset, "draw": None if untrained else model.draw,
-            "step": model.step, "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns,
-            "precision": str(precision)}
+            "budget": None if untrained else model.budget, "step": model.step, "train_flops": model.train_flops,
+            "source": str(source), "source_mtime_ns": source.stat().st_mtime_ns, "precision": str(precision)}
     return model.encoder, meta, precision
 
 

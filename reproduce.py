@@ -6,22 +6,27 @@
     python reproduce.py --models vggish clmr --tasks pitch key
     python reproduce.py --demo --draws 3   # also two more draws of every limited subset
     python reproduce.py --demo --layers    # also every block of every model: probes by layer
+    python reproduce.py --demo --budget steps:40          # also every subset trained for 40 steps
+    python reproduce.py --demo --label-fraction 0.1 0.5   # also probes on a tenth and half of the labels
     python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (docs/own-data.md)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
-   draw of the limited subsets (--draws; the untrained weights come with every run);
+   draw of the limited subsets (--draws; the untrained weights come with every run), and
+   with --budget every subset again for a number of optimizer steps;
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features (with --layers, every block's features too);
-3. probes: downstream.py for every model and task;
+3. probes: downstream.py for every model and task, on every train label and on the grid's
+   label budgets (--label-fraction, --shots);
 4. figures: every number's bootstrap interval and the paired comparisons
-   (common/evaluation/stats.py), the figures of common/evaluation/figures.py in
+   (common/evaluation/stats.py), the scaling fits of score against pretraining minutes
+   (common/evaluation/scaling.py), the figures of common/evaluation/figures.py in
    figures/<data>/, a summary table with intervals, the study's four findings checked
    (common/evaluation/claims.py), and on the real data our numbers beside the study's
    published ones (common/evaluation/reference.py).
 Every step skips what is already finished, so a stopped study resumes where it stopped
 (and a run trained further since is extracted and probed again). The grids (subsets,
-training budgets, SNRs, probe seeds, clips per split) are the GRIDS table below.
+training budgets, SNRs, probe seeds, label budgets, clips per split) are the GRIDS table below.
 """
 import json
 import runpy
@@ -38,18 +43,23 @@ from common.cli import (
     check_output_dir,
     existing_file,
     folder,
+    fraction,
     positive_int,
     run,
 )
 from common.data.subsets import SUBSETS, training_set_name
-from common.evaluation import claims, figures, reference, stats, task_csv, tasks
+from common.evaluation import claims, figures, reference, scaling, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.training.distributed import add_device_option, resolve_device
+from common.training.options import step_budget
 
 # Per grid: subsets per model ("*" for the others), training options per model, SNRs, probe
-# seeds, and (quick demo) how many clips of each split the features are extracted for.
+# seeds, label budgets (fractions of the train labels, shots, draws of the labelled examples),
+# and (quick demo) how many clips of each split the features are extracted for. The quick demo
+# trains the cheaper models on three subsets, so that their scores can be fitted as a curve
+# of pretraining minutes; AST, whose extraction is most of its time, on one.
 # The demo grids are sized for a 2-core CPU (AST's forward pass costs five times the
 # others': docs/speed.md). On the demo the CNNs train for tens of steps only; at their
 # reference learning rate (1e-3) Adam's first steps add a near rank-one change to every
@@ -59,16 +69,20 @@ DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--b
               "ast": ["--batch-size", "4"], "clmr": ["--batch-size", "16"], "tmae": ["--batch-size", "32"],
               "tune": ["--batch-size", "16"], "mulap": ["--batch-size", "8"]}
 DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20, "mulap": 20}
+NO_LABEL_BUDGETS = {"fractions": [], "shots": [], "draws": 1}
 GRIDS = {
-    "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3},
+    "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
+             "labels": NO_LABEL_BUDGETS},
     "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},
-                   "snr": ["clean", *DEFORMATIONS], "seeds": 2},
+                   "snr": ["clean", *DEFORMATIONS], "seeds": 2, "labels": NO_LABEL_BUDGETS},
     "demo": {"subsets": {"*": ("1", "5", "20")},
              "train": {m: [*o, "--max-steps", str(DEMO_STEPS[m])] for m, o in DEMO_TRAIN.items()},
-             "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3},
-    "demo-quick": {"subsets": {"*": ("5",)},
+             "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
+             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}},
+    "demo-quick": {"subsets": {"*": ("1", "5", "20"), "ast": ("5",)},
                    "train": {m: [*o, "--max-steps", str(max(2, DEMO_STEPS[m] // 3))] for m, o in DEMO_TRAIN.items()},
-                   "snr": ["clean", "0", "deform_2"], "seeds": 2, "clips_per_split": 48},
+                   "snr": ["clean", "0", "deform_2"], "seeds": 2, "clips_per_split": 48,
+                   "labels": {"fractions": [0.25], "shots": [], "draws": 1}},
 }
 
 
@@ -93,6 +107,16 @@ def parse_args():
     parser.add_argument("--draws", type=positive_int, default=1,
                         help="draws of every limited subset: 1 is the study's subsets alone (default); N adds "
                              "N - 1 seeded genre-balanced draws of the same sizes")
+    parser.add_argument("--budget", nargs="+", type=step_budget, default=[], metavar="steps:N",
+                        help="also train every model on every subset for N optimizer steps (train.py --budget), as "
+                             "runs of their own (<subset>-stepsN) through extraction, probes and figures")
+    parser.add_argument("--label-fraction", nargs="+", type=fraction, metavar="F",
+                        help="fractions of the train labels the probes are also fitted on (downstream.py; the grid's "
+                             "by default: 0.25 on the demo, none on the real data)")
+    parser.add_argument("--shots", nargs="+", type=positive_int, metavar="K",
+                        help="examples per class the probes are also fitted on (the grid's by default)")
+    parser.add_argument("--label-draws", type=positive_int,
+                        help="draws of the labelled examples of each label budget (the grid's by default)")
     parser.add_argument("--layers", action="store_true",
                         help="also extract and probe every block of every model (extract_features.py --layers all), "
                              "drawn in figures/<data>/metric_by_layer.png; the summary stays on the embeddings")
@@ -126,24 +150,37 @@ def invoke(script, options):
         sys.argv = saved
 
 
-def training_done(run_dir, options):
+def training_done(run_dir, options, budget=None):
     """True if the run finished with at least the asked number of steps."""
     finished = run_dir / "finished.json"
     if not finished.exists():
         return False
-    asked = options[options.index("--max-steps") + 1] if "--max-steps" in options else None
+    asked = budget or (options[options.index("--max-steps") + 1] if "--max-steps" in options else None)
     return asked is None or json.loads(finished.read_text())["step"] >= int(asked)
 
 
 def training_runs(args, grid):
-    """(model id, subset, draw, train.py options) of every pretraining run of the grid."""
+    """(model id, subset, draw, step budget or None, train.py options) of every pretraining run
+    of the grid: the grid's training, then each --budget's."""
     for model in args.models:
         _, variant_options = train_command(model)
         options = variant_options + grid["train"].get(base_name(model), grid["train"].get("*", []))
-        for draw in range(args.draws):
-            for subset in grid["subsets"].get(base_name(model), grid["subsets"]["*"]):
-                if not (draw and subset == "full"):  # full is the whole train split: it has no draws
-                    yield model, subset, draw, options
+        for budget in [None, *args.budget]:
+            budget_options = options if budget is None else [*_without_length(options), "--budget", f"steps:{budget}"]
+            for draw in range(args.draws):
+                for subset in grid["subsets"].get(base_name(model), grid["subsets"]["*"]):
+                    if not (draw and subset == "full"):  # full is the whole train split: it has no draws
+                        yield model, subset, draw, budget, budget_options
+
+
+def _without_length(options):
+    """train.py options without --epochs and --max-steps, which a --budget replaces."""
+    kept, skip = [], False
+    for option in options:
+        if not skip and option not in ("--epochs", "--max-steps"):
+            kept.append(option)
+        skip = option in ("--epochs", "--max-steps")
+    return kept
 
 
 def task_options(args):
@@ -162,14 +199,14 @@ def jobs(args, grid):
     called just before the step runs, gives its options, or None when its work is already done."""
     common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
     runs_data = "demo" if args.demo else "MTAT"
-    for model, subset, draw, train_options in training_runs(args, grid):
-        def prepare(model=model, subset=subset, draw=draw, train_options=train_options):
-            run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw) / "seed0"
-            if training_done(run_dir, train_options):
+    for model, subset, draw, budget, train_options in training_runs(args, grid):
+        def prepare(model=model, subset=subset, draw=draw, budget=budget, train_options=train_options):
+            run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw, budget) / "seed0"
+            if training_done(run_dir, train_options, budget):
                 return None
             resume = ["--resume"] if (run_dir / "last.pt").exists() else []
             return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options, *resume]
-        yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw)}",
+        yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw, budget)}",
                train_command(model)[0], prepare)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task, task_option in task_options(args):
@@ -184,10 +221,30 @@ def jobs(args, grid):
     for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
             options = common + ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model",
-                                model, *task_option, "--seeds", grid["seeds"]]
+                                model, *task_option, "--seeds", grid["seeds"], *label_options(args, grid)]
             # downstream.py itself fits again only what its features' provenance says changed
             yield ("probes", f"fit probes on {model} features for {task}", "downstream.py",
                    lambda options=options: options)
+
+
+def label_budgets(args, grid):
+    """(fractions below 1, shots, draws): the command line's label budgets, else the grid's."""
+    fractions = args.label_fraction if args.label_fraction is not None else grid["labels"]["fractions"]
+    shots = args.shots if args.shots is not None else grid["labels"]["shots"]
+    return [f for f in fractions if f < 1], shots, args.label_draws or grid["labels"]["draws"]
+
+
+def label_options(args, grid):
+    """downstream.py's options for the label budgets."""
+    fractions, shots, draws = label_budgets(args, grid)
+    options = (["--label-fraction", *fractions] if fractions else []) + (["--shots", *shots] if shots else [])
+    return options + (["--label-draws", draws] if options and draws > 1 else [])
+
+
+def label_fits(args, grid):
+    """How many sets of train labels each probe is fitted on: every label, then each budget's draws."""
+    fractions, shots, draws = label_budgets(args, grid)
+    return 1 + (len(fractions) + len(shots)) * draws
 
 
 def summary_table(results_dir, task_names):
@@ -233,24 +290,26 @@ def write_plan(args, grid, grid_name, path):
     study_tasks = [(tasks.TASKS[name], None) for name in args.tasks] + \
         [task_csv.read(csv_file, args.data_root) for csv_file in args.task_csv]
     rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid, args.data_root,
-                                  args.demo, device, args.layers)
+                                  args.demo, device, args.layers, label_fits(args, grid))
     print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
     write_json(path, {"grid": grid_name, "models": args.models, "tasks": task_names(args),
-                      "draws": args.draws, "layers": args.layers,
+                      "draws": args.draws, "layers": args.layers, "budget": args.budget,
+                      "label budgets": list(label_budgets(args, grid)),
                       "device": str(device), "stages": {s: sum(r[3] for r in rows if r[0] == s) for s in plan.STAGES}})
     print(f"\nkept in {path}: the run's summary will show these estimates beside its measured times")
 
 
-def estimate_beside_measured(path, grid_name, args, measured):
+def estimate_beside_measured(path, grid_name, grid, args, measured):
     """Lines of the stages' estimated (from --plan) and measured times, when a plan of this
     very grid was made."""
     if not path.exists():
         return ""
     saved = json.loads(path.read_text())
-    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"], saved.get("layers", False)] != \
-            [grid_name, args.models, task_names(args), args.draws, args.layers]:
+    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"], saved["layers"], saved["budget"],
+            saved["label budgets"]] != [grid_name, args.models, task_names(args), args.draws, args.layers,
+                                        args.budget, list(label_budgets(args, grid))]:
         return ""
     lines = [f"\ntime estimated by --plan (on {saved['device']}) and measured (the steps that ran now):",
              f"  {'stage':<9} {'estimated':>9} {'measured':>9}"]
@@ -264,6 +323,9 @@ def main():
     data_name = "demo" if args.demo else "real"
     grid_name = f"{data_name}{'-quick' if args.quick else ''}"
     grid = GRIDS[grid_name]
+    if args.label_draws and not any(label_budgets(args, grid)[:2]):
+        raise UserError("--label-draws draws the examples of a label budget, and this grid has none: add "
+                        "--label-fraction or --shots")
     plan_file = args.results_dir / data_name / "plan.json"
     if args.plan:
         write_plan(args, grid, grid_name, plan_file)
@@ -281,15 +343,18 @@ def main():
             measured[stage] += time.time() - step_started
     results_dir = args.results_dir / data_name
     stats.compute(results_dir, device=resolve_device(args.device))
+    fits, _ = scaling.compute(results_dir, device=resolve_device(args.device))
     paths = figures.render_all(results_dir, args.figures_dir / data_name)
     summary = summary_table(results_dir, task_names(args))
     print(f"\nfigures: {', '.join(str(p) for p in paths)}")
     print(f"\nsummary ({data_name}; chosen on the valid split, shown on the clean test split: the mean over probe "
           f"seeds [its 95% bootstrap interval over seeds and test clips]; ~ not significantly different from the best "
           f"trained; {(time.time() - started) / 60:.1f} min in all):\n{summary}"
-          f"{estimate_beside_measured(plan_file, grid_name, args, measured)}")
+          f"{estimate_beside_measured(plan_file, grid_name, grid, args, measured)}")
     print(f"\nevery number's interval and every paired comparison: {results_dir / 'intervals.csv'}, "
           f"{results_dir / 'comparisons.csv'} (python -m common.evaluation.stats {results_dir})")
+    print(f"\nscore against pretraining minutes, fitted (python -m common.evaluation.scaling {results_dir}):"
+          f"{scaling.report(fits, scaling.chosen_on_largest(results_dir))}")
     checks = claims.our_checks(results_dir, stats.MARGINS, resolve_device(args.device))
     print(f"\n{claims.report(checks, str(results_dir))}")
     if data_name == "real":

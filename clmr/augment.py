@@ -168,12 +168,15 @@ def reverb(x, sample_rate, p=0.6):
     return out
 
 
-def augment(x, sample_rate):
-    """The whole chain, in CLMR's order, on a (batch, samples) float tensor."""
-    x = polarity(x)
-    x = noise(x)
-    x = gain(x)
-    x = high_low_pass(x, sample_rate)
-    x = delay(x, sample_rate)
-    x = pitch_shift(x)
-    return reverb(x, sample_rate)
+# The chain in CLMR's order, by the names a model id's -no-<name> leaves one out with
+CHAIN = {"polarity": lambda x, sr: polarity(x), "noise": lambda x, sr: noise(x), "gain": lambda x, sr: gain(x),
+         "filter": high_low_pass, "delay": delay, "pitch": lambda x, sr: pitch_shift(x), "reverb": reverb}
+
+
+def augment(x, sample_rate, left_out=()):
+    """The chain, in CLMR's order, on a (batch, samples) float tensor; without the transforms
+    named in `left_out`."""
+    for name, transform in CHAIN.items():
+        if name not in left_out:
+            x = transform(x, sample_rate)
+    return x

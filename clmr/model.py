@@ -33,6 +33,7 @@ def block(c_in, c_out):
 
 class CLMR(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "clmr", 22050, 59049 / 22050, 512, None
+    AUGMENTED = True
     VARIANT_OPTION, DEFAULT_VARIANT = "strategy", "different-segments"
     VARIANTS = {"same-segment": {"views_share_crop": True},
                 "regional": {"views_share_crop": True, "crop_windows": 3}}

@@ -20,6 +20,7 @@ under --crops tile both views read the same segment, whatever the strategy.
 
     python clmr/train.py --subset 5
     python clmr/train.py --subset 5 --strategy regional  # the model id clmr-regional
+    python clmr/train.py --subset 5 --augment -pitch     # without the pitch shift: the model id clmr-no-pitch
     python clmr/train.py --audio-dir ~/my_music       # any folder of WAV/FLAC/MP3
 """
 import sys
@@ -31,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from clmr.augment import augment  # noqa: E402
 from common.cli import run  # noqa: E402
+from common.training.distributed import unwrap  # noqa: E402
 from common.training.global_batch import gather_views  # noqa: E402
 from common.training.loop import pretrain  # noqa: E402
 
@@ -53,7 +55,7 @@ def contrastive_loss(model, batch):
     """NT-Xent between the views of every item and frame: (2N, frames, d) projections become
     2N x frames rows, view by view, so frame f of an item's first view pairs with frame f of
     its second."""
-    z = gather_views(model(augment(batch.audio, SAMPLE_RATE)), batch.views)
+    z = gather_views(model(augment(batch.audio, SAMPLE_RATE, unwrap(model).left_out)), batch.views)
     return nt_xent(z.reshape(-1, z.shape[-1]))
 
 

@@ -113,4 +113,5 @@ def _number(cast, accept, requirement):
 positive_int = _number(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "0 or a positive integer")
 positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
+fraction = _number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 non_negative_float = _number(float, lambda v: v >= 0 and math.isfinite(v), "0 or a positive number")

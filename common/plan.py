@@ -111,7 +111,7 @@ def _training_steps(model_id, options, clips):
     lengths = np.array([round(c.seconds * cls.sample_rate) for c in clips])
     n_items = int(items_per_clip(lengths, args, cls.input_samples * cls.crop_windows).sum())
     per_epoch = len(epoch_plan(n_items, 0, 0, World(), args.batch_size))
-    return min(args.max_steps or math.inf, args.epochs * per_epoch), args.batch_size
+    return args.budget or min(args.max_steps or math.inf, args.epochs * per_epoch), args.batch_size
 
 
 def _clip_seconds(dataset, clip):
@@ -132,17 +132,18 @@ def _dataset_clips(task, own_dataset, data_root, demo, clips_per_split):
         return None
 
 
-def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
+def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, label_fits=1):
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
-    options) per run) and the extraction and probes of `models` on `tasks` ((Task, the Dataset
-    of a task of one's own or None) each; `layers`: of each block too); also the names of the
-    tasks left out."""
+    step budget, options) per run) and the extraction and probes of `models` on `tasks` ((Task,
+    the Dataset of a task of one's own or None) each; `layers`: of each block too;
+    `label_fits`: sets of train labels each probe is fitted on); also the names of the tasks
+    left out."""
     precision = resolve_precision("auto", device)
     # the real MTAT's clips and lengths are in the split index shipped with the project
     pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
     rows = []
     for model in models:
-        runs = [(subset, draw, options) for m, subset, draw, options in jobs if m == model]
+        runs = [(subset, draw, options) for m, subset, draw, _, options in jobs if m == model]
         steps = [_training_steps(model, options, select(pretraining, subset, draw)) for subset, draw, options in runs]
         if steps:
             batch = steps[0][1]
@@ -178,10 +179,10 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False):
             rows.append(("extract", model, f"{checkpoints} checkpoints x {windows:,} windows "
                                            f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
         feature_sets = checkpoints * (1 + (build(model).layer_count() if layers and model != "handcrafted" else 0))
-        epoch = sum(probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
-                                        feature_sets * grid["seeds"], device, precision, kinds)
-                    for task, clips in task_clips.items() if clips is not None)
-        count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"]
+        epoch = label_fits * sum(probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
+                                                     feature_sets * grid["seeds"], device, precision, kinds)
+                                 for task, clips in task_clips.items() if clips is not None)
+        count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"] * label_fits
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
                      probes.MAX_EPOCHS * epoch))
     return rows, missing

@@ -146,3 +146,13 @@ def test_chain_keeps_shape_and_finiteness():
     x = torch.randn(6, 59049) * 0.1
     out = augment.augment(x, SR)
     assert out.shape == x.shape and torch.isfinite(out).all() and not torch.equal(out, x)
+
+
+def test_a_transform_left_out_is_skipped_and_the_others_draw_as_before():
+    """Without every transform but the polarity inversion, the chain is that inversion alone."""
+    x = torch.randn(64, 4096) * 0.1
+    torch.manual_seed(0)
+    alone = augment.polarity(x)
+    torch.manual_seed(0)
+    chained = augment.augment(x, SR, left_out=[t for t in augment.CHAIN if t != "polarity"])
+    assert torch.equal(alone, chained) and not torch.equal(chained, x)

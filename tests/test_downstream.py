@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import run_demo_script, save_untrained
 
+import downstream
 from common.data.demo import mtat as demo_mtat
 from common.evaluation import predictions
 from common.evaluation.metrics import accuracy
@@ -100,8 +101,11 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
         features_dir=study / "features",
         results_dir=study / "results")
     rows = results(target)
-    assert list(rows[0]) == ["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed",
-                             "split", "snr", "metric", "value"]
+    assert list(rows[0]) == ["model", "checkpoint", "layer", "subset", "draw", "budget", "train_steps", "train_flops",
+                             "minutes", "labels", "label_budget", "label_draw", "probe", "seed", "split", "snr",
+                             "metric", "value"]
+    assert {(r["checkpoint"], r["labels"], r["label_budget"]) for r in rows} == {("untrained", "12", "all"),
+                                                                                ("1", "12", "all")}
     conditions = ("clean", "20", "10", "0", "deform_0", "deform_1", "deform_2")
     combos = {(r["checkpoint"], r["split"], r["snr"], r["metric"]) for r in rows}
     metrics = ("roc_auc", "pr_auc")
@@ -141,15 +145,16 @@ def write_results(path, scores):
     path.parent.mkdir(parents=True, exist_ok=True)
     targets, kept = np.arange(20) % 12, Predictions()
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "seed", "split",
-                         "snr", "metric", "value"])
+        writer = csv.DictWriter(f, downstream.COLUMNS)
+        writer.writeheader()
         for checkpoint, subset in (("untrained", "untrained"), ("5", "5")):
             for (probe, split), value in scores.items():
                 for seed in range(2):
-                    writer.writerow(["vggish", checkpoint, "", subset, "" if subset == "untrained" else 0, 10,
-                                     "0.00" if subset == "untrained" else "4.33", probe, seed, split, "clean",
-                                     "accuracy", value])
+                    writer.writerow({"model": "vggish", "checkpoint": checkpoint, "subset": subset,
+                                     "draw": "" if subset == "untrained" else 0, "train_steps": 10,
+                                     "minutes": "0.00" if subset == "untrained" else "4.33", "labels": 40,
+                                     "label_budget": "all", "probe": probe, "seed": seed, "split": split,
+                                     "snr": "clean", "metric": "accuracy", "value": value})
                     if split == "test":
                         guesses = np.where(np.arange(20) < round(20 * value), targets, (targets + 1) % 12)
                         kept.add(checkpoint, probe, seed, "clean", np.eye(12, dtype=np.float16)[guesses])
@@ -238,3 +243,39 @@ def test_extraction_then_probes_in_this_process_write_the_features_and_rows_the_
     drawn = figures.render_all(results / "demo", tmp_path / "figures")
     assert {p.name for p in drawn} >= {"metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"}
     assert all(p.stat().st_size > 10_000 for p in drawn)
+
+
+@pytest.mark.slow
+def test_label_budgets_fit_probes_on_fewer_train_labels_and_leave_valid_and_test_whole(study):
+    """--shots 2 and --label-fraction 0.5 with two draws: each budget and draw its own results
+    (<checkpoint>+shots2, +labels0.5-draw1), scored on the same valid and test clips; the
+    summary stays on the whole train split's probes."""
+    out = run("downstream.py", "--model", "handcrafted", "--task", "pitch", "--seeds", "1", "--epochs", "5",
+              "--shots", "2", "--label-fraction", "0.5", "--label-draws", "2", "--probes", "linear",
+              features_dir=study / "features", results_dir=study / "labels")
+    rows = results(study / "labels" / "demo" / "pitch" / "handcrafted.csv")
+    named = {(r["checkpoint"], r["label_budget"], r["label_draw"], int(r["labels"])) for r in rows}
+    index = list(csv.DictReader(open(study / "features" / "demo" / "pitch" / "index.csv")))
+    train = [r["label"] for r in index if r["split"] == "train"]
+    classes = {label: train.count(label) for label in set(train)}
+    shots = sum(min(2, n) for n in classes.values())
+    assert {(c, b, d) for c, b, d, _ in named} == {
+        ("none", "all", ""), ("none+shots2", "shots2", "0"), ("none+shots2-draw1", "shots2", "1"),
+        ("none+labels0.5", "labels0.5", "0"), ("none+labels0.5-draw1", "labels0.5", "1")}
+    assert {n for c, _, _, n in named if "shots2" in c} == {shots}
+    assert {n for c, _, _, n in named if c == "none"} == {len(train)}
+    for split in ("valid", "test"):
+        assert len({(r["checkpoint"], r["seed"]) for r in rows if r["split"] == split and r["snr"] == "clean"}) == 5
+    kept = predictions.read(study / "labels" / "demo" / "pitch" / "handcrafted.predictions.npz")[2]
+    assert set(kept["checkpoint"]) == {c for c, *_ in named}
+    assert "none+" not in out.stdout.split("chosen on valid")[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options,message", [
+    (["--label-draws", "2"], "--label-draws draws the examples of a --label-fraction below 1 or of --shots"),
+    (["--label-fraction", "1.5"], "a fraction in (0, 1]"), (["--shots", "0"], "a positive integer")])
+def test_bad_label_options_are_one_line(study, options, message):
+    out = run("downstream.py", "--model", "handcrafted", "--task", "pitch", *options, check=False,
+              features_dir=study / "features", results_dir=study / "labels-bad")
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -220,12 +220,12 @@ def test_draws_and_kept_weights_flow_through_extraction_probes_and_figures(tmp_p
                     "--features-dir", features, "--results-dir", results)
     with open(results / "demo" / "pitch" / "tmae.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    described = {(r["checkpoint"], r["subset"], r["draw"], r["step"]) for r in rows}
+    described = {(r["checkpoint"], r["subset"], r["draw"], r["train_steps"]) for r in rows}
     assert described == {("untrained", "untrained", "", "0"), ("1", "1", "0", "10"), ("1@5", "1", "0", "5"),
                          ("1@10", "1", "0", "10"), ("1-draw1", "1", "1", "10")}
     paths = figures.render_all(results / "demo", tmp_path / "figures")
-    assert sorted(p.name for p in paths) == ["metric_vs_minutes.png", "metric_vs_snr.png", "metric_vs_steps.png",
-                                             "probe_size.png"]
+    assert sorted(p.name for p in paths) == ["metric_vs_compute.png", "metric_vs_minutes.png", "metric_vs_snr.png",
+                                             "metric_vs_steps.png", "probe_size.png"]
 
 
 def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12_db():

@@ -36,25 +36,28 @@ def test_results_notebook_runs_headless_and_saves_the_figures(quick_study, monke
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     saved = sorted(p.name for p in (root / "notebook" / "demo").glob("*.png"))
-    assert saved == ["metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
+    assert saved == ["metric_by_labels.png", "metric_vs_compute.png", "metric_vs_minutes.png", "metric_vs_snr.png",
+                     "probe_size.png"]
     assert all((root / "notebook" / "demo" / name).stat().st_size > 10_000 for name in saved)
     printed = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     assert "pitch: accuracy on the clean test split with its 95% interval" in printed
     assert "1. untrained and minimally trained representations perform comparably" in printed
     images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 3
+    assert len(images) == 5
+    assert "accuracy against pretraining minutes" in "".join(o.get("text", "") for o in notebook.cells[-3].outputs)
 
 
 def test_reproduce_plans_the_work_it_then_does(quick_study):
     root, planned, _ = quick_study
     rows = {tuple(line.split()[:2]): line for line in planned.splitlines()}
-    # tmae's quick grid: one run of 20 steps; the sampled pitch clips (48 train, 28 valid and 28
-    # test TinySOL notes: one window each), the test clips under 3 conditions, for the untrained
-    # and the trained weights; 5 kinds of probe x 2 seeds on each
-    assert "1 run, 20 steps of 32" in rows["pretrain", "tmae"]
-    assert "2 checkpoints x 160 windows" in rows["extract", "tmae"]
-    assert "20 probes" in rows["probes", "tmae"] and "10 probes" in rows["probes", "handcrafted"]
+    # tmae's quick grid: three runs (subsets 1, 5 and 20) of 20 steps; the sampled pitch clips (48
+    # train, 28 valid and 28 test TinySOL notes: one window each), the test clips under 3
+    # conditions, for the untrained and the trained weights; 5 kinds of probe x 2 seeds on each,
+    # on every train label and on a quarter of them
+    assert "3 runs, 60 steps of 32" in rows["pretrain", "tmae"]
+    assert "4 checkpoints x 160 windows" in rows["extract", "tmae"]
+    assert "80 probes" in rows["probes", "tmae"] and "20 probes" in rows["probes", "handcrafted"]
     estimated = json.loads((root / "results" / "demo" / "plan.json").read_text())["stages"]
     assert set(estimated) == {"pretrain", "extract", "probes"} and all(v > 0 for v in estimated.values())
 
@@ -62,19 +65,22 @@ def test_reproduce_plans_the_work_it_then_does(quick_study):
 def test_reproduce_runs_the_quick_study_then_skips_what_is_done(quick_study):
     root, _, first = quick_study
     assert "time estimated by --plan (on cpu) and measured" in first
-    assert "[1/5 | 0.0 min] pretrain tmae on subset 5\n" in first
+    assert "[1/7 | 0.0 min] pretrain tmae on subset 1\n" in first
     index = (root / "features" / "demo" / "pitch" / "index.csv").read_text().splitlines()
     assert sum(line.endswith(",train") for line in index) == 48  # the quick grid's sample
     assert sorted(p.name for p in (root / "figures" / "demo").glob("*.png")) == [
-        "metric_vs_minutes.png", "metric_vs_snr.png", "probe_size.png"]
+        "metric_by_labels.png", "metric_vs_compute.png", "metric_vs_minutes.png", "metric_vs_snr.png",
+        "probe_size.png"]
     summary = first.split("summary (demo")[1].splitlines()
     assert summary[1].split()[:2] == ["task", "metric"] and summary[2].split()[:3] == ["pitch", "accuracy", "tmae"]
     assert summary[2].count("[") == 3  # each number with its interval
     assert "The study's findings checked on" in first and "4. the gap to hand-crafted features" in first
-    assert all((root / "results" / "demo" / name).exists() for name in ("intervals.csv", "comparisons.csv"))
+    assert all((root / "results" / "demo" / name).exists() for name in ("intervals.csv", "comparisons.csv",
+                                                                          "scaling.csv", "scaling_curves.csv"))
+    assert "score against pretraining minutes, fitted" in first and "beats untrained from" in first
 
     again = reproduce(root)
     skipped = [line for line in again.splitlines() if line.startswith("[") and line.endswith(": done already")]
-    assert len(skipped) == 1  # the pretraining; extraction and the probes find their files up to date:
+    assert len(skipped) == 3  # the pretraining; extraction and the probes find their files up to date:
     assert "tmae 5: done already" in again and "handcrafted none: done already" in again
     assert again.count("is up to date with its features") == 2

@@ -93,6 +93,8 @@ def bad_values(action, tmp_path):
     kind = getattr(action.type, "__qualname__", "")
     if action.type in (cli.positive_int, cli.positive_float):
         return [("0", "must be a positive"), ("x", "must be a positive")]
+    if action.type is cli.fraction:
+        return [("0", "must be a fraction in (0, 1]"), ("1.5", "must be a fraction in (0, 1]")]
     if action.type in (cli.non_negative_int, cli.non_negative_float):
         return [("-1", "must be 0 or a positive")]
     if action.type is cli.existing_file:
@@ -105,6 +107,10 @@ def bad_values(action, tmp_path):
         return [("bogus", "choose from")]
     if kind == "layer_number":  # a layer the model lacks is refused once the model is known (test_extraction)
         return [("0", "not a layer"), ("middle", "not a layer")]
+    if option == "--budget":
+        return [("4", "is not a budget: steps:N"), ("steps:0", "is not a budget: steps:N")]
+    if kind.startswith("_transforms"):
+        return [("-tempo", "is not a transform of the chain")]
     if kind == "parse_snr":
         return [("loud", "clean"), ("nan", "clean"), ("inf", "clean")]
     if option == "--device":

@@ -3,15 +3,18 @@ known, null sets where no difference exists, and scikit-learn's and scipy's own 
 import csv
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import bootstrap, norm, rankdata
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from common.evaluation import claims, stats
+import downstream
+from common.evaluation import claims, scaling, stats
 from common.evaluation.metrics import key_weighted_score
 from common.evaluation.predictions import Predictions
 from common.evaluation.weighted_metrics import resampled
@@ -142,35 +145,46 @@ def test_claims_verdicts_follow_their_tests(claim, difference, verdict):
     assert claims.verdicts([check], stats.MARGINS)[0]["verdict"] == verdict
 
 
-def write_study(folder, rng):
-    """A pitch task's results and predictions: vggish untrained and 5, hand-crafted, 2 seeds."""
-    y = rng.integers(0, 12, 60)
+SEPARATION = {"untrained": 0.5, "1": 0.8, "5": 1.5, "20": 1.8, "none": 0.5}
+MINUTES = {"untrained": "0.00", "1": "0.87", "5": "4.33", "20": "17.33", "none": ""}
+
+
+def write_study(folder, seed, subsets=("5",), label_budgets=()):
+    """A pitch task's results and predictions: vggish untrained and `subsets` (better with
+    more minutes), hand-crafted, 2 seeds, clean and 0 dB; also probes on fewer labels, named
+    <checkpoint>+<budget>, for each of `label_budgets`. Each probe's outputs are drawn from a
+    generator of their own, so that adding some leaves the others as they were."""
+    y = np.random.default_rng(seed).integers(0, 12, 60)
     kept, rows = Predictions(), []
-    for model, checkpoints in (("vggish", ("untrained", "5")), ("handcrafted", ("none",))):
-        for checkpoint in checkpoints:
-            for seed in range(2):
+    for model, checkpoints in (("vggish", ("untrained", *subsets)), ("handcrafted", ("none",))):
+        for checkpoint, budget in [(c, b) for c in checkpoints for b in ("", *label_budgets)]:
+            name = checkpoint + (f"+{budget}" if budget else "")
+            described = {"model": model, "checkpoint": name, "subset": "" if checkpoint == "none" else checkpoint,
+                         "draw": "0", "minutes": MINUTES[checkpoint], "labels": 10 if budget else 40,
+                         "label_budget": budget or "all", "probe": "linear", "metric": "accuracy", "value": 0.5}
+            for probe_seed in range(2):
                 for condition in ("clean", "0"):
+                    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), probe_seed, condition == "0"])
                     outputs = rng.standard_normal((60, 12)).astype(np.float16)
-                    outputs[np.arange(60), y] += 1.5 if checkpoint == "5" else 0.5
-                    kept.add(checkpoint, "linear", seed, condition, outputs)
-                    rows.append([model, checkpoint, "", checkpoint if checkpoint != "none" else "", "0", "", "4.3",
-                                 "linear", seed, "test", condition, "accuracy", 0.5])
-                rows.append([model, checkpoint, "", "", "0", "", "4.3", "linear", seed, "valid", "clean",
-                             "accuracy", 0.5])
+                    outputs[np.arange(60), y] += SEPARATION[checkpoint]
+                    kept.add(name, "linear", probe_seed, condition, outputs)
+                    rows.append({**described, "seed": probe_seed, "split": "test", "snr": condition})
+                rows.append({**described, "seed": probe_seed, "split": "valid", "snr": "clean"})
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"{model}.csv", "w", newline="") as f:
-            csv.writer(f).writerows([["model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe",
-                                      "seed", "split", "snr", "metric", "value"], *[r for r in rows if r[0] == model]])
+            writer = csv.DictWriter(f, downstream.COLUMNS)
+            writer.writeheader()
+            writer.writerows(r for r in rows if r["model"] == model)
         mine = Predictions()
         for i in range(len(kept.outputs)):
-            if (kept.checkpoint[i] == "none") == (model == "handcrafted"):
+            if kept.checkpoint[i].startswith("none") == (model == "handcrafted"):
                 mine.add(kept.checkpoint[i], kept.probe[i], kept.seed[i], kept.condition[i], kept.outputs[i])
         mine.save(folder / f"{model}.predictions.npz", np.arange(60).astype(str), y)
     return y, kept
 
 
 def test_stats_tables_hold_scikit_learns_numbers_and_are_computed_once(tmp_path):
-    y, kept = write_study(tmp_path / "demo" / "pitch", np.random.default_rng(9))
+    y, kept = write_study(tmp_path / "demo" / "pitch", 9)
     intervals, comparisons = stats.compute(tmp_path / "demo")
     clean = intervals[(intervals.condition == "clean") & (intervals.metric == "accuracy")]
     five = clean[clean.checkpoint == "5"]
@@ -192,6 +206,31 @@ def test_stats_errors_end_in_one_line(tmp_path, options, message):
     out = subprocess.run([sys.executable, "-m", "common.evaluation.stats", str(tmp_path), *options], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
+
+
+def test_label_budgets_are_compared_with_their_twins_in_families_of_their_own(tmp_path):
+    """Probes on 2 shots compare with the untrained and hand-crafted features' probes on 2
+    shots; adding them leaves the whole split's comparisons and their Holm correction as
+    they were."""
+    write_study(tmp_path / "alone" / "pitch", 3)
+    write_study(tmp_path / "both" / "pitch", 3, label_budgets=("shots2",))
+    alone, both = stats.compute(tmp_path / "alone")[1], stats.compute(tmp_path / "both")[1]
+    shots = both[both.label_budget == "shots2"]
+    assert set(zip(shots.checkpoint_a, shots.checkpoint_b)) >= {("5+shots2", "untrained+shots2"),
+                                                               ("5+shots2", "none+shots2")}
+    whole = both[both.label_budget == "all"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole.drop(columns="method"), alone.drop(columns="method"))
+
+
+def test_scaling_fits_the_subsets_of_the_results_and_names_the_first_above_untrained(tmp_path):
+    write_study(tmp_path / "demo" / "pitch", 4, subsets=("1", "5", "20"))
+    fits, curves = scaling.compute(tmp_path / "demo")
+    clean = fits[(fits.model == "vggish") & (fits.condition == "clean")].iloc[0]
+    assert clean.subsets == 3 and clean.form in ("power law", "log-linear") and clean.slope_per_decade > 0
+    assert clean.smallest_above_untrained == "5"  # subset 1's separation is too close to the untrained one's
+    drawn = curves[(curves.model == "vggish") & (curves.condition == "clean")]
+    assert drawn.minutes.min() == pytest.approx(0.87) and drawn.minutes.max() == pytest.approx(17.33)
+    assert (drawn.low <= drawn.value).all() and (drawn.value <= drawn.high).all()
 
 
 def test_the_studys_published_numbers_are_checked_with_intervals_from_their_test_sizes():

@@ -279,7 +279,7 @@ def test_help_shows_the_studys_budgets(model, epochs, batch, every, crops, capsy
         runpy.run_path(str(REPO / model / "train.py"), run_name="__main__")
     text = " ".join(capsys.readouterr().out.split())
     assert f"--epochs EPOCHS default: {epochs}" in text and f"(default: {batch})" in text
-    assert f"extracted as <subset>@<N> (default: {every})" in text
+    assert f"extracted as <subset>@<N> (default: {every}; with --budget" in text
     assert crops is None or crops in text
     assert ("(default: tile)" in text) == (model != "clmr")
 
@@ -313,7 +313,7 @@ def test_each_contrastive_strategy_sees_an_item_through_its_own_crops(strategy, 
     monkeypatch.setattr(sys, "argv", ["clmr/train.py", "--demo", "--subset", "1", "--batch-size", "2", "--max-steps",
                                       "1", "--strategy", strategy, "--runs-dir", str(tmp_path)])
     training.pretrain("clmr", record, DEFAULTS, "test", views=2)
-    (audio,) = seen
+    _, audio = seen  # the batch of the FLOP count (flops.py), then the step's
     assert audio.shape == (4, samples)
     assert torch.equal(audio[:2], audio[2:]) == shared
     model_id = "clmr" if strategy == "different-segments" else f"clmr-{strategy}"
@@ -400,3 +400,54 @@ def test_the_plan_counts_the_steps_train_py_takes(tmp_path, data_root, monkeypat
     training.pretrain("tmae", objective, train_script("tmae").DEFAULTS, "test", learns_from, views)
     finished = json.loads((tmp_path / "demo" / "tmae" / "1" / "seed0" / "finished.json").read_text())
     assert (planned, batch) == (finished["step"], 4) == (6, 4) and finished["epoch"] == 2
+
+
+def test_a_step_budget_trains_a_run_of_its_own_for_exactly_its_steps(tmp_path, data_root, monkeypatch):
+    """--budget steps:4 on subset 1 (three steps an epoch at batch 4): a run named 1-steps4
+    that takes 4 steps over 2 epochs, keeps the weights of each epoch, and records the items
+    it saw and its FLOPs (the steps times one step's)."""
+    objective, learns_from, views = pretraining_objective("tmae")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--data-root", str(data_root), "--subset", "1",
+                                      "--batch-size", "4", "--budget", "steps:4", "--runs-dir", str(tmp_path)])
+    training.pretrain("tmae", objective, train_script("tmae").DEFAULTS, "test", learns_from, views)
+    run = tmp_path / "demo" / "tmae" / "1-steps4" / "seed0"
+    finished = json.loads((run / "finished.json").read_text())
+    last = checkpoints.load(run / "last.pt")
+    assert (finished["step"], finished["epoch"], finished["epochs"], finished["items"]) == (4, 1, 2, 4 + 4 + 2 + 4)
+    assert last["budget"] == 4 and last["step_flops"] > 0 and finished["flops"] == 4 * last["step_flops"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step0000003.pt"]
+
+
+def test_step_flops_count_the_products_of_the_forward_and_backward_pass():
+    """A linear layer on a batch of 4: 2 * 4 * 10 * 5 FLOPs forward and as many for its weights'
+    gradient (its input needs none); the model's own parameters are left without gradients."""
+    from common.training.epochs import Batch
+    from common.training.flops import step_flops
+    layer = torch.nn.Linear(10, 5)
+    flops = step_flops(layer, lambda model, batch: model(batch.audio).square().sum(),
+                       Batch(torch.randn(4, 10), None, 1), World(), torch.float32)
+    assert flops == 2 * (2 * 4 * 10 * 5) and all(p.grad is None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--budget", "steps:4", "--max-steps", "2"], "leave out --max-steps and --epochs"),
+    (["--budget", "4"], "is not a budget: steps:N"),
+    (["--augment", "-pitch", "gain"], "either leave transforms out"),
+    (["--augment", "-tempo"], "is not a transform of the chain")])
+def test_bad_budget_and_augment_options_are_one_line(options, message, capsys):
+    from common.training.options import parse_args
+    with pytest.raises(SystemExit) as stop:
+        parse_args("clmr", "", train_script("clmr").DEFAULTS, argv=options)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_augment_names_what_it_leaves_out_and_its_model_id_trains_it_again():
+    from common.models.registry import model_id, train_command
+    from common.training.options import parse_args
+    args = parse_args("clmr", "", train_script("clmr").DEFAULTS, argv=["--augment", "-reverb", "-pitch"])
+    assert args.left_out == ("pitch", "reverb")
+    assert model_id("clmr", None, "study", args.left_out) == "clmr-no-pitch-no-reverb"
+    assert train_command("clmr-no-pitch-no-reverb") == ("clmr/train.py", ["--augment", "-pitch", "-reverb"])
+    kept = parse_args("tune", "", train_script("clmr").DEFAULTS, argv=["--augment", "polarity", "gain"])
+    assert kept.left_out == ("noise", "filter", "delay", "pitch", "reverb")
+    assert model_class("clmr-regional-no-pitch").left_out == ("pitch",) and model_class("clmr").left_out == ()

@@ -31,6 +31,7 @@ def block(c_in, c_out):
 
 class TUNe(AudioEncoder):
     name, sample_rate, input_seconds, emb_dim, n_mels = "tune", 22050, 59049 / 22050, 512, None
+    AUGMENTED = True
     VARIANT_OPTION, DEFAULT_VARIANT = "size", "base"
     VARIANTS = {"plus": {"tail_links": True}}
     HEADS = ("projector",)

@@ -34,27 +34,42 @@ def genre_of(clip):
     return genres[0] if len(genres) == 1 else None
 
 
-def training_set_name(subset, draw=0):
-    """How runs, features and results name a training set: "5", or "5-draw2" for another draw."""
-    return str(subset) if draw == 0 else f"{subset}-draw{draw}"
+def training_set_name(subset, draw=0, steps=None):
+    """How runs, features and results name a training set: "5", "5-draw2" for another draw,
+    "5-steps20000" for a run trained for a budget of optimizer steps (train.py --budget)."""
+    return str(subset) + (f"-draw{draw}" if draw else "") + (f"-steps{steps}" if steps else "")
 
 
-# How features and results name a checkpoint: <subset or untrained>[-draw<k>][-seed<k>][@<step>]
-CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@#]+)(?:-draw(?P<draw>\d+))?(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?"
-                             r"(?:#layer(?P<layer>\d+))?$")
+# How features and results name a checkpoint: <subset or untrained>[-draw<k>][-steps<N>][-seed<k>][@<step>]
+# [#layer<k>]; and results its probes trained on fewer labels (downstream.py --label-fraction, --shots):
+# <checkpoint>+labels<F> or +shots<K>, [-draw<k>] for another draw of the labelled examples
+CHECKPOINT_NAME = re.compile(r"(?P<base>[^-@#+]+)(?:-draw(?P<draw>\d+))?(?:-steps(?P<budget>\d+))?"
+                             r"(?:-seed(?P<seed>\d+))?(?:@(?P<step>\d+))?(?:#layer(?P<layer>\d+))?"
+                             r"(?:\+(?P<labels>labels(?P<fraction>[0-9.]+)|shots(?P<shots>\d+))"
+                             r"(?:-draw(?P<label_draw>\d+))?)?$")
 
 
 def checkpoint_order(name):
     """untrained first, then subsets from smallest to full, then anything else; within a
-    subset by draw, seed, and the kept weights by step before the last ones; a checkpoint's
-    layers (extract_features.py --layers) after its embedding, in block order."""
+    subset by draw, step budget (the study's epochs first), seed, and the kept weights by step
+    before the last ones; a checkpoint's layers (extract_features.py --layers) after its
+    embedding, in block order; its probes on fewer labels after those on the whole train split."""
     match = CHECKPOINT_NAME.match(name)
     if not match:
-        return len(SUBSETS) + 2, 0, 0, 0, 0, name
+        return len(SUBSETS) + 2, 0, 0, 0, 0, 0, (0, 0, 0), name
     base = match["base"]
     position = 0 if base == "untrained" else 1 + SUBSETS.index(base) if base in SUBSETS else len(SUBSETS) + 1
     step = int(match["step"]) if match["step"] else float("inf")
-    return position, int(match["draw"] or 0), int(match["seed"] or 0), step, int(match["layer"] or 0), name
+    return (position, int(match["draw"] or 0), int(match["budget"] or 0), int(match["seed"] or 0), step,
+            int(match["layer"] or 0), label_order(match), name)
+
+
+def label_order(match):
+    """The whole train split's labels first, then fractions of it, then shots, each ascending."""
+    if not match["labels"]:
+        return 0, 0, 0
+    kind, amount = (1, float(match["fraction"])) if match["fraction"] else (2, int(match["shots"]))
+    return kind, amount, int(match["label_draw"] or 0)
 
 
 def available(clips):

@@ -34,7 +34,8 @@ import pandas as pd  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 from common.data.subsets import checkpoint_order  # noqa: E402
-from common.evaluation import stats, tasks  # noqa: E402
+from common.evaluation import scaling, stats, tasks  # noqa: E402
+from common.evaluation.labels import WHOLE_SPLIT  # noqa: E402
 from common.evaluation.noise import DEFORMATIONS  # noqa: E402
 from common.evaluation.probes import PROBES, STUDY_PROBES  # noqa: E402
 from common.evaluation.selection import best_probe  # noqa: E402
@@ -48,21 +49,29 @@ CONDITION_TITLES = {name: f"{name}: {'noise' if kind == 'noise' else 'gain'} {am
 STYLES = {"slp": "-", "mlp": ":"}
 
 
-def load(results_dir, layers=False):
+def load(results_dir, layers=False, label_budgets=False):
     """Every results CSV under results_dir as one frame (valid and test rows), keeping only
     each task's primary metric; the feature sets of single layers (extract_features.py
-    --layers) only when asked for: every other figure and summary reads a model's embedding.
-    Tasks of one's own are read from the task.json beside their results."""
+    --layers) and the probes trained on fewer labels (downstream.py --label-fraction, --shots)
+    only when asked for: every other figure and summary reads a model's embedding probed with
+    every train label. Tasks of one's own are read from the task.json beside their results."""
     frames = []
     for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir()):
         task = tasks.read_saved(folder)
         for path in sorted(folder.glob("*.csv")) if task else []:
-            rows = pd.read_csv(path, dtype={"checkpoint": str, "subset": str, "snr": str})
+            rows = pd.read_csv(path, dtype={"checkpoint": str, "subset": str, "snr": str, "budget": str,
+                                            "label_budget": str}).fillna({"budget": ""})
             frames.append(rows[rows.metric == task.primary].assign(task=folder.name))
     if not frames:
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
     df = pd.concat(frames, ignore_index=True)
-    return df if layers else df[df.layer.isna()]
+    df = df if layers else df[df.layer.isna()]
+    return df if label_budgets else whole_labels(df)
+
+
+def whole_labels(frame):
+    """The rows of probes trained on every labelled train example (not --label-fraction, --shots)."""
+    return frame[frame.label_budget == WHOLE_SPLIT]
 
 
 def _tasks(df):
@@ -110,8 +119,8 @@ def intervals(results_dir):
     the tasks' primary metric only, minutes and step as numbers."""
     table = stats.compute(results_dir)[0]
     table = table[table.metric == table.task.map(lambda t: tasks.get(t).primary)]
-    return table.assign(minutes=pd.to_numeric(table.minutes, errors="coerce"),
-                        step=pd.to_numeric(table.step, errors="coerce"))
+    return table.assign(**{column: pd.to_numeric(table[column], errors="coerce")
+                           for column in ("minutes", "train_steps", "train_flops", "labels")})
 
 
 def _cells(ci, task, model, probe, condition="clean"):
@@ -126,8 +135,9 @@ def _errors(cells):
 
 
 def _embeddings(cells):
-    """The numbers of each run's last weights (not e.g. 5@1000) of its embedding (not a layer)."""
-    return cells[~cells.checkpoint.str.contains("[@#]")]
+    """The numbers of each run's last weights (not e.g. 5@1000) of its embedding (not a layer),
+    trained for the study's epochs (not --budget) and probed with every train label."""
+    return cells[~cells.checkpoint.str.contains("[@#+]") & (cells.budget == "")]
 
 
 def _drawn_probes(rows, task, probes=None):
@@ -164,7 +174,19 @@ def study_points(task, model, probe="slp", condition="clean"):
 INTERVAL_LEGEND = "error bars: 95% bootstrap interval"
 
 
-def _minutes_panel(ax, df, ci, task, condition, probes, with_study):
+def _fitted_curve(ax, curves, task, model, probe, condition, style):
+    """The scaling fit (scaling.py) of a model's subsets with its 95% band, if it has one;
+    whether it was drawn."""
+    mine = curves[(curves.task == task) & (curves.model == model) & (curves.probe == probe)
+                  & (curves.condition == condition) & (curves.budget == "")]
+    if mine.empty:
+        return False
+    ax.plot(mine.minutes, mine.value, ls=style, color=_colour(model), lw=1.2)
+    ax.fill_between(mine.minutes, mine.low, mine.high, color=_colour(model), alpha=0.1, lw=0)
+    return True
+
+
+def _minutes_panel(ax, df, ci, curves, task, condition, probes, with_study):
     """One panel of figure 1: a task under one test condition."""
     rows = df[df.task == task]
     cells = _embeddings(ci[ci.task == task])
@@ -175,8 +197,10 @@ def _minutes_panel(ax, df, ci, task, condition, probes, with_study):
             mine = _embeddings(_cells(ci, task, model, probe, condition))
             trained = mine[(mine.draw == "0") & ~mine.checkpoint.str.contains("-seed")].sort_values("minutes")
             trained = trained[trained.subset != "untrained"]
+            fitted = _fitted_curve(ax, curves, task, model, probe, condition, style)
             ax.errorbar(trained.minutes, trained.value, yerr=_errors(trained), marker=_marker(model), ms=4,
-                        capsize=2, ls=style, color=_colour(model), label=model if number == 0 else None)
+                        capsize=2, ls="" if fitted else style, color=_colour(model),
+                        label=model if number == 0 else None)
             pooled = mine[mine.draw == "all"].sort_values("minutes")
             if len(pooled):
                 ax.fill_between(pooled.minutes, pooled.low, pooled.high, color=_colour(model), alpha=0.15, lw=0)
@@ -201,17 +225,19 @@ def _minutes_panel(ax, df, ci, task, condition, probes, with_study):
            "pretraining minutes (hollow: untrained)", task)
 
 
-def minutes_figure(df, ci, probes=None, with_study=False):
-    """Figure 1 from the results `df` (figures.load) and their intervals `ci` (intervals());
-    `with_study` (results on the real data) adds the study's published numbers as faint
-    crosses for the probes drawn that it has (slp, mlp)."""
+def minutes_figure(df, ci, curves=None, probes=None, with_study=False):
+    """Figure 1 from the results `df` (figures.load) and their intervals `ci` (intervals()),
+    with the scaling fits' `curves` (scaling.compute) where given; `with_study` (results on
+    the real data) adds the study's published numbers as faint crosses for the probes drawn
+    that it has (slp, mlp)."""
+    curves = pd.DataFrame(columns=scaling.CURVE_COLUMNS) if curves is None else curves
     task_names = _tasks(df)
     conditions = ["clean"] + [c for c in DEFORMATIONS if c in set(df.snr)]
     fig, axes = plt.subplots(len(conditions), len(task_names), squeeze=False,
                              figsize=(4.2 * len(task_names), 3.6 * len(conditions)))
     for row, condition in enumerate(conditions):
         for ax, task in zip(axes[row], task_names):
-            _minutes_panel(ax, df, ci, task, condition, probes, with_study)
+            _minutes_panel(ax, df, ci, curves, task, condition, probes, with_study)
     drawn = {p for t in task_names for p, _ in _drawn_probes(df[df.task == t], t, probes)}
     handles, labels = axes[0][0].get_legend_handles_labels()
     for probe in [p for p in STYLES if p in drawn]:
@@ -219,6 +245,9 @@ def minutes_figure(df, ci, probes=None, with_study=False):
         labels.append(f"{probe} probe")
     handles.append(matplotlib.patches.Patch(color="grey", alpha=0.3))
     labels.append("error bars, bands: 95% bootstrap intervals (seeds, draws, clips)")
+    if not curves.empty:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey"))
+        labels.append("curve: s_inf - b D^-alpha fitted (scaling.py)")
     if with_study:
         handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
         labels.append("the study's numbers")
@@ -289,10 +318,10 @@ def steps_figure(df, ci):
             runs = mine.checkpoint.str.split("@").str[0]
             for run in sorted(set(runs[mine.checkpoint.str.contains("@")])):
                 seed = run.partition("-seed")[2]
-                start = mine[mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")].assign(step=0)
-                points = pd.concat([start, mine[runs == run]]).sort_values("step")
-                ax.errorbar(points.step, points.value, yerr=_errors(points), marker=_marker(model), ms=3, capsize=2,
-                            color=_colour(model), label=f"{model} {run}")
+                start = mine[mine.checkpoint == ("untrained-seed" + seed if seed else "untrained")]
+                points = pd.concat([start, mine[runs == run]]).sort_values("train_steps")
+                ax.errorbar(points.train_steps, points.value, yerr=_errors(points), marker=_marker(model), ms=3,
+                            capsize=2, color=_colour(model), label=f"{model} {run}")
         _label(ax, tasks.get(task).title, "pretraining step", task)
         _legend(ax)
     fig.tight_layout()
@@ -331,25 +360,115 @@ def has_layers(df):
     return bool(df.layer.notna().any())
 
 
+def labels_figure(df, ci):
+    """Metric against pretraining minutes, a panel per model (rows) and task (columns), a line
+    per label budget (downstream.py --label-fraction, --shots), the hand-crafted features under
+    the same budget as a dashed line of its colour: the probe kind with the best validation
+    score on the whole train split's labels, its numbers pooled over the draws of labelled
+    examples where there are several."""
+    task_names, models = _tasks(df), _models(df)
+    fig, axes = plt.subplots(len(models), len(task_names), squeeze=False,
+                             figsize=(4.2 * len(task_names), 3.2 * len(models)))
+    for row, model in enumerate(models):
+        for ax, task in zip(axes[row], task_names):
+            rows = whole_labels(df[(df.task == task) & (df.model == model)])
+            if rows.empty:
+                ax.set_visible(False)
+                continue
+            probe = best_probe(rows, task)
+            _label_budget_lines(ax, _cells(ci, task, model, probe), model)
+            hand = whole_labels(df[(df.task == task) & (df.model == "handcrafted")])
+            if len(hand):
+                _label_budget_lines(ax, _cells(ci, task, "handcrafted", best_probe(hand, task)), "handcrafted")
+            _label(ax, f"{tasks.get(task).title}: {model} ({probe})", "pretraining minutes (untrained at 0)", task)
+            ax.set_xscale("symlog", linthresh=1)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            _legend(ax, f"train labels ({INTERVAL_LEGEND})")
+    fig.tight_layout()
+    return fig
+
+
+def _label_budget_lines(ax, cells, model):
+    """A line per label budget through the model's checkpoints (pooled over label draws where
+    there are several), in the order of the budgets' labelled examples."""
+    cells = cells[~cells.checkpoint.str.contains("[@#]") & (cells.budget == "")]
+    budgets = sorted(set(cells.label_budget), key=lambda b: -cells[cells.label_budget == b].labels.max())
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.85, max(len(budgets), 1)))
+    for colour, budget in zip(colours, budgets):
+        points = _pooled_over_draws(cells[cells.label_budget == budget]).sort_values("minutes")
+        if model == "handcrafted":
+            ax.axhline(points.value.iloc[0], color=colour, ls="--", lw=1)
+        else:
+            ax.errorbar(points.minutes.fillna(0), points.value, yerr=_errors(points), marker=_marker(model), ms=4,
+                        capsize=2, color=colour, label=f"{budget} ({int(points.labels.max())})")
+
+
+def _pooled_over_draws(cells):
+    """A number per checkpoint: pooled over its draws (of the subset, of the labelled examples)
+    where it has several, else its first draw's."""
+    pooled = cells[cells.checkpoint.str.endswith(stats.POOLED)]
+    first = cells[cells.label_draw.isin(["", "0"]) & cells.draw.isin(["0", ""])]
+    first = first[~first.checkpoint.map(stats.pooled_name).isin(pooled.checkpoint.str.removesuffix(stats.POOLED))]
+    return pd.concat([pooled, first])
+
+
+def has_label_budgets(df):
+    return bool((df.label_budget != WHOLE_SPLIT).any())
+
+
+def compute_figure(df, ci):
+    """Metric against the FLOPs of pretraining, a line per model and step budget through its
+    subsets (the study's epochs: more data, more steps; --budget steps:N: the same steps for
+    every subset), the untrained model at the left."""
+    fig, panels = _panels(_tasks(df))
+    for ax, task in panels:
+        rows = whole_labels(df[(df.task == task) & (df.model != "handcrafted")])
+        for model in _models(rows):
+            mine = _cells(ci, task, model, best_probe(rows[rows.model == model], task))
+            mine = mine[~mine.checkpoint.str.contains("[@#+]") & mine.draw.isin(["0", ""]) & (mine.train_flops > 0)]
+            for budget, line in mine.groupby("budget"):
+                line = line.sort_values("minutes")
+                ax.errorbar(line.train_flops, line.value, yerr=_errors(line), marker=_marker(model), ms=4, capsize=2,
+                            color=_colour(model), ls="-" if budget == "" else "--",
+                            label=f"{model} {budget or 'epochs'}")
+        ax.set_xscale("log")
+        _label(ax, tasks.get(task).title, "pretraining FLOPs", task)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def has_flops(ci):
+    return bool((ci.train_flops > 0).any())
+
+
 FIGURES = {"metric_vs_minutes": minutes_figure, "metric_vs_snr": snr_figure, "probe_size": probe_figure,
-           "metric_vs_steps": steps_figure, "metric_by_layer": layers_figure}
+           "metric_vs_steps": steps_figure, "metric_by_layer": layers_figure, "metric_vs_compute": compute_figure,
+           "metric_by_labels": labels_figure}
 
 
 def render_all(results_dir, figures_dir):
     """Draw the figures from results_dir and save them as PNG in figures_dir; return the paths.
     The training-time figure is drawn only when kept weights along the way were probed, the
-    layers figure only when layers were."""
-    every, ci = load(results_dir, layers=True), intervals(results_dir)
-    df = every[every.layer.isna()]
+    layers figure only when layers were, the labels figure only when probes were fitted on
+    fewer labels, the compute figure when the checkpoints record their FLOPs."""
+    every, all_intervals = load(results_dir, layers=True, label_budgets=True), intervals(results_dir)
+    ci = whole_labels(all_intervals)
+    curves = scaling.compute(results_dir)[1]
+    df = whole_labels(every[every.layer.isna()])
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     paths = []
+    skip = {"metric_vs_steps": not has_steps(df), "metric_by_layer": not has_layers(every),
+            "metric_by_labels": not has_label_budgets(every), "metric_vs_compute": not has_flops(ci)}
     for name, draw in FIGURES.items():
-        if (name == "metric_vs_steps" and not has_steps(df)) or (name == "metric_by_layer" and not has_layers(every)):
+        if skip.get(name):
             continue
-        if name == "metric_vs_minutes" and Path(results_dir).name == "real":
-            fig = draw(df, ci, with_study=True)
+        if name == "metric_vs_minutes":
+            fig = draw(df, ci, curves, with_study=Path(results_dir).name == "real")
+        elif name == "metric_by_labels":
+            fig = draw(every[every.layer.isna()], all_intervals)
         else:
-            fig = draw(every if name == "metric_by_layer" else df, ci)
+            fig = draw(whole_labels(every) if name == "metric_by_layer" else df, ci)
         path = Path(figures_dir) / f"{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

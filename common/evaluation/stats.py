@@ -14,7 +14,8 @@ Reads the test predictions downstream.py keeps (predictions.py) and resamples th
   (a paired bootstrap): the difference with its 95% percentile interval and a two-sided
   p-value from the normal approximation with the bootstrap's standard error (Difference).
   Holm's step-down correction is applied within each family: one kind of comparison, for
-  one model on one task and metric.
+  one model on one task and metric (and one step budget and label budget, where there are
+  runs of train.py --budget or probes on fewer labels).
 - Where the question is "comparable", the two one-sided tests (Schuirmann's TOST) against a
   margin per metric (MARGINS; --margin to change one): equivalent when both one-sided
   p-values are below 5%, its p-value the larger of the two.
@@ -43,6 +44,7 @@ from common.atomic import write_json, write_text
 from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
 from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
 from common.evaluation import predictions, tasks
+from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import METRICS
 from common.evaluation.noise import CLEAN, DEFORMATIONS, condition_order
 from common.evaluation.probes import PROBES
@@ -60,11 +62,13 @@ FAMILIES = ("trained vs untrained", "trained vs hand-crafted", "subset vs next l
             "clean vs condition")
 METHOD = (f"percentile bootstrap, {CONFIDENCE:.0%}: subset draws, then probe seeds, then test clips; "
           f"{{resamples}} resamples")
-INTERVAL_COLUMNS = ("task", "model", "checkpoint", "layer", "subset", "draw", "step", "minutes", "probe", "condition",
-                    "metric", "value", "low", "high", "seeds", "draws", "clips", "method")
-COMPARISON_COLUMNS = ("task", "family", "model", "model_a", "checkpoint_a", "probe_a", "condition_a", "model_b",
-                      "checkpoint_b", "probe_b", "condition_b", "metric", "difference", "low", "high", "p", "p_holm",
-                      "significant", "margin", "p_tost", "equivalent", "method")
+DESCRIBED = ("layer", "subset", "draw", "budget", "train_steps", "train_flops", "minutes", "labels", "label_budget",
+             "label_draw")  # the results' columns that say what a checkpoint's number was made from
+INTERVAL_COLUMNS = ("task", "model", "checkpoint", *DESCRIBED, "probe", "condition", "metric", "value", "low", "high",
+                    "seeds", "draws", "clips", "method")
+COMPARISON_COLUMNS = ("task", "family", "model", "budget", "label_budget", "model_a", "checkpoint_a", "probe_a",
+                      "condition_a", "model_b", "checkpoint_b", "probe_b", "condition_b", "metric", "difference",
+                      "low", "high", "p", "p_holm", "significant", "margin", "p_tost", "equivalent", "method")
 POOLED = " (draws)"  # the name of a limited subset's number pooled over its draws: "5 (draws)"
 
 
@@ -152,9 +156,15 @@ class Number:
 
 
 def pooled_name(checkpoint):
-    """A checkpoint's name with its draw left out: the name of the draws' pooled number."""
+    """A checkpoint's name with its draws (of the subset, of the labelled examples) left out:
+    the name of the draws' pooled number."""
     match = CHECKPOINT_NAME.fullmatch(checkpoint)
-    return checkpoint if not match or not match["draw"] else checkpoint.replace(f"-draw{match['draw']}", "", 1)
+    if not match:
+        return checkpoint
+    for group in ("label_draw", "draw"):  # right to left, so that each start is still where it was
+        if match[group]:
+            checkpoint = checkpoint[:match.start(group) - len("-draw")] + checkpoint[match.end(group):]
+    return checkpoint
 
 
 class TaskNumbers:
@@ -245,13 +255,12 @@ class TaskNumbers:
 
 
 def _described(task_dir, models):
-    """{(model, checkpoint): its layer, subset, draw, step and minutes} from the results CSVs."""
+    """{(model, checkpoint): what its number was made from (DESCRIBED)} from the results CSVs."""
     described = {}
     for model in models:
         frame = pd.read_csv(task_dir / f"{model}.csv", dtype=str, keep_default_na=False)
-        for row in frame.drop_duplicates("checkpoint").itertuples():
-            described[(model, row.checkpoint)] = {"layer": row.layer, "subset": row.subset, "draw": row.draw,
-                                                  "step": row.step, "minutes": row.minutes}
+        for row in frame.drop_duplicates("checkpoint").to_dict("records"):
+            described[(model, row["checkpoint"])] = {column: row[column] for column in DESCRIBED}
     return described
 
 
@@ -259,10 +268,13 @@ def _embedding_last_weights(checkpoint):
     return "#" not in checkpoint and "@" not in checkpoint
 
 
-def study_checkpoint(checkpoint):
-    """The embedding of a run's last weights in the study's draw: not a layer, not weights kept
-    along the way, not another draw of the subset, not the draws' pooled number."""
-    return _embedding_last_weights(checkpoint) and "-draw" not in checkpoint and not checkpoint.endswith(POOLED)
+def study_checkpoint(checkpoint, budgets=False):
+    """The embedding of a run's last weights in the study's draw, probed with every train label:
+    not a layer, not weights kept along the way, not another draw of the subset, not the
+    draws' pooled number, not a label budget; trained for the study's epochs, or also for a
+    budget of steps (5-steps20000) with `budgets`."""
+    return _embedding_last_weights(checkpoint) and "-draw" not in checkpoint and not checkpoint.endswith(POOLED) \
+        and (budgets or "-steps" not in checkpoint) and "+" not in checkpoint
 
 
 def _seed_suffix(checkpoint):
@@ -270,10 +282,27 @@ def _seed_suffix(checkpoint):
     return f"-seed{match['seed']}" if match and match["seed"] else ""
 
 
+def _label_suffix(checkpoint):
+    """What a checkpoint's name says of the labels its probes learned from: "+shots2-draw1", or ""."""
+    match = CHECKPOINT_NAME.fullmatch(checkpoint.removesuffix(POOLED))
+    return checkpoint.removesuffix(POOLED)[match.start("labels") - 1:] if match and match["labels"] else ""
+
+
+def twin(keys, checkpoint, base):
+    """The number to compare a checkpoint's with: `base` ("untrained", or "none" for the
+    hand-crafted features) with the same seed and probes on the same labels, pooled over
+    label draws where the checkpoint's is and the twin has them."""
+    name = base + (_seed_suffix(checkpoint) if base == "untrained" else "") + _label_suffix(checkpoint)
+    if not checkpoint.endswith(POOLED):
+        return name
+    return pooled_name(name) + POOLED if pooled_name(name) + POOLED in keys else pooled_name(name)
+
+
 def pairs(numbers):
     """(family, model, a, b) of every comparison the task's numbers allow: a and b keys of
     (model, checkpoint, probe, condition), the difference read as a minus b."""
     keys = set(numbers.units)
+    names = {k[1] for k in keys}
     for model, checkpoint, probe, condition in sorted(keys):
         key = (model, checkpoint, probe, condition)
         if not _embedding_last_weights(checkpoint):
@@ -282,8 +311,8 @@ def pairs(numbers):
             yield "clean vs condition", model, (model, checkpoint, probe, CLEAN), key
         elif model != "handcrafted":
             if not checkpoint.startswith("untrained"):
-                yield "trained vs untrained", model, key, (model, "untrained" + _seed_suffix(checkpoint), probe, CLEAN)
-            yield "trained vs hand-crafted", model, key, ("handcrafted", "none", probe, CLEAN)
+                yield "trained vs untrained", model, key, (model, twin(names, checkpoint, "untrained"), probe, CLEAN)
+            yield "trained vs hand-crafted", model, key, ("handcrafted", twin(names, checkpoint, "none"), probe, CLEAN)
             if probe in LARGER_PROBE:
                 yield "probe vs larger probe", model, (model, checkpoint, LARGER_PROBE[probe], CLEAN), key
     for model in sorted({k[0] for k in keys} - {"handcrafted"}):
@@ -313,21 +342,34 @@ def interval_rows(numbers, method):
     return rows
 
 
+def budgets_of(checkpoint):
+    """(step budget, label budget) in a checkpoint's name: ("", "all") for the study's training
+    probed with every train label; ("steps200", "shots2") for 1-steps200+shots2-draw1."""
+    match = CHECKPOINT_NAME.fullmatch(checkpoint.removesuffix(POOLED))
+    if not match:
+        return "", WHOLE_SPLIT
+    return f"steps{match['budget']}" if match["budget"] else "", match["labels"] or WHOLE_SPLIT
+
+
 def comparison_rows(numbers, margins, method):
-    """Every comparison of pairs(), Holm-adjusted within (family, model, metric)."""
+    """Every comparison of pairs(), Holm-adjusted within (family, model, metric, step budget,
+    label budget): a study's family is not made more conservative by the runs and label
+    budgets added beside it."""
     rows = []
     for family, model, a, b in pairs(numbers):
         for metric in numbers.metrics:
             compared = numbers.compare(a, b, metric, margins)
             if compared is not None:
-                rows.append({"task": numbers.task.name, "family": family, "model": model,
+                budget, label_budget = budgets_of(a[1])
+                rows.append({"task": numbers.task.name, "family": family, "model": model, "budget": budget,
+                             "label_budget": label_budget,
                              **{f"{field}_{side}": value for side, key in (("a", a), ("b", b))
                                 for field, value in zip(("model", "checkpoint", "probe", "condition"), key)},
                              "metric": metric, **compared, "method": method})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["p_holm"] = frame.groupby(["family", "model", "metric"]).p.transform(holm)
+    frame["p_holm"] = frame.groupby(["family", "model", "metric", "budget", "label_budget"]).p.transform(holm)
     frame["significant"] = frame.p_holm < ALPHA
     frame["equivalent"] = frame.p_tost < ALPHA
     return frame
@@ -339,11 +381,28 @@ def task_dirs(results_dir):
             if folder.is_dir() and tasks.read_saved(folder) and any(folder.glob(f"*{predictions.SUFFIX}"))]
 
 
-def _provenance(folders, resamples, margins):
+def provenance(folders, **settings):
+    """What tables computed from these folders' predictions depend on: each file's checksum,
+    the bootstrap's seed and confidence, and `settings`."""
     files = {str(path.relative_to(folder.parent)): hashlib.sha256(path.read_bytes()).hexdigest()[:16]
              for folder in folders for path in sorted(folder.glob(f"*{predictions.SUFFIX}"))}
-    return {"predictions": files, "resamples": resamples, "margins": margins, "seed": SEED,
-            "confidence": CONFIDENCE}
+    # as JSON reads it back (tuples as lists), so that a record compares equal to it
+    return json.loads(json.dumps({"predictions": files, **settings, "seed": SEED, "confidence": CONFIDENCE}))
+
+
+def read_if_current(paths, record, provenance_now, text_columns):
+    """The tables at `paths` (read by read_tables) if `record` says they were computed from
+    what `provenance_now` describes, else None."""
+    if all(p.exists() for p in paths) and record.exists() and json.loads(record.read_text()) == provenance_now:
+        return read_tables(paths, text_columns)
+    return None
+
+
+def write_tables(paths, tables, record, provenance_now):
+    """Each table to its path, then the record of what they were computed from."""
+    for path, table in zip(paths, tables):
+        write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    write_json(record, provenance_now)
 
 
 def compute(results_dir, resamples=RESAMPLES, margins=MARGINS, device="cpu"):
@@ -355,9 +414,10 @@ def compute(results_dir, resamples=RESAMPLES, margins=MARGINS, device="cpu"):
         raise UserError(f"no test predictions under {results_dir}: downstream.py keeps them beside each results "
                         f"CSV (<model>.predictions.npz); run it")
     paths = [results_dir / "intervals.csv", results_dir / "comparisons.csv"]
-    record, provenance = results_dir / "stats.provenance.json", _provenance(folders, resamples, margins)
-    if all(p.exists() for p in paths) and record.exists() and json.loads(record.read_text()) == provenance:
-        return _read(paths)
+    record = results_dir / "stats.provenance.json"
+    now = provenance(folders, resamples=resamples, margins=margins, columns=[INTERVAL_COLUMNS, COMPARISON_COLUMNS])
+    if (tables := read_if_current(paths, record, now, TEXT_COLUMNS)) is not None:
+        return tables
     method = METHOD.format(resamples=resamples)
     intervals, comparisons = [], []
     for folder in folders:
@@ -366,16 +426,17 @@ def compute(results_dir, resamples=RESAMPLES, margins=MARGINS, device="cpu"):
         comparisons.append(comparison_rows(numbers, margins, method))
     tables = (pd.DataFrame(intervals, columns=INTERVAL_COLUMNS),
               pd.concat(comparisons, ignore_index=True).reindex(columns=COMPARISON_COLUMNS))
-    for path, table in zip(paths, tables):
-        write_text(path, table.to_csv(index=False, float_format="%.6g"))
-    write_json(record, provenance)
-    return _read(paths)
+    write_tables(paths, tables, record, now)
+    return read_tables(paths, TEXT_COLUMNS)
 
 
-def _read(paths):
-    named = {c: str for c in ("checkpoint", "subset", "draw", "layer", "step", "checkpoint_a", "checkpoint_b",
-                              "condition", "condition_a", "condition_b")}
-    return tuple(pd.read_csv(p, dtype=named, keep_default_na=False) for p in paths)
+TEXT_COLUMNS = ("checkpoint", *DESCRIBED, "checkpoint_a", "checkpoint_b", "condition", "condition_a", "condition_b")
+
+
+def read_tables(paths, text_columns):
+    """The tables at `paths`: their `text_columns` as text ("" where empty), the others as numbers."""
+    frames = [pd.read_csv(p, dtype=dict.fromkeys(text_columns, str)) for p in paths]
+    return tuple(f.fillna({c: "" for c in text_columns if c in f.columns}) for f in frames)
 
 
 def chosen_probes(results_dir):
@@ -406,7 +467,8 @@ def report(results_dir, intervals, comparisons):
         primary = tasks.get(task).primary
         mine = intervals[(intervals.task == task) & (intervals.metric == primary) & (intervals.condition == CLEAN)]
         shown = mine[[chosen.get((task, r.model, r.checkpoint.removesuffix(POOLED))) == r.probe
-                      and _embedding_last_weights(r.checkpoint) for r in mine.itertuples()]]
+                      and _embedding_last_weights(r.checkpoint) and r.label_budget == WHOLE_SPLIT
+                      for r in mine.itertuples()]]
         if shown.empty:
             continue
         lines += [f"\n{task}: {primary} on the clean test split with its 95% interval "
@@ -422,7 +484,7 @@ def _comparison_lines(compared, chosen):
     if compared.empty:
         return []
     shown = compared[[chosen.get((r.task, r.model_a, r.checkpoint_a.removesuffix(POOLED))) in (r.probe_a, r.probe_b)
-                      for r in compared.itertuples()]]
+                      and r.label_budget == WHOLE_SPLIT for r in compared.itertuples()]]
     lines = [f"  comparisons: a - b with its 95% interval, p Holm-adjusted within each family and model; "
              f"* significant, = equivalent within +/- {compared.margin.iloc[0]:g} (TOST); "
              f"{int(compared.significant.sum())} of {len(compared)} significant, {int(compared.equivalent.sum())} "

@@ -16,6 +16,8 @@ class AudioEncoder(nn.Module):
     VARIANTS = {}          # variant name -> the class attributes it changes (registry.py)
     VARIANT_OPTION = "variant"  # the train.py option that picks a variant
     DEFAULT_VARIANT = "code"    # what the bare model name is, as that option names it
+    AUGMENTED = False      # trained with CLMR's augmentation chain (clmr/augment.py)
+    left_out = ()          # transforms of that chain its id leaves out (-no-pitch: registry.py)
     HEADS = ()             # submodules that only pretraining uses (not counted as the embedding's)
     # The blocks whose outputs are the model's layers (embed_layers), as submodule names of
     # sequences run in this order; a transformer's outputs are (batch, tokens, width), a

@@ -37,7 +37,9 @@ class Pretrained:
         self.encoder.to(device).eval()
         self.device = torch.device(device)
         self.step, self.subset, self.minutes = state["step"], state.get("subset"), state.get("minutes")
-        self.draw = state.get("draw", 0)
+        self.draw, self.budget = state.get("draw", 0), state.get("budget")
+        # the compute that made these weights: its optimizer steps times one step's FLOPs
+        self.train_flops = self.step * state["step_flops"] if "step_flops" in state else None
         self.save_id = state.get("save_id")
         self.sample_rate, self.emb_dim = self.encoder.sample_rate, self.encoder.emb_dim
         self.window_seconds = self.encoder.input_samples / self.sample_rate

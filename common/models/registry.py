@@ -5,11 +5,13 @@ file path rather than imported as packages: a package named `ast` would shadow P
 standard-library module `ast`, so the `ast/` folder must never become one.
 
 A model id names one configuration, and is what runs/, features/ and the results CSVs are
-keyed by: `<model>[-<variant>][-librosa]`. The variants are a model's `VARIANTS` (class
-attributes its code or table reading changes: `musicnn-table` is MusiCNN at the study
-table's 12.0 M parameters, `clmr-regional` CLMR under another contrastive strategy,
-`tune-plus` TUNe+), picked by one option of its train.py (`VARIANT_OPTION`: --variant,
---strategy, --size); `-librosa` swaps a mel model's study front end for the librosa one
+keyed by: `<model>[-<variant>][-no-<augmentation>...][-librosa]`. The variants are a model's
+`VARIANTS` (class attributes its code or table reading changes: `musicnn-table` is MusiCNN at
+the study table's 12.0 M parameters, `clmr-regional` CLMR under another contrastive
+strategy, `tune-plus` TUNe+), picked by one option of its train.py (`VARIANT_OPTION`:
+--variant, --strategy, --size); `-no-pitch` leaves a transform out of the augmentation
+chain of a model trained with CLMR's (clmr/augment.py; train.py --augment -pitch);
+`-librosa` swaps a mel model's study front end for the librosa one
 (common/models/melspec.py). The bare name is the study's code (for TUNe, the paper's TUNe).
 STUDY_MODELS are the study's five; TUNe (tune/) and MuLaP (mulap/) come from neighbouring
 papers.
@@ -67,10 +69,16 @@ def pretraining_objective(name):
     return (objective, *OBJECTIVES[objective.__name__])
 
 
+def augmentations(name):
+    """The transforms of the augmentation chain a model's objective applies, in order (CLMR's,
+    for the models trained as CLMR is); () for the others."""
+    return tuple(_load("clmr", "augment").CHAIN) if _base_class(name).AUGMENTED else ()
+
+
 def parse_id(model_id_):
-    """`musicnn-table-librosa` -> ("musicnn", "table", "librosa"), `clmr-same-segment` -> ("clmr",
-    "same-segment", "study"); a bare name stands for the model's DEFAULT_VARIANT and the study's
-    front end."""
+    """`musicnn-table-librosa` -> ("musicnn", "table", "librosa", ()), `clmr-same-segment-no-pitch`
+    -> ("clmr", "same-segment", "study", ("pitch",)); a bare name stands for the model's
+    DEFAULT_VARIANT, the study's front end and the whole augmentation chain."""
     name, _, rest = model_id_.partition("-")
     if name not in CLASSES:
         raise UserError(f"unknown model {model_id_!r}: choose from {', '.join(model_ids())}")
@@ -78,15 +86,22 @@ def parse_id(model_id_):
     front_end = "study"
     if cls.n_mels and (rest == LIBROSA or rest.endswith("-" + LIBROSA)):
         front_end, rest = LIBROSA, rest[: -len(LIBROSA)].rstrip("-")
-    if rest and rest not in cls.VARIANTS:
-        raise UserError(f"unknown model {model_id_!r}: choose from {', '.join(model_ids())}")
-    return name, rest or cls.DEFAULT_VARIANT, front_end
+    rest, *left_out = rest.split("-no-") if not rest.startswith("no-") else ["", *rest[3:].split("-no-")]
+    chain = augmentations(name)
+    if (rest and rest not in cls.VARIANTS) or any(t not in chain for t in left_out) or \
+            left_out != sorted(set(left_out), key=chain.index):
+        raise UserError(f"unknown model {model_id_!r}: choose from {', '.join(model_ids())}"
+                        + (f" (with -no-<t> for t of {', '.join(chain)}, in that order)" if chain else ""))
+    return name, rest or cls.DEFAULT_VARIANT, front_end, tuple(left_out)
 
 
-def model_id(name, variant=None, front_end="study"):
-    """The id of a model's variant (None or its DEFAULT_VARIANT: the bare model) and front end."""
+def model_id(name, variant=None, front_end="study", left_out=()):
+    """The id of a model's variant (None or its DEFAULT_VARIANT: the bare model), its
+    augmentations left out and its front end."""
     bare = variant in (None, _base_class(name).DEFAULT_VARIANT)
-    return name + ("" if bare else f"-{variant}") + (f"-{front_end}" if front_end != "study" else "")
+    chain = augmentations(name)
+    return name + ("" if bare else f"-{variant}") + "".join(f"-no-{t}" for t in sorted(left_out, key=chain.index)) \
+        + (f"-{front_end}" if front_end != "study" else "")
 
 
 def model_ids():
@@ -102,9 +117,10 @@ def model_ids():
 def model_class(model_id_):
     """The class of a model id: the model's own class with its variant's and front end's attributes."""
     if model_id_ not in _variant_classes:
-        name, variant, front_end = parse_id(model_id_)
+        name, variant, front_end, left_out = parse_id(model_id_)
         cls = _base_class(name)
-        attributes = {**cls.VARIANTS.get(variant, {}), "name": model_id_, "front_end_recipe": front_end}
+        attributes = {**cls.VARIANTS.get(variant, {}), "name": model_id_, "front_end_recipe": front_end,
+                      "left_out": left_out}
         _variant_classes[model_id_] = type(cls.__name__, (cls,), attributes) if model_id_ != name else cls
     return _variant_classes[model_id_]
 
@@ -127,10 +143,11 @@ def base_name(model_id_):
 
 def train_command(model_id_):
     """The train.py and its options that train this id."""
-    name, variant, front_end = parse_id(model_id_)
+    name, variant, front_end, left_out = parse_id(model_id_)
     cls = _base_class(name)
     return f"{name}/train.py", ([f"--{cls.VARIANT_OPTION}", variant] if variant != cls.DEFAULT_VARIANT else []) + \
-        (["--front-end", front_end] if front_end != "study" else [])
+        (["--front-end", front_end] if front_end != "study" else []) + \
+        (["--augment", *(f"-{t}" for t in left_out)] if left_out else [])
 
 
 def sort_key(model_id_):

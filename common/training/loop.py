@@ -14,6 +14,9 @@ views of a clip) and how the loss is computed (the three tagging models share
            rate, as CLMR's code has), bfloat16 autocast on CUDA and on CPUs with native
            bfloat16 (--precision); a non-finite loss stops the run before it touches
            the weights
+  budget   the study's --epochs, or with --budget steps:N as many epochs as N optimizer
+           steps take (a run of its own, <subset>-stepsN, so that subsets can be compared at
+           equal compute); every checkpoint records the FLOPs of one step (flops.py)
   outputs  the run's folder (run_folder.py): config.json, untrained.pt, last.pt (every
            --save-every steps: what --resume continues from), the weights kept every
            --checkpoint-every epochs, log.csv, and finished.json once the run has ended
@@ -40,6 +43,7 @@ from common.data.subsets import training_set_name
 from common.models.registry import build_for, model_class, model_id
 from common.training import distributed
 from common.training.epochs import Batch, epoch_items, epoch_plan, read_crops, seed_step
+from common.training.flops import step_flops
 from common.training.global_batch import sync_batchnorm
 from common.training.options import parse_args
 from common.training.run_folder import Progress, RunFolder, check_resumable, restore
@@ -55,7 +59,8 @@ def pretrain(model_name, objective, defaults, description, learns_from=None, vie
     """Parse the command line, then train `model_name` with `objective(model, batch) -> loss`.
     `learns_from`: what the batches carry besides audio: "tags", "captions" or nothing (None)."""
     args = parse_args(model_name, description, defaults, learns_from=learns_from)
-    model_name = model_id(model_name, getattr(args, "variant", None), getattr(args, "front_end", "study"))
+    model_name = model_id(model_name, getattr(args, "variant", None), getattr(args, "front_end", "study"),
+                          getattr(args, "left_out", ()))
     check_output_dir(args.runs_dir, "--runs-dir")
     world = distributed.start(args.device)
     try:
@@ -79,6 +84,10 @@ def _train(model_name, objective, args, world, learns_from, views):
         model = sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
+    steps = _Steps(model, objective, optimizer, scheduler, args, world, data, views, run)
+    # budget: the epochs --budget takes; the FLOPs of a step, recorded in every checkpoint
+    _apply_budget(args, len(steps.plan(0)))
+    run.identity["step_flops"] = steps.flops()
     # start: where last.pt stopped, or step 0 with config.json and untrained.pt written
     if args.resume:
         progress = restore(run.last, model_name, model, optimizer, scheduler)
@@ -86,12 +95,21 @@ def _train(model_name, objective, args, world, learns_from, views):
         progress = Progress()
         run.start(args, data, model, world)
     world.barrier()
-    # steps: an epoch plan after another, until --epochs or --max-steps
-    _Steps(model, objective, optimizer, scheduler, args, world, data, views, run).run(progress)
+    # steps: an epoch plan after another, until --epochs, --max-steps or --budget
+    steps.run(progress)
     run.finish(progress, args)
     if world.is_main:
-        print(f"trained {model_name} for {progress.step} steps ({progress.epoch} epochs) on {data.minutes:.1f} "
+        print(f"trained {model_name} for {progress.step} steps ({progress.epoch} epochs, "
+              f"{progress.step * run.identity['step_flops']:.3g} FLOPs) on {data.minutes:.1f} "
               f"minutes ({len(data.keys)} clips, {args.crops} crops): {run.dir}")
+
+
+def _apply_budget(args, steps_per_epoch):
+    """With --budget steps:N, the epochs N steps take, and weights kept about twenty times
+    along the way unless --checkpoint-every says otherwise."""
+    if args.budget:
+        args.max_steps, args.epochs = args.budget, -(-args.budget // steps_per_epoch)
+        args.checkpoint_every = args.checkpoint_every or max(1, args.epochs // 20)
 
 
 def _training_data(args, sample_rate, learns_from):
@@ -109,7 +127,8 @@ def _training_data(args, sample_rate, learns_from):
 def _run_dir(args, data, model_name, world):
     """The run's folder; a run already there is refused unless resumed. --resume with nothing
     saved yet starts the run, so a job script can always pass it."""
-    run_dir = args.runs_dir / data.name / model_name / training_set_name(data.subset, data.draw) / f"seed{args.seed}"
+    run_dir = args.runs_dir / data.name / model_name / training_set_name(data.subset, data.draw, args.budget) / \
+        f"seed{args.seed}"
     saved = (run_dir / "last.pt").exists()
     if saved and not args.resume:
         raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another "
@@ -125,8 +144,9 @@ def _run_dir(args, data, model_name, world):
 
 def _identity(model_name, data, args):
     """What every checkpoint of the run says of itself."""
-    return {"model_name": model_name, "subset": data.subset, "draw": data.draw, "minutes": data.minutes,
-            "data": data.name, "seed": args.seed, "tags": list(data.tags) if data.tags else None,
+    return {"model_name": model_name, "subset": data.subset, "draw": data.draw, "budget": args.budget,
+            "minutes": data.minutes, "data": data.name, "seed": args.seed,
+            "tags": list(data.tags) if data.tags else None,
             "vocabulary": list(vocabulary(data.captions)) if data.captions else None}
 
 
@@ -146,6 +166,11 @@ class _Steps:
 
     def plan(self, epoch):
         return epoch_plan(len(self.item_clips), self.args.seed, epoch, self.world, self.args.batch_size)
+
+    def flops(self):
+        """The FLOPs of one optimizer step over every process, on a batch of the first epoch."""
+        batch = self.batch(self.plan(0)[0], np.random.default_rng(self.args.seed))
+        return step_flops(self.model, self.objective, batch, self.world, self.precision)
 
     def run(self, progress):
         args, folder = self.args, self.run_folder
@@ -199,6 +224,7 @@ class _Steps:
         progress.step, progress.batch_in_epoch = progress.step + 1, progress.batch_in_epoch + 1
         progress.loss_sum, progress.loss_steps = progress.loss_sum + mean_loss, progress.loss_steps + 1
         seconds = time.perf_counter() - started
+        progress.items, progress.seconds = progress.items + len(items) * self.world.size, progress.seconds + seconds
         lr = self.optimizer.param_groups[0]["lr"]
         self.run_folder.log({"step": progress.step, "epoch": progress.epoch, "loss": f"{mean_loss:.6f}",
                              "lr": f"{lr:.3g}", "data_s": f"{data_seconds:.4f}",

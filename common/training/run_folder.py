@@ -5,7 +5,8 @@
   last.pt            weights, optimizer, scheduler and Progress: what --resume continues from
   checkpoints/step<N>.pt   the weights kept every --checkpoint-every epochs, as the study kept them
   log.csv            a row per step
-  finished.json      once the run has ended
+  finished.json      once the run has ended: its optimizer steps, epochs, items seen, training
+                     FLOPs and seconds
 
 Only the main process writes; every file is written whole (common/atomic.py).
 """
@@ -39,14 +40,17 @@ class Progress:
     batch_in_epoch: int = 0
     loss_sum: float = 0.0  # of this epoch's steps so far, for the plateau schedule
     loss_steps: int = 0
+    items: int = 0         # seen in all, over every process
+    seconds: float = 0.0   # spent in steps, over every start and resume
 
     def state(self):
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "epoch_loss": [self.loss_sum, self.loss_steps]}
+                "epoch_loss": [self.loss_sum, self.loss_steps], "items": self.items, "seconds": self.seconds}
 
     @classmethod
     def from_state(cls, state):
-        return cls(state["step"], state["epoch"], state["batch_in_epoch"], *state["epoch_loss"])
+        return cls(state["step"], state["epoch"], state["batch_in_epoch"], *state["epoch_loss"], state["items"],
+                   state["seconds"])
 
 
 def check_resumable(run_dir, args, world):
@@ -130,8 +134,10 @@ class RunFolder:
 
     def finish(self, progress, args):
         if self.is_main:
-            write_json(self.dir / "finished.json", {"step": progress.step, "epoch": progress.epoch,
-                                                    "max_steps": args.max_steps, "epochs": args.epochs})
+            write_json(self.dir / "finished.json", {
+                "step": progress.step, "epoch": progress.epoch, "max_steps": args.max_steps, "epochs": args.epochs,
+                "budget": args.budget, "items": progress.items, "flops": progress.step * self.identity["step_flops"],
+                "seconds": round(progress.seconds, 1)})
 
 
 def _versions():
