@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import downstream
 from common.evaluation import reference
 
 REPO = Path(__file__).resolve().parent.parent
