@@ -226,6 +226,9 @@ def main():
     write_results(target, rows, provenance, task if own_dataset else None,
                   lambda path: kept.save(path, clip_ids[test], targets[test]))
     print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
+    if args.label_budgets:
+        print(f"and the same probes on {', '.join(b.text for b in args.label_budgets)} ({args.label_draws} draw(s) "
+              f"each): the rows <checkpoint>+<budget>, drawn in metric_by_labels.png (docs/scaling.md)")
 
 
 def checked_feature_sets(args, task, task_dir, target, precision):

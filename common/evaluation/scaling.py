@@ -134,12 +134,6 @@ def _interval(values):
     return stats.percentile_interval(finite) if len(finite) >= 0.95 * (len(values) - 1) else (np.nan, np.nan)
 
 
-def budget_of(checkpoint):
-    """The pretraining budget in a checkpoint's name ("steps20000" of 5-steps20000), "" for the study's."""
-    match = CHECKPOINT_NAME.fullmatch(checkpoint.removesuffix(stats.POOLED))
-    return f"steps{match['budget']}" if match and match["budget"] else ""
-
-
 def subset_numbers(numbers, model, probe, condition, metric):
     """{budget: [(minutes, subset, Number)]} of a model's trained subsets, smallest first: the
     draws' pooled number where there are several draws, else the study's draw."""
@@ -150,11 +144,12 @@ def subset_numbers(numbers, model, probe, condition, metric):
             continue
         plain = checkpoint.removesuffix(stats.POOLED)
         pooled = (model, plain + stats.POOLED, probe, condition) in numbers.units
-        if not stats.study_checkpoint(plain, budgets=True) or (pooled and not checkpoint.endswith(stats.POOLED)):
+        if not stats.study_checkpoint(plain, budgets=True) or (pooled and not checkpoint.endswith(stats.POOLED)) \
+                or CHECKPOINT_NAME.fullmatch(plain)["seed"]:  # a curve of pretraining seed 0's runs
             continue
         minutes = numbers.described.get((model, plain), {}).get("minutes", "")
         if minutes:
-            found.setdefault(budget_of(plain), []).append(
+            found.setdefault(stats.budgets_of(plain)[0], []).append(
                 (float(minutes), plain, numbers.number(key, metric)))
     return {budget: sorted(points, key=lambda p: checkpoint_order(p[1])) for budget, points in found.items()}
 
