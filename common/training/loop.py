@@ -26,6 +26,7 @@ with (seed, epoch), and everything random inside step s (crop positions, dropout
 masking, augmentations) from generators seeded with (seed, rank, s). The step counter is
 therefore the complete random state, and `--resume` continues exactly where it stopped.
 """
+import math
 import signal
 import sys
 import time
@@ -108,7 +109,7 @@ def _apply_budget(args, steps_per_epoch):
     """With --budget steps:N, the epochs N steps take, and weights kept about twenty times
     along the way unless --checkpoint-every says otherwise."""
     if args.budget:
-        args.max_steps, args.epochs = args.budget, -(-args.budget // steps_per_epoch)
+        args.max_steps, args.epochs = args.budget, math.ceil(args.budget / steps_per_epoch)
         args.checkpoint_every = args.checkpoint_every or max(1, args.epochs // 20)
 
 
