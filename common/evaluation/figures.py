@@ -12,7 +12,13 @@ Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the sam
   2. metric against SNR (clean, 20, 10, 0 dB) for each model's largest pretraining subset;
   3. the effect of probe kind (linear, mlp1, mlp2, slp, mlp) for each model's largest subset;
   4. (when runs kept weights along the way and they were extracted, e.g. 5@all) metric
-     against pretraining step, a line per model and subset ending at its last step.
+     against pretraining step, a line per model and subset ending at its last step;
+  5. (when layers were extracted) metric against the block a feature set was read from;
+  6. (when the checkpoints record their FLOPs) metric against pretraining FLOPs, a line per
+     model and step budget (the study's epochs, train.py --budget) through its subsets;
+  7. (when probes were fitted on fewer labels) metric against pretraining minutes, a panel
+     per model and task, a line per label budget.
+Figure 1 draws the scaling fits (scaling.py) through each model's subsets with their bands.
 Every point is the task's primary metric on the test split, the mean over probe seeds, with
 its 95% bootstrap interval (stats.py: probe seeds, subset draws and test clips resampled)
 as error bars or a band, named in each figure. Where one probe kind stands for a model
