@@ -180,15 +180,16 @@ def study_points(task, model, probe="slp", condition="clean"):
 INTERVAL_LEGEND = "error bars: 95% bootstrap interval"
 
 
-def _fitted_curve(ax, curves, task, model, probe, condition, style):
-    """The scaling fit (scaling.py) of a model's subsets with its 95% band, if it has one;
-    whether it was drawn."""
+def _fitted_curve(ax, curves, task, model, probe, condition, style, band):
+    """The scaling fit (scaling.py) of a model's subsets, with its 95% band if `band`, if it
+    has one; whether it was drawn."""
     mine = curves[(curves.task == task) & (curves.model == model) & (curves.probe == probe)
                   & (curves.condition == condition) & (curves.budget == "")]
     if mine.empty:
         return False
     ax.plot(mine.minutes, mine.value, ls=style, color=_colour(model), lw=1.2)
-    ax.fill_between(mine.minutes, mine.low, mine.high, color=_colour(model), alpha=0.1, lw=0)
+    if band:
+        ax.fill_between(mine.minutes, mine.low, mine.high, color=_colour(model), alpha=0.1, lw=0)
     return True
 
 
@@ -203,7 +204,8 @@ def _minutes_panel(ax, df, ci, curves, task, condition, probes, with_study):
             mine = _embeddings(_cells(ci, task, model, probe, condition))
             trained = mine[(mine.draw == "0") & ~mine.checkpoint.str.contains("-seed")].sort_values("minutes")
             trained = trained[trained.subset != "untrained"]
-            fitted = _fitted_curve(ax, curves, task, model, probe, condition, style)
+            # one band per model (its first probe's): two overlapping bands per model hide the points
+            fitted = _fitted_curve(ax, curves, task, model, probe, condition, style, band=number == 0)
             ax.errorbar(trained.minutes, trained.value, yerr=_errors(trained), marker=_marker(model), ms=4,
                         capsize=2, ls="" if fitted else style, color=_colour(model),
                         label=model if number == 0 else None)
@@ -253,7 +255,7 @@ def minutes_figure(df, ci, curves=None, probes=None, with_study=False):
     labels.append("error bars, bands: 95% bootstrap intervals (seeds, draws, clips)")
     if not curves.empty:
         handles.append(matplotlib.lines.Line2D([], [], color="grey"))
-        labels.append("curve: s_inf - b D^-alpha fitted (scaling.py)")
+        labels.append("curves: fits of s_inf - b D^-alpha (scaling.py); band: the solid one's 95%")
     if with_study:
         handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", alpha=0.45))
         labels.append("the study's numbers")
