@@ -5,11 +5,12 @@ split's labelled examples; the validation split (early stopping, the choice of p
 and the test split stay whole, and the features are standardised with the whole train
 split's statistics (its audio is there; only its labels are scarce). Two kinds of budget:
   fraction F   that fraction of the train examples (at least one), stratified: for a
-               single-label task each class keeps its share (at least one example of every
-               class); for tags, iterative stratification (Sechidis, Tsoumakas and Vlahavas
-               2011) into the subset and the rest: the rarest tag first, each of its
-               examples to the side that still wants most of that tag, so every tag keeps
-               about its share (the subset's size is then the fraction within a few examples)
+               single-label task each class keeps its share, rounded so that the total is
+               the fraction (a class with a share below one example may get none); for
+               tags, iterative stratification (Sechidis, Tsoumakas and Vlahavas 2011) into
+               the subset and the rest: the rarest tag first, each of its examples to the
+               side that still wants most of that tag, so every tag keeps about its share
+               (the subset's size is then the fraction within a few examples)
   shots K      K examples of every class (all of a class that has fewer); for tags, examples
                taken rarest tag first until every tag has at least K positives in the subset
 Each draw of the examples (--label-draws) is its own seeded choice, the same for every
@@ -60,13 +61,19 @@ def select(targets, train_rows, budget, draw):
 
 
 def _per_class(labels, budget, rng):
-    """Indices of a class-stratified choice: each class's share (at least one), or K of each."""
-    chosen = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        n = int(budget.amount) if budget.kind == "shots" else max(1, round(budget.amount * len(members)))
-        chosen += list(members[:n])
-    return np.array(chosen, dtype=int)
+    """Indices of a class-stratified choice: K of each class, or each class's share of the
+    fraction's total, the shares' remainders rounded up for the largest first (Hamilton's
+    method, ties in the draw's order), so that the total is the fraction of the split."""
+    present, counts = np.unique(labels, return_counts=True)
+    if budget.kind == "shots":
+        taken = np.minimum(counts, int(budget.amount))
+    else:
+        quotas = budget.amount * counts
+        taken = np.floor(quotas).astype(int)
+        short = max(1, round(budget.amount * len(labels))) - taken.sum()
+        largest_first = np.lexsort((rng.random(len(counts)), taken - quotas))  # ties in the draw's order
+        taken[largest_first[:short]] += 1
+    return np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in zip(present, taken)])
 
 
 def _iterative_stratification(tags, size):
