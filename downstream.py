@@ -39,6 +39,7 @@ extraction) or extracted for other clips is named and left out.
 import csv
 import io
 import json
+import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -307,7 +308,8 @@ def probe_rows(args, task, sets, conditions, targets, splits, device, precision,
     suffix = "" if budget is None else f"+{budget.name}" + (f"-draw{label_draw}" if label_draw else "")
     trained_on = {"labels": len(splits["train"]), "label_budget": WHOLE_SPLIT if budget is None else budget.name,
                   "label_draw": "" if budget is None else label_draw}
-    specs = [ProbeSpec(kind, j, seed) for j in range(len(sets)) for kind in args.probes for seed in range(args.seeds)]
+    specs = [ProbeSpec(kind, j, seed, zlib.crc32(sets[j].name.encode())) for j in range(len(sets))
+             for kind in args.probes for seed in range(args.seeds)]
     fitted = fit(task.kind, specs, [s.clean for s in sets], targets, splits, len(task.classes), device,
                  epochs=args.epochs, precision=precision)
     rows, kept = [], Predictions()

@@ -44,6 +44,22 @@ def test_batched_probes_equal_probes_trained_one_at_a_time(task_kind, classes):
         np.testing.assert_allclose(batched[i], alone, rtol=1e-4, atol=1e-5)
 
 
+def test_a_feature_sets_probes_do_not_depend_on_the_sets_fitted_beside_it():
+    """Probes seeded by their feature set's own number (downstream.py: its name's CRC-32): a
+    checkpoint's numbers stay the same when another checkpoint (a step budget, a kept
+    weights' set) is extracted and probed beside it."""
+    features, y, splits = synthetic_task()
+    device = torch.device("cpu")
+
+    def outputs(sets, streams):
+        specs = [ProbeSpec("mlp1", j, 0, streams[j]) for j in range(len(sets))]
+        (probes,) = fit("classes", specs, sets, y, splits, 5, device, epochs=5).values()
+        return predict(probes, [f[splits["test"]] for f in sets])
+    alone = outputs([features[0]], [11])[0]
+    beside = outputs([features[1], features[0]], [7, 11])[1]
+    np.testing.assert_allclose(beside, alone, rtol=1e-5, atol=1e-6)
+
+
 def test_bfloat16_probes_score_as_float32_probes():
     """--precision bfloat16 (auto's choice on CUDA and on CPUs with native bfloat16) trains
     the probes' products under autocast; it must not change what they learn."""

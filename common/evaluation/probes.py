@@ -67,6 +67,10 @@ class ProbeSpec:
     kind: str
     feature_set: int  # index of the feature set (checkpoint) it is fitted on
     seed: int
+    # the feature set's own number in the probe's generators (downstream.py: its name's
+    # CRC-32), so that its initial weights and batch order do not depend on which other sets
+    # are fitted beside it, nor on their order
+    stream: int = 0
 
 
 class StackedMLP(torch.nn.Module):
@@ -256,7 +260,7 @@ def _rows(x, sets, rows):
 
 
 def _probe_seed(spec):
-    return spec.seed * 1_000_003 + spec.feature_set * 101 + PROBES.index(spec.kind)
+    return spec.seed * 1_000_003 + spec.stream * 101 + PROBES.index(spec.kind)
 
 
 @torch.no_grad()
