@@ -135,8 +135,8 @@ def _interval(values):
 
 
 def subset_numbers(numbers, model, probe, condition, metric):
-    """{budget: [(minutes, subset, Number)]} of a model's trained subsets, smallest first: the
-    draws' pooled number where there are several draws, else the study's draw."""
+    """{step budget: [(minutes, subset, Number)]} of a model's trained subsets, smallest first:
+    the draws' pooled number where there are several draws, else the study's draw."""
     found = {}
     for key in numbers.units:
         m, checkpoint, p, c = key
@@ -147,11 +147,11 @@ def subset_numbers(numbers, model, probe, condition, metric):
         if not stats.study_checkpoint(plain, budgets=True) or (pooled and not checkpoint.endswith(stats.POOLED)) \
                 or CHECKPOINT_NAME.fullmatch(plain)["seed"]:  # a curve of pretraining seed 0's runs
             continue
-        minutes = numbers.described.get((model, plain), {}).get("minutes", "")
-        if minutes:
+        described = numbers.described.get((model, plain), {})
+        if described.get("minutes"):
             found.setdefault(stats.budgets_of(plain)[0], []).append(
-                (float(minutes), plain, numbers.number(key, metric)))
-    return {budget: sorted(points, key=lambda p: checkpoint_order(p[1])) for budget, points in found.items()}
+                (float(described["minutes"]), described["subset"], numbers.number(key, metric)))
+    return {budget: sorted(points, key=lambda p: p[0]) for budget, points in found.items()}
 
 
 def smallest_above_untrained(numbers, points, model, probe, condition, metric):
