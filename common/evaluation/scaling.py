@@ -120,11 +120,11 @@ def _minutes_to_reach(curve, target):
     never does (a curve falling with more data, or saturating below it)."""
     if curve.form == "power law":
         s_inf, b, alpha = curve.fitted
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             reached = (b / (s_inf - target)) ** (1 / alpha)
         return np.where((b > 0) & (s_inf > target), reached, np.nan)
     a, c = curve.fitted
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf: beyond any minutes, left out
         return np.where(c > 0, 10 ** ((target - a) / c), np.nan)
 
 
