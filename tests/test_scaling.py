@@ -1,9 +1,14 @@
 """Scaling fits (common/evaluation/scaling.py) against curves of known parameters."""
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from common.evaluation import scaling, stats
 
+REPO = Path(__file__).resolve().parent.parent
 MINUTES = np.array([4.9, 9.7, 24.3, 48.6, 97.1, 242.8, 485.6, 7407.0])  # the real MTAT subsets'
 
 
@@ -69,3 +74,12 @@ def test_power_law_fits_every_resample_as_one_least_squares_fit():
         alone = scaling.power_law_fits(MINUTES, scores[:, [column]])
         assert (s_inf[column], b[column], alpha[column]) == pytest.approx([v[0] for v in alone[:3]])
     assert alpha == pytest.approx([0.2, 0.5, 1.5], rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options, message", [([], "no test predictions under"),
+                                              (["--resamples", "0"], "must be a positive integer")])
+def test_scaling_errors_end_in_one_line(tmp_path, options, message):
+    out = subprocess.run([sys.executable, "-m", "common.evaluation.scaling", str(tmp_path), *options], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr

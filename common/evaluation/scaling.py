@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.cli import ArgumentParser, existing_dir, positive_int, run
+from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
 from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
 from common.evaluation import stats, tasks
 from common.evaluation.noise import condition_order
@@ -208,6 +208,9 @@ def compute(results_dir, resamples=stats.RESAMPLES, device="cpu"):
     setting changed."""
     results_dir = Path(results_dir)
     folders = stats.task_dirs(results_dir)
+    if not folders:
+        raise UserError(f"no test predictions under {results_dir}: downstream.py keeps them beside each results "
+                        f"CSV (<model>.predictions.npz); run it")
     paths = [results_dir / "scaling.csv", results_dir / "scaling_curves.csv"]
     record = results_dir / "scaling.provenance.json"
     now = stats.provenance(folders, resamples=resamples, alphas=[ALPHAS[0], ALPHAS[-1], len(ALPHAS)], target=TARGET,
