@@ -163,7 +163,7 @@ def usable_feature_sets(model_dir, index, args, precision):
     clips = clips_digest((r["clip_id"], r["split"]) for r in rows)
     usable, provenance = [], {"index": digest(rows), "probes": list(args.probes), "seeds": args.seeds,
                               "epochs": args.epochs, "recipes": {n: asdict(r) for n, r in RECIPES.items()},
-                              "precision": str(precision), "columns": COLUMNS,
+                              "precision": str(precision), "columns": list(COLUMNS),
                               "label budgets": [b.name for b in args.label_budgets], "label draws": args.label_draws}
     for path in sorted((p for p in model_dir.iterdir() if (p / "meta.json").exists()),
                        key=lambda p: checkpoint_order(p.name)):
