@@ -267,7 +267,7 @@ def load_feature_set(path, splits):
     degraded = {p.stem: (np.load(p) - mean) / std for p in sorted(path.glob("*.npy")) if p.stem != CLEAN}
     meta = json.loads((path / "meta.json").read_text())
     described = {"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
-                 "draw": "" if meta.get("draw") is None else meta["draw"],
+                 "draw": _blank_if_none(meta.get("draw")),
                  "budget": f"steps{meta['budget']}" if meta.get("budget") else "",
                  "train_steps": meta.get("step", ""), "train_flops": _blank_if_none(meta.get("train_flops")),
                  "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"}
@@ -305,7 +305,7 @@ def probe_rows(args, task, sets, conditions, targets, splits, device, precision,
     probe, seed, split, condition, metric), the test Predictions). Test scores are computed
     from the float16 outputs that are kept, so the CSV and the statistics on the predictions
     agree exactly."""
-    suffix = "" if budget is None else f"+{budget.name}" + (f"-draw{label_draw}" if label_draw else "")
+    suffix = "" if budget is None else budget.suffix(label_draw)
     trained_on = {"labels": len(splits["train"]), "label_budget": WHOLE_SPLIT if budget is None else budget.name,
                   "label_draw": "" if budget is None else label_draw}
     specs = [ProbeSpec(kind, j, seed, zlib.crc32(sets[j].name.encode())) for j in range(len(sets))

@@ -48,7 +48,7 @@ from common.cli import (
     run,
 )
 from common.data.subsets import SUBSETS, training_set_name
-from common.evaluation import claims, figures, reference, scaling, stats, task_csv, tasks
+from common.evaluation import claims, figures, labels, reference, scaling, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
@@ -228,23 +228,23 @@ def jobs(args, grid):
 
 
 def label_budgets(args, grid):
-    """(fractions below 1, shots, draws): the command line's label budgets, else the grid's."""
+    """(fractions, shots, draws): the command line's label budgets, else the grid's."""
     fractions = args.label_fraction if args.label_fraction is not None else grid["labels"]["fractions"]
     shots = args.shots if args.shots is not None else grid["labels"]["shots"]
-    return [f for f in fractions if f < 1], shots, args.label_draws or grid["labels"]["draws"]
+    return fractions, shots, args.label_draws or grid["labels"]["draws"]
 
 
 def label_options(args, grid):
     """downstream.py's options for the label budgets."""
     fractions, shots, draws = label_budgets(args, grid)
     options = (["--label-fraction", *fractions] if fractions else []) + (["--shots", *shots] if shots else [])
-    return options + (["--label-draws", draws] if options and draws > 1 else [])
+    return options + (["--label-draws", draws] if labels.budgets(fractions, shots) and draws > 1 else [])
 
 
 def label_fits(args, grid):
     """How many sets of train labels each probe is fitted on: every label, then each budget's draws."""
     fractions, shots, draws = label_budgets(args, grid)
-    return 1 + (len(fractions) + len(shots)) * draws
+    return 1 + len(labels.budgets(fractions, shots)) * draws
 
 
 def summary_table(results_dir, task_names):
@@ -323,7 +323,7 @@ def main():
     data_name = "demo" if args.demo else "real"
     grid_name = f"{data_name}{'-quick' if args.quick else ''}"
     grid = GRIDS[grid_name]
-    if args.label_draws and not any(label_budgets(args, grid)[:2]):
+    if args.label_draws and not labels.budgets(*label_budgets(args, grid)[:2]):
         raise UserError("--label-draws draws the examples of a label budget, and this grid has none: add "
                         "--label-fraction or --shots")
     plan_file = args.results_dir / data_name / "plan.json"

@@ -33,6 +33,10 @@ class LabelBudget:
         """How results name it after the checkpoint: 5+labels0.1, 5+shots2."""
         return f"labels{self.amount:g}" if self.kind == "fraction" else f"shots{int(self.amount)}"
 
+    def suffix(self, draw):
+        """What results add to a checkpoint's name for this budget's draw: +shots2, +shots2-draw1."""
+        return f"+{self.name}" + (f"-draw{draw}" if draw else "")
+
     @property
     def text(self):
         return f"{self.amount:g} of the labels" if self.kind == "fraction" else f"{int(self.amount)} shots"

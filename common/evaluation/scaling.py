@@ -53,7 +53,7 @@ TEXT_COLUMNS = ("task", "model", "budget", "probe", "condition", "form", "smalle
 
 def power_law_fits(minutes, scores):
     """Least-squares fits of s_inf - b * D^-alpha to each column of `scores` (n, B): (s_inf,
-    b, alpha, residual sum of squares), each (B,), alpha the best of ALPHAS."""
+    b, alpha), each (B,), alpha the best of ALPHAS."""
     x = minutes[None, :] ** -ALPHAS[:, None]                         # (A, n)
     x_mean, y_mean = x.mean(1, keepdims=True), scores.mean(0)        # (A, 1), (B,)
     xc, yc = x - x_mean, scores - y_mean                             # (A, n), (n, B)
@@ -63,7 +63,7 @@ def power_law_fits(minutes, scores):
     columns = np.arange(scores.shape[1])
     b = -slope[best, columns]
     s_inf = y_mean + b * x_mean[best, 0]
-    return s_inf, b, ALPHAS[best], sse[best, columns]
+    return s_inf, b, ALPHAS[best]
 
 
 def log_linear_fits(minutes, scores):
@@ -79,7 +79,7 @@ class Curve:
     """The fit of one model, probe kind and condition over its subsets."""
     form: str                  # power law, log-linear, flat, or one subset
     minutes: np.ndarray        # (n,) the subsets'
-    fitted: np.ndarray         # (1 + B, ...) the parameters on the scores and on each resample
+    fitted: np.ndarray         # (parameters, 1 + B): each on the scores, then on each resample
     quantities: dict           # name: (1 + B,) values
 
     def predict(self, minutes):
@@ -105,7 +105,7 @@ def fit(minutes, values, resamples):
     form = "flat" if low <= 0 <= high else "log-linear"
     fitted = np.stack([a, c])
     if len(minutes) >= 3:
-        s_inf, b, alpha, _ = power_law_fits(minutes, scores)
+        s_inf, b, alpha = power_law_fits(minutes, scores)
         if alpha[0] > ALPHAS[0] and form != "flat":
             form, fitted = "power law", np.stack([s_inf, b, alpha])
             quantities.update(s_inf=s_inf, alpha=alpha)
@@ -197,7 +197,7 @@ def _quantities(curve):
 def _curve_points(curve, cell):
     grid = np.geomspace(curve.minutes.min(), curve.minutes.max(), CURVE_POINTS)
     predicted = curve.predict(grid)
-    low, high = np.quantile(predicted[1:], [(1 - stats.CONFIDENCE) / 2, (1 + stats.CONFIDENCE) / 2], axis=0)
+    low, high = stats.percentile_interval(predicted[1:], axis=0)
     return [{**cell, "minutes": m, "value": v, "low": lo, "high": hi}
             for m, v, lo, hi in zip(grid, predicted[0], low, high)]
 

@@ -80,8 +80,9 @@ def counts(rng, n, resamples):
     return times.astype(np.uint8 if times.max() < 256 else np.int32)
 
 
-def percentile_interval(values, confidence=CONFIDENCE):
-    return tuple(np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2]))
+def percentile_interval(values, confidence=CONFIDENCE, axis=None):
+    """(low, high) of `values`, or of each of its slices along `axis`."""
+    return tuple(np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2], axis=axis))
 
 
 @dataclass
