@@ -206,8 +206,10 @@ def main():
         return _print_summary(target, task)
     # features: each usable set, standardised; the conditions every one of them has
     targets, splits, clip_ids = read_index(task_dir / "index.csv", task)
-    if min(len(rows) for rows in splits.values()) == 0:
-        raise UserError(f"{task_dir / 'index.csv'} has an empty split: every split needs clips")
+    empty = [split for split, rows in splits.items() if len(rows) == 0]
+    if empty:
+        raise UserError(f"{task_dir / 'index.csv'} has no {' or '.join(empty)} clips: the probes need clips in every "
+                        f"split (train, valid, test); complete the dataset and extract the features again")
     sets = [load_feature_set(model_dir / name, splits) for name in names]
     conditions = shared_conditions(sets)
     # probes: fitted together on the sets of one width, scored on every split and condition

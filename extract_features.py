@@ -47,6 +47,7 @@ from common.cli import (
     ArgumentParser,
     UserError,
     add_data_options,
+    add_partial_data_option,
     check_output_dir,
     existing_file,
     folder,
@@ -56,7 +57,13 @@ from common.cli import (
 from common.data.dataset import SPLIT_SCHEMES, load_dataset
 from common.data.subsets import checkpoint_order
 from common.evaluation import handcrafted, tasks
-from common.evaluation.extraction import bfloat16_keeps_differences, embed_clips, sample_per_split, windows
+from common.evaluation.extraction import (
+    BFLOAT16_CHECK_CLIPS,
+    checked_precision,
+    embed_clips,
+    sample_per_split,
+    windows,
+)
 from common.evaluation.folder_features import embed_folder
 from common.evaluation.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
 from common.evaluation.task_arguments import add_task_options, task_from_args
@@ -67,8 +74,7 @@ from common.provenance import changes, clips_digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
 HANDCRAFTED = "handcrafted"
-# bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
-BFLOAT16_CHECK_CLIPS = 8
+ALL_CONDITIONS = [CLEAN, 20.0, 10.0, 0.0, *DEFORMATIONS]
 
 
 def parse_args():
@@ -77,6 +83,7 @@ def parse_args():
                         help="a model id (python -m common.models.registry), or handcrafted")
     add_task_options(parser)
     add_data_options(parser)
+    add_partial_data_option(parser)
     parser.add_argument("--runs-dir", type=folder, default=REPO_ROOT / "runs")
     parser.add_argument("--runs-data", help="the pretraining data under runs/ (default: demo with --demo, else MTAT)")
     parser.add_argument("--features-dir", type=folder, default=REPO_ROOT / "features")
@@ -84,7 +91,7 @@ def parse_args():
                         help="only these checkpoints: untrained, a subset (1, 2, ..., full), with -draw<k> and "
                              "-seed<k> where runs have them, and <name>@<step> (or <name>@all) for the weights a "
                              "run kept along the way")
-    parser.add_argument("--snr", nargs="+", type=parse_snr, default=[CLEAN, 20.0, 10.0, 0.0, *DEFORMATIONS],
+    parser.add_argument("--snr", nargs="+", type=parse_snr,
                         metavar="CONDITION", help="test conditions: clean, white noise at SNRs in dB, the study's "
                                                   "deformations deform_0 deform_1 deform_2 (default: all of "
                                                   "clean 20 10 0 deform_0 deform_1 deform_2)")
@@ -245,12 +252,12 @@ def embed_own_folder(args):
             (args.checkpoint is not None) == (args.model == HANDCRAFTED):
         raise UserError("--audio-dir needs --out and either --checkpoint FILE (its model is the checkpoint's) or "
                         "--model handcrafted")
-    if args.task or args.task_csv or args.checkpoints or args.layers:
-        raise UserError("--audio-dir embeds a folder, not a task: leave out --task, --task-csv, --checkpoints and "
-                        "--layers")
+    if args.task or args.task_csv or args.checkpoints or args.layers or args.snr:
+        raise UserError("--audio-dir embeds a folder's files as they are, not a task: leave out --task, --task-csv, "
+                        "--checkpoints, --layers and --snr (a task's test conditions)")
     check_output_dir(args.out, "--out")
     written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window,
-                                          resolve_device(args.device))
+                                          resolve_device(args.device), args.precision, args.batch_size)
     print(f"{written} file(s) embedded, {kept} already there, {skipped} skipped -> {args.out}")
 
 
@@ -279,6 +286,7 @@ def main():
     if args.audio_dir is not None:
         return embed_own_folder(args)
     _refuse_folder_options(args)
+    args.snr = args.snr or ALL_CONDITIONS
     check_output_dir(args.features_dir, "--features-dir")
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
@@ -320,7 +328,7 @@ def checkpoint_sources(args):
 def task_clips(args, task, dataset, task_dir, sample_rate, precision):
     """The task's usable clips at `sample_rate` (a fixed sample with --clips-per-split), written
     to index.csv."""
-    cache = dataset.audio(sample_rate)
+    cache = dataset.audio(sample_rate, partial=args.partial_data)
     clips = [c for c in dataset.clips if c.id in cache]
     if args.clips_per_split:
         clips = sample_per_split(clips, args.clips_per_split)
@@ -374,14 +382,10 @@ def load_encoder(args, job, name, source, state, device, precision):
     if source is None:
         return None, {"model": args.model, "checkpoint": name, "minutes": None}, precision
     model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
-    if args.precision == "auto" and precision == torch.bfloat16:
-        first = [windows(job.cache.clip(c.id), model.encoder.input_samples)[0]
-                 for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
-        if len(first) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(model.encoder, np.stack(first),
-                                                                                 device):
-            print(f"{args.model} {name}: bfloat16 loses the differences between clips of this "
-                  f"checkpoint's embeddings (or too few clips to tell): extracting in float32")
-            precision = torch.float32
+    first = [windows(job.cache.clip(c.id), model.encoder.input_samples)[0] for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
+    precision, why = checked_precision(args.precision, model.encoder, first, device)
+    if why:
+        print(f"{args.model} {name}: {why}")
     untrained = name.startswith("untrained")
     meta = {"model": args.model, "checkpoint": name, "minutes": 0.0 if untrained else model.minutes,
             "subset": "untrained" if untrained else model.subset, "draw": None if untrained else model.draw,

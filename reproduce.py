@@ -40,6 +40,7 @@ from common.cli import (
     ArgumentParser,
     UserError,
     add_data_options,
+    add_partial_data_option,
     check_output_dir,
     existing_file,
     folder,
@@ -92,6 +93,7 @@ OUTPUTS = ("runs", "features", "results", "figures")
 def parse_args():
     parser = ArgumentParser(prog="python reproduce.py", description=__doc__.split("\n")[0])
     add_data_options(parser)
+    add_partial_data_option(parser)
     parser.add_argument("--plan", action="store_true",
                         help="run nothing: print the grid's work per stage and its estimated time on this device "
                              "(from a few timed steps of each model), kept for the run's summary")
@@ -198,6 +200,7 @@ def jobs(args, grid):
     """Every step of the study, in order: (stage, description, script, prepare). `prepare()`,
     called just before the step runs, gives its options, or None when its work is already done."""
     common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
+    partial = ["--partial-data"] if args.partial_data else []
     runs_data = "demo" if args.demo else "MTAT"
     for model, subset, draw, budget, train_options in training_runs(args, grid):
         def prepare(model=model, subset=subset, draw=draw, budget=budget, train_options=train_options):
@@ -205,13 +208,14 @@ def jobs(args, grid):
             if training_done(run_dir, train_options, budget):
                 return None
             resume = ["--resume"] if (run_dir / "last.pt").exists() else []
-            return common + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir, *train_options, *resume]
+            return common + partial + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir,
+                                       *train_options, *resume]
         yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw, budget)}",
                train_command(model)[0], prepare)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
-            options = common + dirs + ["--model", model, *task_option, "--snr", *grid["snr"]]
+            options = common + partial + dirs + ["--model", model, *task_option, "--snr", *grid["snr"]]
             if "clips_per_split" in grid:
                 options += ["--clips-per-split", grid["clips_per_split"]]
             if args.layers and model != "handcrafted":

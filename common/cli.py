@@ -8,6 +8,7 @@ import errno
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,12 @@ def add_data_options(parser):
                         help="use the embedded demo datasets (rendered on first use, no network)")
 
 
+def add_partial_data_option(parser):
+    parser.add_argument("--partial-data", action="store_true",
+                        help="go on where a split of the dataset has no usable clip, or fewer than 95%% of its clips "
+                             "(an incomplete download), with the clips there are")
+
+
 def check_output_dir(path, option):
     """Refuse, before any work, an output folder that is a file or cannot be written."""
     path = Path(path)
@@ -74,9 +81,15 @@ PERMISSION = (errno.EACCES, errno.EPERM)
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, *PERMISSION)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    """A warning as the user reads it: what happened, not the line of source that said so."""
+    return f"warning: {message}\n"
+
+
 def run(main):
     """Run `main()`; a UserError, a folder that cannot take a write, or Ctrl-C ends the program
-    with one line and exit code 2 (130 for Ctrl-C)."""
+    with one line and exit code 2 (130 for Ctrl-C). Warnings print as one line each."""
+    warnings.formatwarning = _one_line_warning
     try:
         main()
     except UserError as error:

@@ -226,14 +226,23 @@ def test_mtat_is_fetched_joined_extracted_and_read(server, tmp_path, monkeypatch
     remotes.append(server.serve("annotations_final.csv", ("\n".join(lines) + "\n").encode()))
     monkeypatch.setattr(mtat, "REMOTES", tuple(remotes))
     root = tmp_path / "MTAT"
-    for folder in set(mtat.AUDIO_FOLDERS) - {c.path[0] for c in clips}:
-        (root / folder).mkdir(parents=True)  # the archive's other folders, which this one lacks
     mtat.ensure(root)
     assert all((root / c.path).exists() for c in clips)
     assert not (root / "mp3.zip").exists()
     read = {c.id: c for c in mtat.read(root)}
     for c in clips:
         assert read[c.id].labels["tags"] == c.labels["tags"] and read[c.id].split == c.split
+
+
+def test_mtat_with_an_audio_folder_missing_is_not_downloaded_again_and_the_folder_is_named(tmp_path, monkeypatch,
+                                                                                          capsys):
+    root = tmp_path / "MTAT"
+    for folder in mtat.AUDIO_FOLDERS[:-1]:
+        (root / folder).mkdir(parents=True)
+    (root / "annotations_final.csv").write_text("")
+    monkeypatch.setattr(mtat, "fetch_all", lambda *args: pytest.fail("a download was started"))
+    mtat.ensure(root)
+    assert "the audio folder(s) f of the 16 are missing" in capsys.readouterr().err
 
 
 def test_tinysol_archive_is_extracted_into_audio(server, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import torch
 from conftest import save_untrained
 
 from common.cli import UserError
+from common.data.audio import as_16_bit
 from common.evaluation.extraction import embed_clips
 from common.models import hear
 from common.models.pretrained import load
@@ -25,9 +26,9 @@ def test_hear_functions_follow_the_contract_on_every_models_save_untrained(model
     assert timestamps.shape == (2, 7) and torch.equal(timestamps[1], torch.arange(7) * 50.0)
     assert (timestamps.diff(dim=1) > 0).all() and torch.isfinite(embeddings).all()
     assert embeddings.device == timestamps.device == audio.device
-    # a timestamp's embedding is the model's embedding of the window centred on it
+    # a timestamp's embedding is the model's embedding of the window centred on it, at 16 bits
     length = model.encoder.input_samples
-    centred = torch.nn.functional.pad(audio[0], (length // 2, length))[:length]
+    centred = torch.nn.functional.pad(torch.from_numpy(as_16_bit(audio[0].numpy())), (length // 2, length))[:length]
     with torch.no_grad():
         torch.testing.assert_close(embeddings[0, 0], model.encoder.embed(centred[None])[0], rtol=1e-4, atol=1e-5)
     scene = hear.get_scene_embeddings(audio, model)
@@ -39,7 +40,7 @@ def test_scene_embeddings_are_the_features_extract_features_writes(tmp_path):
     clips = [np.random.default_rng(i).standard_normal(int(s * 16000)).astype(np.float32) * 0.1
              for i, s in enumerate((2.0, 9.5))]
     features = np.zeros((2, 512), np.float32)
-    embed_clips(model.encoder, lambda i: clips[i], 2, features, 4, torch.device("cpu"))
+    embed_clips(model.encoder, lambda i: as_16_bit(clips[i]), 2, features, 4, torch.device("cpu"))
     for clip, expected in zip(clips, features):
         scene = hear.get_scene_embeddings(torch.from_numpy(clip)[None], model)[0]
         np.testing.assert_allclose(scene.numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -48,7 +48,6 @@ def test_beatport_split_is_stratified_and_stored(scheme, shares, stored, tmp_pat
         name = f"{1000 + i} Artist - Title {i} (Original Mix)"
         (tmp_path / "audio" / f"{name}.mp3").write_bytes(b"")
         (tmp_path / "keys" / f"{name}.txt").write_text(["A minor", "C major", "Gb major"][i % 3])
-    (tmp_path / "keys" / "9999 orphan.txt").write_text("A minor")  # annotation without audio
     clips = beatport.read(tmp_path, scheme)
     assert len(clips) == 60
     for key in ("A minor", "C major", "F# major"):
@@ -58,6 +57,28 @@ def test_beatport_split_is_stratified_and_stored(scheme, shares, stored, tmp_pat
     (tmp_path / "keys" / f"{1000} Artist - Title 0 (Original Mix).txt").write_text("C major")
     assert (tmp_path / stored).read_text() == before
     assert [c.split for c in beatport.read(tmp_path, scheme)] == [c.split for c in clips]
+
+
+def _beatport_tracks(root, names, key="A minor"):
+    for folder in ("audio", "keys"):
+        (root / folder).mkdir(exist_ok=True)
+    for name in names:
+        (root / "audio" / f"{name}.mp3").write_bytes(b"")
+        (root / "keys" / f"{name}.txt").write_text(key)
+
+
+def test_beatport_split_follows_the_annotated_tracks_and_says_so(tmp_path, capsys):
+    _beatport_tracks(tmp_path, [f"track {i}" for i in range(1)])
+    assert [c.split for c in beatport.read(tmp_path)] == ["train"]
+    _beatport_tracks(tmp_path, [f"track {i}" for i in range(1, 10)])
+    (tmp_path / "keys" / "no audio.txt").write_text("C major")  # annotated, its audio missing: listed
+    clips = beatport.read(tmp_path)
+    assert "the annotated tracks changed since" in capsys.readouterr().err
+    assert len(clips) == 11 and "no audio" in {c.id for c in clips}
+    assert sorted(c.split for c in clips) == ["test"] + ["train"] * 9 + ["valid"]
+    assert (tmp_path / "split_study.tsv").read_text().count("\n") == 12
+    assert [c.split for c in beatport.read(tmp_path)] == [c.split for c in clips]  # the same tracks: kept
+    assert capsys.readouterr().err == ""
 
 
 def test_tinysol_reads_folds_and_labels(tmp_path):

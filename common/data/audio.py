@@ -1,11 +1,20 @@
-"""Decoding audio files to mono float32 at a chosen sample rate.
+"""Decoding audio files to mono float32 at a chosen sample rate, at 16-bit resolution.
 
 soundfile (libsndfile) reads WAV, FLAC and MP3 fast; anything it refuses goes through
 librosa's audioread fallback. Every problem with a file ends in an `AudioError` whose
 message is the reason, so callers can skip the file and name it in a manifest.
+
+Decoded audio is rounded to 16 bits (`as_16_bit`), the resolution of the study's sources
+(MTAT's MP3s, TinySOL's and Beatport's masters) and the one the decoded-audio cache stores.
+Every entry point (extraction from the cache, the Python API, --audio-dir, the HEAR module)
+hands the models audio rounded the same way, so one file gives one embedding whichever way
+it came in.
 """
+import os
 import struct
+import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import librosa
@@ -14,6 +23,22 @@ import soundfile as sf
 
 # Peak below this (about -80 dBFS) counts as silence: nothing to learn from.
 SILENCE_PEAK = 1e-4
+PCM16_SCALE = 32767.0
+
+
+def to_pcm16(y):
+    """float audio in [-1, 1] -> int16 samples (clipped beyond)."""
+    return np.round(np.clip(y, -1.0, 1.0) * PCM16_SCALE).astype(np.int16)
+
+
+def from_pcm16(samples):
+    """int16 samples -> float32 audio (the cache's reads and `as_16_bit` share this product)."""
+    return samples * np.float32(1 / PCM16_SCALE)
+
+
+def as_16_bit(y):
+    """float audio rounded to the 16-bit resolution every model input has (idempotent)."""
+    return from_pcm16(to_pcm16(y))
 
 
 class AudioError(Exception):
@@ -54,10 +79,26 @@ def _mp3_stream_bytes(path):
     return None
 
 
+@contextmanager
+def _quiet_decoder():
+    """libsndfile's MP3 decoder (mpg123) prints notes about damaged frames it skips straight to
+    the process's stderr, into any progress bar. The file decodes all the same, and whether
+    what it lost matters is judged by load_audio's checks, so the notes go nowhere."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read(path):
     """Return (samples x channels float32, sample rate, frames the header promised or None)."""
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _quiet_decoder(), sf.SoundFile(str(path)) as f:
             promised = None
             if f.format == "WAV":
                 bits = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64, "PCM_U8": 8}
@@ -88,6 +129,8 @@ def _container(path):
     for magic, offset, name in SIGNATURES:
         if head[offset:offset + len(magic)] == magic:
             return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # a frame sync with MPEG layer 0
+        return "AAC (ADTS)"
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
         return "MP3"
     return None
@@ -145,4 +188,4 @@ def load_audio(path, sample_rate, expected_seconds=None):
         if np.abs(data).max() >= SILENCE_PEAK:
             raise AudioError("silent once its channels are averaged to mono (they cancel: one is the other inverted)")
         raise AudioError("silent")
-    return resample(y, sr, sample_rate).astype(np.float32)
+    return as_16_bit(resample(y, sr, sample_rate))

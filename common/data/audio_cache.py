@@ -31,11 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 from common.atomic import write_json, write_text
-from common.data.audio import AudioError, load_audio
+from common.data.audio import PCM16_SCALE, AudioError, from_pcm16, load_audio, to_pcm16
 from common.provenance import digest
 
 DTYPE = np.int16
-SCALE = 32767.0
 
 
 def _stat(path):
@@ -114,8 +113,8 @@ def build(directory, items, sample_rate, workers=None, desc="decoding audio"):
     wanted = {key for key, _, _ in items}
     skipped = [s for s in cache.skipped if s["key"] in wanted]
     if skipped:  # said at every use, not only when they were met: a run on fewer clips is never silent
-        names = ", ".join(f"{s['key']} ({s['skipped']})" for s in skipped[:5])
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        names = ", ".join(f"{s['path']} ({s['skipped']})" for s in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         warnings.warn(f"skipped {len(skipped)} unusable audio file(s): {names}{more}; "
                       f"see {directory / 'manifest.json'}", stacklevel=2)
     return cache
@@ -143,7 +142,7 @@ def _complete(directory, items, sample_rate, workers, desc):
             for key, y, reason in tqdm(pool.map(decode, todo, chunksize=8), total=len(todo),
                                        desc=desc, unit="clip", leave=False):
                 if reason is None:
-                    audio.write(np.round(np.clip(y, -1.0, 1.0) * SCALE).astype(DTYPE).tobytes())
+                    audio.write(to_pcm16(y).tobytes())
                     audio.flush()
                     entry = {"key": key, "start": data_size, "end": data_size + len(y)}
                     data_size += len(y)
@@ -217,7 +216,7 @@ class AudioCache:
 
     def clip(self, key):
         i = self._position[key]
-        return self._audio[self.starts[i]:self.starts[i] + self.lengths[i]] * np.float32(1 / SCALE)
+        return from_pcm16(self._audio[self.starts[i]:self.starts[i] + self.lengths[i]])
 
     def crop(self, key, offset, length, out=None):
         """`length` samples from `offset` as float32; zero-padded where the clip is shorter."""
@@ -226,7 +225,7 @@ class AudioCache:
         n = max(0, min(length, self.lengths[i] - offset))
         out[:n] = self._audio[self.starts[i] + offset:self.starts[i] + offset + n]
         out[n:] = 0.0
-        out *= np.float32(1 / SCALE)
+        out *= np.float32(1 / PCM16_SCALE)
         return out
 
     def random_crops(self, keys, length, rng):

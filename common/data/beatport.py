@@ -4,17 +4,20 @@
   keys/<name>.txt           the key annotation, e.g. "D minor" (several keys: separated by |)
   meta/<name>.json          original metadata (unused here)
 
-Only files with exactly one "<tonic> <major|minor>" annotation are kept, flats mapped to
+Only tracks with exactly one "<tonic> <major|minor>" annotation are kept, flats mapped to
 sharps: 24 classes. There is no official split. The study's evaluation (mir_ref) drew a
 stratified 80/10/10 split (128 test tracks); that is the default ("study"); the project's
-own is a stratified 60/20/20 ("project"). Each is derived once and stored in the
-dataset folder (split_study.tsv, split.tsv), so it never changes afterwards. (mir_ref's own
-draw used scikit-learn over mirdata's track order, which is not reproducible here: the
-proportions and the stratification are.)
+own is a stratified 60/20/20 ("project"). A split is a function of the annotated tracks
+alone, stored in the dataset folder (split_study.tsv, split.tsv) as a record; when the
+annotations present change (a dataset completed later), it is drawn again and said so.
+A track annotated but without its audio stays in the list, so the decoded-audio cache
+names it as missing. (mir_ref's own draw used scikit-learn over mirdata's track order,
+which is not reproducible here: the proportions and the stratification are.)
 """
 import csv
 import hashlib
 import re
+import sys
 from pathlib import Path
 
 from common.atomic import write_text
@@ -64,25 +67,41 @@ def stratified_split(names_by_key, splits="study"):
     return {name: cycle[i % len(cycle)] for i, name in enumerate(ordered)}
 
 
-def read(root, splits="study"):
-    root = Path(root)
+def annotated_keys(root):
+    """{track name: its key} of every annotation file with exactly one major or minor key."""
     keys = {}
-    for key_file in sorted((root / "keys").glob("*.txt")):
+    for key_file in sorted((Path(root) / "keys").glob("*.txt")):
         key = parse_key(key_file.read_text(encoding="utf-8", errors="replace"))
-        if key is not None and (root / "audio" / f"{key_file.stem}.mp3").exists():
+        if key is not None:
             keys[key_file.stem] = key
-    split_file = root / SPLIT_FILES[splits]
+    return keys
+
+
+def split_of(root, keys, splits="study"):
+    """{track name: split} for the tracks of `keys`: the recorded split while it covers exactly
+    these tracks, else drawn again (and recorded)."""
+    split_file = Path(root) / SPLIT_FILES[splits]
+    recorded = None
     if split_file.exists():
         with open(split_file, newline="", encoding="utf-8") as f:
-            split = {r["name"]: r["split"] for r in csv.DictReader(f, delimiter="\t")}
-    else:
-        by_key = {}
-        for name, key in keys.items():
-            by_key.setdefault(key, []).append(name)
-        split = stratified_split(by_key, splits)
-        write_text(split_file, "name\tsplit\n" + "".join(f"{n}\t{s}\n" for n, s in sorted(split.items())))
-    return [Clip(name, f"audio/{name}.mp3", split[name], {"key": key})
-            for name, key in keys.items() if name in split]
+            recorded = {r["name"]: r["split"] for r in csv.DictReader(f, delimiter="\t")}
+        if recorded.keys() == keys.keys():
+            return recorded
+    by_key = {}
+    for name, key in keys.items():
+        by_key.setdefault(key, []).append(name)
+    split = stratified_split(by_key, splits)
+    if recorded is not None:
+        print(f"Beatport: the annotated tracks changed since {split_file} was written ({len(recorded)} -> "
+              f"{len(split)}): split again", file=sys.stderr)
+    write_text(split_file, "name\tsplit\n" + "".join(f"{n}\t{s}\n" for n, s in sorted(split.items())))
+    return split
+
+
+def read(root, splits="study"):
+    keys = annotated_keys(root)
+    split = split_of(root, keys, splits)
+    return [Clip(name, f"audio/{name}.mp3", split[name], {"key": key}) for name, key in keys.items()]
 
 
 def ensure(root):

@@ -4,6 +4,7 @@ One loader per dataset (mtat.py, tinysol.py, beatport.py beside this file) reads
 dataset's official on-disk layout; the embedded demo datasets are written in the same
 layouts, so the same loader serves both. `load_dataset` is the one entry point.
 """
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,10 @@ DATASETS = ("MTAT", "TinySOL", "beatport_key")
 # How TinySOL and Beatport are split into train/valid/test (MTAT has its one standard split):
 # "study" as the study's evaluation (mir_ref) split them, "project" by the project's own rule.
 SPLIT_SCHEMES = ("study", "project")
+# A split of one of the study's datasets with fewer of its clips usable than this is an
+# incomplete dataset (a folder missing, an archive half extracted), not a few bad files:
+# MTAT's known corrupt clips are already left out of its split.
+COMPLETE_SHARE = 0.95
 
 
 @dataclass
@@ -29,12 +34,31 @@ class Dataset:
     def split(self, name):
         return [c for c in self.clips if c.split == name]
 
-    def audio(self, sample_rate, clips=None, workers=None):
-        """The decoded-audio cache of `clips` (default: all) at `sample_rate`, built on first use."""
+    def audio(self, sample_rate, clips=None, workers=None, partial=False):
+        """The decoded-audio cache of `clips` (default: all) at `sample_rate`, built on first use.
+        A split none of whose clips could be decoded, or (for the study's datasets) under
+        COMPLETE_SHARE of them, stops here unless `partial` (the scripts' --partial-data)."""
         clips = self.clips if clips is None else clips
         items = [(c.id, self.root / c.path, c.seconds) for c in clips]
-        return audio_cache.build((self.cache_dir or self.root / ".cache") / f"sr{sample_rate}", items, sample_rate,
-                                 workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz")
+        cache = audio_cache.build((self.cache_dir or self.root / ".cache") / f"sr{sample_rate}", items, sample_rate,
+                                  workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz")
+        if not partial:
+            self._check_complete(cache, clips)
+        return cache
+
+    def _check_complete(self, cache, clips):
+        skipped = {s["key"]: s for s in cache.skipped}
+        for split in SPLITS:
+            listed = [c for c in clips if c.split == split]
+            lost = [skipped[c.id] for c in listed if c.id not in cache]
+            usable = len(listed) - len(lost)
+            if listed and (usable == 0 or self.name in DATASETS and usable < COMPLETE_SHARE * len(listed)):
+                reasons = Counter(entry["skipped"] for entry in lost)
+                why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+                raise UserError(f"{self.name}: {usable} of the {len(listed)} clips of the {split} split are usable "
+                                f"({why}; e.g. {lost[0]['path']}): complete the dataset (see "
+                                f"{cache.directory / 'manifest.json'}), or pass --partial-data to go on with the "
+                                f"clips there are")
 
 
 def dataset_root(name, data_root=None, demo=False):

@@ -10,6 +10,7 @@ the same format (the demo does).
 """
 import csv
 import gzip
+import sys
 from pathlib import Path
 
 from common.data.clip import Clip
@@ -85,13 +86,18 @@ def read(root):
 
 
 def ensure(root):
-    """Download and extract MTAT into `root` unless it is already there."""
+    """Download and extract MTAT into `root` unless it is already there. Where some of its audio
+    folders are there, nothing is downloaded: the clips of the missing folders count as missing
+    (and a split short of them stops extraction and pretraining, common/data/dataset.py)."""
     root = Path(root)
-    audio_present = all((root / d).is_dir() for d in AUDIO_FOLDERS)
-    if (root / "annotations_final.csv").exists() and audio_present:
-        return
-    if audio_present:
+    present = [d for d in AUDIO_FOLDERS if (root / d).is_dir()]
+    if present and not (root / "annotations_final.csv").exists():
         fetch_all(REMOTES[3:], root, "MagnaTagATune")
+    if present:
+        missing = [d for d in AUDIO_FOLDERS if d not in present]
+        if missing:
+            print(f"MagnaTagATune: the audio folder(s) {', '.join(missing)} of the 16 are missing under {root}: their "
+                  f"clips count as missing", file=sys.stderr)
         return
     files = fetch_all(REMOTES, root, "MagnaTagATune")
     archive = concatenate(files[:3], root / "mp3.zip")

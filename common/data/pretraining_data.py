@@ -19,7 +19,10 @@ from common.data.dataset import Dataset, load_dataset
 from common.data.mtat import TOP50
 from common.provenance import digest
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"}
+# libsndfile reads the first six; the others need an audioread backend (ffmpeg), and a file
+# none can decode is skipped with the reason rather than passed over without a word
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".opus", ".m4a", ".aac", ".wma"}
+AUDIO_FORMATS = "WAV, FLAC, MP3, OGG, AIFF, OPUS, M4A, AAC, WMA"
 
 
 @dataclass
@@ -43,10 +46,10 @@ def _multi_hot(clips, vocabulary):
     return labels
 
 
-def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary, captions=None):
+def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary, captions=None, partial=False):
     """`captions`: {clip id: caption}; made from each clip's tags when None and asked for (an
-    empty dict)."""
-    cache = dataset.audio(sample_rate, clips=clips)
+    empty dict). `partial`: go on with a dataset the decoded clips show incomplete."""
+    cache = dataset.audio(sample_rate, clips=clips, partial=partial)
     usable = [c for c in clips if c.id in cache]
     if not usable:
         raise UserError(f"none of the {len(clips)} clips of {dataset.root} could be decoded "
@@ -58,11 +61,11 @@ def _finish(name, subset, draw, dataset, clips, sample_rate, vocabulary, caption
     return PretrainingData(name, subset, draw, [c.id for c in usable], cache, minutes, vocabulary, labels, texts)
 
 
-def mtat_subset(subset, draw, sample_rate, data_root, demo, learns_from):
+def mtat_subset(subset, draw, sample_rate, data_root, demo, learns_from, partial=False):
     dataset = load_dataset("MTAT", data_root, demo=demo)
     clips = subsets.select(dataset.clips, subset, draw)
     return _finish("demo" if demo else "MTAT", subset, draw, dataset, clips, sample_rate,
-                   TOP50 if learns_from == "tags" else None, {} if learns_from == "captions" else None)
+                   TOP50 if learns_from == "tags" else None, {} if learns_from == "captions" else None, partial)
 
 
 def audio_files(folder):
@@ -70,7 +73,8 @@ def audio_files(folder):
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=None, captions_file=None):
+def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=None, captions_file=None,
+                 partial=False):
     """Every audio file under `folder` (nested folders too); tags from `tags_file` (CSV: path,tags),
     captions from `captions_file` (MuLaP's format: only the files it names). Its decoded-audio
     cache goes under the project's data root, keyed by the folder's path: a user's music folder
@@ -103,9 +107,9 @@ def audio_folder(folder, sample_rate, data_root, tags_file=None, learns_from=Non
     if supervised:
         clips = [c for c in clips if c.labels["tags"]]
     if not clips:
-        raise UserError(f"no usable audio files (WAV, FLAC, MP3, OGG, AIFF) under {folder}"
+        raise UserError(f"no usable audio files ({AUDIO_FORMATS}) under {folder}"
                         + (" with tags in --tags" if supervised else ""))
     vocabulary = tuple(sorted({t for c in clips for t in c.labels["tags"]})) if supervised else None
     cache_dir = Path(data_root) / ".cache" / "audio-dirs" / f"{folder.name}-{digest(str(folder))[:8]}"
     return _finish(f"audio-{folder.name}", "all", 0, Dataset(folder.name, folder, clips, cache_dir=cache_dir), clips,
-                   sample_rate, vocabulary, (captions or {}) if learns_from == "captions" else None)
+                   sample_rate, vocabulary, (captions or {}) if learns_from == "captions" else None, partial)

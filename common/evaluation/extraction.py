@@ -12,7 +12,10 @@ from collections import Counter
 import numpy as np
 import torch
 
-from common.training.distributed import autocast
+from common.training.distributed import autocast, resolve_precision
+
+# bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
+BFLOAT16_CHECK_CLIPS = 8
 
 
 def window_count(n_samples, length):
@@ -41,6 +44,20 @@ def bfloat16_keeps_differences(encoder, batch, device, tolerance=0.2):
         rounded = encoder.embed(x).float()
     exact, rounded = exact - exact.mean(0), rounded - rounded.mean(0)
     return bool((exact - rounded).norm() <= tolerance * exact.norm())
+
+
+def checked_precision(requested, encoder, first_windows, device):
+    """(the precision a checkpoint's features are made in, why it is not the one asked for or
+    None): --precision auto keeps bfloat16 only where it keeps the differences between the
+    first windows of BFLOAT16_CHECK_CLIPS clips (`first_windows`, one per clip)."""
+    precision = resolve_precision(requested, device)
+    if requested != "auto" or precision != torch.bfloat16:
+        return precision, None
+    if len(first_windows) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(
+            encoder, np.stack(first_windows), device):
+        return torch.float32, ("bfloat16 loses the differences between clips of this checkpoint's embeddings (or "
+                               "too few clips to tell): extracting in float32")
+    return precision, None
 
 
 @torch.inference_mode()

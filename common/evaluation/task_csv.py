@@ -6,10 +6,10 @@ The CSV has a header and a row per audio file:
     path,labels,split     multi-label, labels separated by ';': ROC-AUC and PR-AUC, as tagging
 A `label` column whose values hold ';' is read as multi-label too (detected; `labels`
 declares it). Paths are relative to the CSV's folder, or absolute; split is train, valid
-or test (any case), and each split needs at least one file. The task is named after the
-file (moods.csv: moods), and its features and results go where a built-in task's would
-(features/<data>/moods/, results/<data>/moods/), with the task kept beside them as
-task.json for the figures. The audio files are read, never written: they are decoded
+or test; the header and the split are read in any case (Path,Label,Split), and each split
+needs at least one file. The task is named after the file (moods.csv: moods), and its
+features and results go where a built-in task's would (features/<data>/moods/,
+results/<data>/moods/), with the task kept beside them as task.json for the figures. The audio files are read, never written: they are decoded
 once into a cache under <data-root>/.cache/task-csv/, one per CSV.
 """
 import csv
@@ -55,14 +55,14 @@ def _read_rows(path):
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets' byte-order mark
             reader = csv.DictReader(f)
             rows = list(reader)
-            columns = [c.strip() for c in reader.fieldnames or []]
+            columns = [c.strip().lower() for c in reader.fieldnames or []]
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path} is not a UTF-8 CSV file: {error}") from None
     label_column = "labels" if "labels" in columns else "label"
     if not rows or not {"path", label_column, "split"} <= set(columns):
         raise UserError(f"{path} needs a header with the columns path, label (or labels) and split, and a row per "
                         f"audio file; it has {', '.join(columns) or 'no rows'}")
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in rows]
+    rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None} for row in rows]
     for row in rows:
         row["split"] = row["split"].lower()
     wrong = [f"line {i + 2}: {r['split']!r}" for i, r in enumerate(rows) if r["split"] not in SPLITS]

@@ -5,7 +5,10 @@
 The contract (hearbenchmark.com, hear-baseline's reference modules): `load_model(path)`
 returns a torch Module carrying `sample_rate`, `scene_embedding_size` and
 `timestamp_embedding_size`; the two functions take float audio (n_sounds, n_samples) at the
-model's rate, on any device (the model moves to it), and return float32 tensors on it.
+model's rate, on any device (the model moves to it), and return float32 tensors on it. The
+audio is rounded to 16 bits as every entry point rounds it (common/data/audio.py) and
+embedded in float32, so a sound gives the features extract_features.py --precision float32
+gives it.
 - `get_scene_embeddings`: (n_sounds, emb_dim), the mean of the model's non-overlapping input
   windows: the clip embedding extract_features.py computes and the study's probes read.
 - `get_timestamp_embeddings`: (n_sounds, n_timestamps, emb_dim) and the timestamps
@@ -13,13 +16,15 @@ model's rate, on any device (the model moves to it), and return float32 tensors 
   TIMESTAMP_HOP_MS (the audio zero-padded by half a window at both ends, as hear-baseline
   frames it). Every model reads 2.7-5.1 s windows, so a timestamp's embedding describes
   seconds around it, not 50 ms.
-Any checkpoint of any model works, untrained.pt included; a file that is not one is refused
-with a one-line error.
+Any checkpoint of any model works, untrained.pt included; a file that is not one, no path,
+integer samples and non-finite ones are refused with a one-line error.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.cli import UserError
+from common.data.audio import as_16_bit
 from common.evaluation.extraction import window_count
 from common.models.pretrained import Pretrained
 
@@ -36,7 +41,10 @@ class HearModel(nn.Module):
         self.scene_embedding_size = self.timestamp_embedding_size = pretrained.emb_dim
 
 
-def load_model(model_file_path):
+def load_model(model_file_path=""):
+    if not model_file_path:  # HEAR's default: the baselines that need no weights accept none
+        raise UserError("load_model needs a checkpoint of this project (hear-eval-kit's --model), e.g. "
+                        "runs/demo/clmr/5/seed0/last.pt")
     return HearModel(Pretrained(model_file_path))
 
 
@@ -49,10 +57,16 @@ def _embed(model, windows):
 
 
 def _check(audio, model):
+    """The audio as the models take it (float32, at 16-bit resolution), on its own device."""
     if audio.ndim != 2:
         raise ValueError(f"audio must be (n_sounds, n_samples), not {tuple(audio.shape)}")
+    if not audio.is_floating_point():
+        raise ValueError(f"audio must be float in [-1, 1], not {audio.dtype}: scale integer samples first")
+    if not torch.isfinite(audio).all():
+        raise ValueError("audio holds non-finite samples (NaN or infinity)")
     model.to(audio.device).eval()
-    return audio.float()
+    rounded = as_16_bit(audio.detach().float().cpu().numpy())
+    return torch.from_numpy(rounded).to(audio.device)
 
 
 def get_timestamp_embeddings(audio, model, hop_ms=TIMESTAMP_HOP_MS):

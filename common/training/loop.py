@@ -87,7 +87,8 @@ def _train(model_name, objective, args, world, learns_from, views):
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
     steps = _Steps(model, objective, optimizer, scheduler, args, world, data, views, run)
     # budget: the epochs --budget takes; the FLOPs of a step, recorded in every checkpoint
-    _apply_budget(args, len(steps.plan(0)))
+    steps_per_epoch = len(steps.plan(0))
+    _apply_budget(args, steps_per_epoch)
     run.identity["step_flops"] = steps.flops()
     # start: where last.pt stopped, or step 0 with config.json and untrained.pt written
     if args.resume:
@@ -100,7 +101,7 @@ def _train(model_name, objective, args, world, learns_from, views):
     steps.run(progress)
     run.finish(progress, args)
     if world.is_main:
-        print(f"trained {model_name} for {progress.step} steps ({progress.epoch} epochs, "
+        print(f"trained {model_name} for {progress.step} steps ({progress.step / steps_per_epoch:.3g} epochs, "
               f"{progress.step * run.identity['step_flops']:.3g} FLOPs) on {data.minutes:.1f} "
               f"minutes ({len(data.keys)} clips, {args.crops} crops): {run.dir}")
 
@@ -119,10 +120,12 @@ def _training_data(args, sample_rate, learns_from):
     if args.audio_dir is not None:
         if args.draw:
             raise UserError("--draw picks clips of an MTAT subset: it does not go with --audio-dir")
-        return audio_folder(args.audio_dir, sample_rate, args.data_root, args.tags, learns_from, captions)
+        return audio_folder(args.audio_dir, sample_rate, args.data_root, args.tags, learns_from, captions,
+                            args.partial_data)
     if args.tags is not None or captions is not None:
         raise UserError(f"--{'tags' if args.tags else 'captions'} goes with --audio-dir")
-    return mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, learns_from)
+    return mtat_subset(args.subset, args.draw, sample_rate, args.data_root, args.demo, learns_from,
+                       args.partial_data)
 
 
 def _run_dir(args, data, model_name, world):

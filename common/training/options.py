@@ -7,6 +7,7 @@ from common.cli import (
     REPO_ROOT,
     ArgumentParser,
     add_data_options,
+    add_partial_data_option,
     existing_file,
     folder,
     non_negative_float,
@@ -48,6 +49,7 @@ def parse_args(model_name, description, defaults, argv=None, learns_from=None):
                         help="0: the study's subset (default); 1, 2, ...: a seeded genre-balanced draw of the "
                              "same size")
     add_data_options(parser)
+    add_partial_data_option(parser)
     parser.add_argument("--audio-dir", type=folder, help="pretrain on every audio file under this folder instead")
     parser.add_argument("--tags", type=existing_file, help="with --audio-dir: CSV (path,tags; tags separated by ';')")
     if learns_from == "captions":
