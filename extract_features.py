@@ -54,7 +54,7 @@ from common.cli import (
     positive_int,
     run,
 )
-from common.data.dataset import SPLIT_SCHEMES, load_dataset
+from common.data.dataset import SPLIT_SCHEMES, SPLITS, load_dataset
 from common.data.subsets import checkpoint_order
 from common.evaluation import handcrafted, tasks
 from common.evaluation.extraction import (
@@ -330,6 +330,12 @@ def task_clips(args, task, dataset, task_dir, sample_rate, precision):
     to index.csv."""
     cache = dataset.audio(sample_rate, partial=args.partial_data)
     clips = [c for c in dataset.clips if c.id in cache]
+    empty = [split for split in SPLITS if not any(c.split == split for c in clips)]
+    if empty and not args.partial_data:
+        listed = ", ".join(f"{sum(c.split == split for c in dataset.clips)} listed in {split}" for split in empty)
+        raise UserError(f"{dataset.name}: no usable clips in the {' or '.join(empty)} split ({listed}; see "
+                        f"{cache.directory / 'manifest.json'}): the probes need clips in every split; complete the "
+                        f"dataset, or pass --partial-data to extract what there is")
     if args.clips_per_split:
         clips = sample_per_split(clips, args.clips_per_split)
     write_index(task_dir / "index.csv", clips, task,

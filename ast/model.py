@@ -11,9 +11,9 @@ ImageNet weights: nothing is downloaded.
 import torch
 from torch import nn
 
-from common.models.encoder import AudioEncoder
-from common.models.melspec import FrontEnd
-from common.models.transformer import Block, PatchEmbed, init_weights
+from ...models.encoder import AudioEncoder
+from ...models.melspec import FrontEnd
+from ...models.transformer import Block, PatchEmbed, init_weights
 
 FRAMES, WIDTH, DEPTH, HEADS = 320, 768, 12, 12
 

@@ -22,7 +22,7 @@ loss acts.
 """
 from torch import nn
 
-from common.models.encoder import AudioEncoder
+from ...models.encoder import AudioEncoder
 
 BLOCK_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
 

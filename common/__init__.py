@@ -6,4 +6,8 @@
     evaluation/  features, tasks, probes, metrics, choices on validation, figures, the study's numbers
 and, used by all of them, cli.py (one-line errors), atomic.py (atomic writes),
 provenance.py (what a result was made from) and plan.py (the study's cost before it runs).
+
+Installed with `pip install .`, this folder is the package `limited_data_music` (a name of
+its own: a bare `common` would clash with any other package of that name); its modules
+import one another relatively, so the same files serve under either name.
 """

@@ -26,17 +26,17 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from common.cli import UserError
-from common.data import captions
-from common.data.dataset import load_dataset
-from common.data.mtat import TOP50, read_index
-from common.data.subsets import select
-from common.evaluation import handcrafted, probes
-from common.evaluation.extraction import sample_per_split, window_count
-from common.models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
-from common.training.distributed import World, autocast, resolve_precision
-from common.training.epochs import Batch, epoch_plan, items_per_clip
-from common.training.options import parse_args
+from .cli import UserError
+from .data import captions
+from .data.dataset import load_dataset
+from .data.mtat import TOP50, read_index
+from .data.subsets import select
+from .evaluation import handcrafted, probes
+from .evaluation.extraction import sample_per_split, window_count
+from .models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
+from .training.distributed import World, autocast, resolve_precision
+from .training.epochs import Batch, epoch_plan, items_per_clip
+from .training.options import parse_args
 
 STAGES = ("pretrain", "extract", "probes")
 

@@ -19,9 +19,9 @@ of self-attention, then 2 co-attention layers; captions of at most 32 tokens.
 import torch
 from torch import nn
 
-from common.data.captions import SPECIAL
-from common.models.registry import model_class
-from common.models.transformer import Block, CrossAttention, init_weights, mlp
+from ...data.captions import SPECIAL
+from ...models.registry import model_class
+from ...models.transformer import Block, CrossAttention, init_weights, mlp
 
 WIDTH, HEADS, TEXT_DEPTH, AUDIO_DEPTH, CO_DEPTH, MAX_TOKENS = 256, 4, 4, 2, 2, 32
 MusiCNN = model_class("musicnn")

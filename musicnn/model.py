@@ -16,8 +16,8 @@ mid end (744 filters: 11,999,889 parameters) gives the study table's 12.0 M.
 import torch
 from torch import nn
 
-from common.models.encoder import AudioEncoder
-from common.models.melspec import FrontEnd
+from ...models.encoder import AudioEncoder
+from ...models.melspec import FrontEnd
 
 TIMBRAL_FILTERS, TEMPORAL_FILTERS = 204, 51  # musicnn's filter factor 1.6 x 128 and 1.6 x 32
 

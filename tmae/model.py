@@ -12,9 +12,9 @@ whole, unmasked input.
 import torch
 from torch import nn
 
-from common.models.encoder import AudioEncoder
-from common.models.melspec import FrontEnd
-from common.models.transformer import Block, PatchEmbed, init_weights, sincos_positions
+from ...models.encoder import AudioEncoder
+from ...models.melspec import FrontEnd
+from ...models.transformer import Block, PatchEmbed, init_weights, sincos_positions
 
 PATCH, WIDTH, DEPTH, HEADS = 16, 256, 8, 4
 DECODER_WIDTH, DECODER_DEPTH, DECODER_HEADS = 128, 4, 4

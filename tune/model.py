@@ -18,7 +18,7 @@ in CLMR. Without that head TUNe has 2,096,970 parameters and TUNe+ 2,220,390: th
 import torch
 from torch import nn
 
-from common.models.encoder import AudioEncoder
+from ...models.encoder import AudioEncoder
 
 WIDTH = 11  # channels of the first block; they double at each of the five levels
 

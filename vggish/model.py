@@ -9,8 +9,8 @@ ReLU, 2x2 max pool) take 128 x 231 frames down to 1 x 1; a global max pool, then
 import torch
 from torch import nn
 
-from common.models.encoder import AudioEncoder
-from common.models.melspec import FrontEnd
+from ...models.encoder import AudioEncoder
+from ...models.melspec import FrontEnd
 
 CHANNELS = (128, 128, 256, 256, 256, 256, 512)
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.atomic import write_json, write_text
-from common.data.audio import PCM16_SCALE, AudioError, from_pcm16, load_audio, to_pcm16
-from common.provenance import digest
+from ..atomic import write_json, write_text
+from ..provenance import digest
+from .audio import PCM16_SCALE, AudioError, from_pcm16, load_audio, to_pcm16
 
 DTYPE = np.int16
 
@@ -98,10 +98,11 @@ def _pending(entries, items):
     return retried, [(key, str(path), sec) for key, path, sec in items if key not in done]
 
 
-def build(directory, items, sample_rate, workers=None, desc="decoding audio"):
+def build(directory, items, sample_rate, workers=None, desc="decoding audio", root=None):
     """Make sure every (key, path, expected_seconds) of `items` is in the cache at `directory`.
 
-    Files that cannot be used are skipped, named in a warning and in manifest.json.
+    Files that cannot be used are skipped, named in a warning (by their path relative to
+    `root`, the dataset's folder, where given) and in manifest.json.
     Returns the open `AudioCache`. A complete cache is read without taking the lock, so a
     read-only copy of the data serves as well.
     """
@@ -113,7 +114,8 @@ def build(directory, items, sample_rate, workers=None, desc="decoding audio"):
     wanted = {key for key, _, _ in items}
     skipped = [s for s in cache.skipped if s["key"] in wanted]
     if skipped:  # said at every use, not only when they were met: a run on fewer clips is never silent
-        names = ", ".join(f"{s['path']} ({s['skipped']})" for s in skipped[:3])
+        names = ", ".join(f"{s['path'] if root is None else os.path.relpath(s['path'], root)} ({s['skipped']})"
+                          for s in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         warnings.warn(f"skipped {len(skipped)} unusable audio file(s): {names}{more}; "
                       f"see {directory / 'manifest.json'}", stacklevel=2)

@@ -20,9 +20,9 @@ import re
 import sys
 from pathlib import Path
 
-from common.atomic import write_text
-from common.data.clip import Clip
-from common.data.download import Remote, extract, fetch_all
+from ..atomic import write_text
+from .clip import Clip
+from .download import Remote, extract, fetch_all
 
 TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 KEYS = tuple(f"{t} {m}" for m in ("major", "minor") for t in TONICS)

@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 import torch
 
-from common.cli import UserError
+from ..cli import UserError
 
 # The MTAT top-50 tags by what they describe; any other tag (a user's) counts as "other".
 GENRES = {"classical", "classic", "techno", "electronic", "rock", "indian", "opera", "pop", "new age", "dance",

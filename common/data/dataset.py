@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import DEFAULT_DATA_ROOT, UserError
-from common.data import audio_cache, beatport, mtat, tinysol
-from common.data import demo as demo_data
+from ..cli import DEFAULT_DATA_ROOT, UserError
+from . import audio_cache, beatport, mtat, tinysol
+from . import demo as demo_data
 
 SPLITS = ("train", "valid", "test")
 DATASETS = ("MTAT", "TinySOL", "beatport_key")
@@ -36,13 +36,13 @@ class Dataset:
 
     def audio(self, sample_rate, clips=None, workers=None, partial=False):
         """The decoded-audio cache of `clips` (default: all) at `sample_rate`, built on first use.
-        A split none of whose clips could be decoded, or (for the study's datasets) under
-        COMPLETE_SHARE of them, stops here unless `partial` (the scripts' --partial-data)."""
+        A split of one of the study's datasets with under COMPLETE_SHARE of its clips usable
+        stops here unless `partial` (the scripts' --partial-data)."""
         clips = self.clips if clips is None else clips
         items = [(c.id, self.root / c.path, c.seconds) for c in clips]
         cache = audio_cache.build((self.cache_dir or self.root / ".cache") / f"sr{sample_rate}", items, sample_rate,
-                                  workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz")
-        if not partial:
+                                  workers=workers, desc=f"decoding {self.name} at {sample_rate} Hz", root=self.root)
+        if self.name in DATASETS and not partial:
             self._check_complete(cache, clips)
         return cache
 
@@ -51,12 +51,11 @@ class Dataset:
         for split in SPLITS:
             listed = [c for c in clips if c.split == split]
             lost = [skipped[c.id] for c in listed if c.id not in cache]
-            usable = len(listed) - len(lost)
-            if listed and (usable == 0 or self.name in DATASETS and usable < COMPLETE_SHARE * len(listed)):
+            if len(listed) - len(lost) < COMPLETE_SHARE * len(listed):
                 reasons = Counter(entry["skipped"] for entry in lost)
                 why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-                raise UserError(f"{self.name}: {usable} of the {len(listed)} clips of the {split} split are usable "
-                                f"({why}; e.g. {lost[0]['path']}): complete the dataset (see "
+                raise UserError(f"{self.name}: {len(listed) - len(lost)} of the {len(listed)} clips of the {split} "
+                                f"split are usable ({why}; e.g. {lost[0]['path']}): complete the dataset (see "
                                 f"{cache.directory / 'manifest.json'}), or pass --partial-data to go on with the "
                                 f"clips there are")
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.atomic import write_json
-from common.cli import UserError
+from ..atomic import write_json
+from ..cli import UserError
 
 MIRROR_VARIABLE = "LIMITED_DATA_MIRROR"
 CHUNK = 1 << 20

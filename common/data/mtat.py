@@ -13,8 +13,8 @@ import gzip
 import sys
 from pathlib import Path
 
-from common.data.clip import Clip
-from common.data.download import Remote, concatenate, extract, fetch_all
+from .clip import Clip
+from .download import Remote, concatenate, extract, fetch_all
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 INDEX_NAME = "mtat_index.tsv.gz"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import UserError
-from common.data import captions as caption_files
-from common.data import subsets
-from common.data.clip import Clip
-from common.data.dataset import Dataset, load_dataset
-from common.data.mtat import TOP50
-from common.provenance import digest
+from ..cli import UserError
+from ..provenance import digest
+from . import captions as caption_files
+from . import subsets
+from .clip import Clip
+from .dataset import Dataset, load_dataset
+from .mtat import TOP50
 
 # libsndfile reads the first six; the others need an audioread backend (ffmpeg), and a file
 # none can decode is skipped with the reason rather than passed over without a word

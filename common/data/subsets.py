@@ -20,7 +20,7 @@ no random generator's version can change.
 import hashlib
 import re
 
-from common.cli import ArgumentParser, UserError, add_data_options, non_negative_int, run
+from ..cli import ArgumentParser, UserError, add_data_options, non_negative_int, run
 
 GENRES = ("classical", "techno", "electronic", "rock", "indian", "opera", "pop", "new age",
           "country", "choral")
@@ -134,11 +134,11 @@ def main():
                              "same size")
     args = parser.parse_args()
     if args.demo:
-        from common.data.dataset import load_dataset
+        from .dataset import load_dataset
         clips = load_dataset("MTAT", args.data_root, demo=True).clips
         title = "demo MTAT"
     else:
-        from common.data.mtat import read_index
+        from .mtat import read_index
         clips = read_index()
         title = "MTAT (real metadata)"
     if args.list:

@@ -11,8 +11,8 @@ the default; the project's own (folds 0-2 train, 3 valid, 4 test) is "project".
 import csv
 from pathlib import Path
 
-from common.data.clip import Clip
-from common.data.download import Remote, extract, fetch_all
+from .clip import Clip
+from .download import Remote, extract, fetch_all
 
 HEADER = ("Path,Fold,Family,Instrument (abbr.),Instrument (in full),Technique (abbr.),"
           "Technique (in full),Pitch,Pitch ID,Dynamics,Dynamics ID,Instance ID,"

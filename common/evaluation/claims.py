@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.cli import ArgumentParser, UserError, existing_dir, run
-from common.data.subsets import checkpoint_order
-from common.evaluation import reference, tasks
-from common.evaluation.noise import CLEAN, DEFORMATIONS
-from common.evaluation.probes import STUDY_PROBES
-from common.evaluation.stats import (
+from ..cli import ArgumentParser, UserError, existing_dir, run
+from ..data.subsets import checkpoint_order
+from . import reference, tasks
+from .noise import CLEAN, DEFORMATIONS
+from .probes import STUDY_PROBES
+from .stats import (
     ALPHA,
     MARGINS,
     Difference,
@@ -157,7 +157,7 @@ def hanley_mcneil_se(auc, n_pos, n_neg):
 @functools.cache
 def mtat_test_tags():
     """(positives per top-50 tag, clips) of the MTAT test split."""
-    from common.data.mtat import TOP50, read_index
+    from ..data.mtat import TOP50, read_index
     test = [clip for clip in read_index() if clip.split == "test"]
     return np.array([sum(tag in clip.labels["tags"] for clip in test) for tag in TOP50]), len(test)
 

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from common.training.distributed import autocast, resolve_precision
+from ..training.distributed import autocast, resolve_precision
 
 # bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
 BFLOAT16_CHECK_CLIPS = 8

@@ -38,14 +38,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from common.atomic import atomic_path  # noqa: E402
-from common.data.subsets import checkpoint_order  # noqa: E402
-from common.evaluation import scaling, stats, tasks  # noqa: E402
-from common.evaluation.labels import WHOLE_SPLIT  # noqa: E402
-from common.evaluation.noise import DEFORMATIONS  # noqa: E402
-from common.evaluation.probes import PROBES, STUDY_PROBES  # noqa: E402
-from common.evaluation.selection import best_probe  # noqa: E402
-from common.models.registry import MODELS, base_name, model_ids, sort_key  # noqa: E402
+from ..atomic import atomic_path  # noqa: E402
+from ..data.subsets import checkpoint_order  # noqa: E402
+from ..models.registry import MODELS, base_name, model_ids, sort_key  # noqa: E402
+from . import scaling, stats, tasks  # noqa: E402
+from .labels import WHOLE_SPLIT  # noqa: E402
+from .noise import DEFORMATIONS  # noqa: E402
+from .probes import PROBES, STUDY_PROBES  # noqa: E402
+from .selection import best_probe  # noqa: E402
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
 
@@ -160,9 +160,9 @@ def _drawn_probes(rows, task, probes=None):
 def _study_tables():
     """The study's published numbers and the minutes of its subsets, read once per process
     (about 2 s; the minutes figure asks for them per task, model, probe and condition)."""
-    from common.data import subsets
-    from common.data.mtat import read_index
-    from common.evaluation import reference
+    from ..data import subsets
+    from ..data.mtat import read_index
+    from . import reference
     return reference.load(), {subset: m for subset, _, m in subsets.table(read_index())}
 
 

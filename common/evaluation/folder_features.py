@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.atomic import write_json, write_serialised, write_text
-from common.cli import UserError
-from common.data.audio import AudioError, load_audio
-from common.data.pretraining_data import AUDIO_FORMATS, audio_files
-from common.evaluation import handcrafted
-from common.evaluation.extraction import BFLOAT16_CHECK_CLIPS, checked_precision, windows
-from common.models.pretrained import Pretrained
+from ..atomic import write_json, write_serialised, write_text
+from ..cli import UserError
+from ..data.audio import AudioError, load_audio
+from ..data.pretraining_data import AUDIO_FORMATS, audio_files
+from ..models.pretrained import Pretrained
+from . import handcrafted
+from .extraction import BFLOAT16_CHECK_CLIPS, checked_precision, windows
 
 # Embeddings whose differences are under this share of their size are, to the eye, one vector
 COLLAPSED_SPREAD = 0.01

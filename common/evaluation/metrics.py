@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import rankdata
 
-from common.data.beatport import KEYS
+from ..data.beatport import KEYS
 
 
 def roc_auc_macro(y_true, scores):

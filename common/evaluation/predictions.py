@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.atomic import atomic_path
-from common.data.subsets import checkpoint_order
-from common.evaluation.noise import condition_order
-from common.evaluation.probes import PROBES
+from ..atomic import atomic_path
+from ..data.subsets import checkpoint_order
+from .noise import condition_order
+from .probes import PROBES
 
 KEYS = ("checkpoint", "probe", "seed", "condition")
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.evaluation.metrics import key_score_table
-from common.training.distributed import autocast
+from ..training.distributed import autocast
+from .metrics import key_score_table
 
 
 @dataclass(frozen=True)

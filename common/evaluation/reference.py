@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import ArgumentParser, UserError, run
-from common.data.subsets import SUBSETS
+from ..cli import ArgumentParser, UserError, run
+from ..data.subsets import SUBSETS
 
 SOURCE = Path(__file__).resolve().parent.parent / "resources" / "study_results.csv.gz"
 SOURCE_SHA256 = "11c92655ae20bdc64c8766a2f84c691a2d6fcdd7cad5cebc9cd860b9d7a62ffc"

@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
-from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
-from common.evaluation import stats, tasks
-from common.evaluation.noise import condition_order
-from common.evaluation.probes import PROBES
-from common.training.distributed import add_device_option, resolve_device
+from ..cli import ArgumentParser, UserError, existing_dir, positive_int, run
+from ..data.subsets import CHECKPOINT_NAME, checkpoint_order
+from ..training.distributed import add_device_option, resolve_device
+from . import stats, tasks
+from .noise import condition_order
+from .probes import PROBES
 
 ALPHAS = np.geomspace(0.02, 4.0, 241)
 TARGET = 0.95  # of the largest subset's score

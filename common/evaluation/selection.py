@@ -6,7 +6,7 @@ beside its test scores (the results' `split` column), and every "best" in the su
 figures, notebook and README is the one with the highest mean validation score of the
 task's primary metric; the number then shown is its test score.
 """
-from common.evaluation import tasks
+from . import tasks
 
 
 def validation(rows, task):

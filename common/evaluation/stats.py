@@ -40,17 +40,17 @@ import pandas as pd
 import torch
 from scipy.stats import norm
 
-from common.atomic import write_json, write_text
-from common.cli import ArgumentParser, UserError, existing_dir, positive_int, run
-from common.data.subsets import CHECKPOINT_NAME, checkpoint_order
-from common.evaluation import predictions, tasks
-from common.evaluation.labels import WHOLE_SPLIT
-from common.evaluation.metrics import METRICS
-from common.evaluation.noise import CLEAN, DEFORMATIONS, condition_order
-from common.evaluation.probes import PROBES
-from common.evaluation.selection import best_probes
-from common.evaluation.weighted_metrics import resampled
-from common.training.distributed import add_device_option, resolve_device
+from ..atomic import write_json, write_text
+from ..cli import ArgumentParser, UserError, existing_dir, positive_int, run
+from ..data.subsets import CHECKPOINT_NAME, checkpoint_order
+from ..training.distributed import add_device_option, resolve_device
+from . import predictions, tasks
+from .labels import WHOLE_SPLIT
+from .metrics import METRICS
+from .noise import CLEAN, DEFORMATIONS, condition_order
+from .probes import PROBES
+from .selection import best_probes
+from .weighted_metrics import resampled
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95

@@ -1,8 +1,8 @@
 """The --task and --task-csv options of extract_features.py and downstream.py: a built-in
 task (tasks.py) or one of one's own (task_csv.py)."""
-from common.cli import UserError, existing_file
-from common.evaluation import task_csv
-from common.evaluation.tasks import TASKS
+from ..cli import UserError, existing_file
+from . import task_csv
+from .tasks import TASKS
 
 
 def add_task_options(parser):

@@ -9,18 +9,19 @@ declares it). Paths are relative to the CSV's folder, or absolute; split is trai
 or test; the header and the split are read in any case (Path,Label,Split), and each split
 needs at least one file. The task is named after the file (moods.csv: moods), and its
 features and results go where a built-in task's would (features/<data>/moods/,
-results/<data>/moods/), with the task kept beside them as task.json for the figures. The audio files are read, never written: they are decoded
-once into a cache under <data-root>/.cache/task-csv/, one per CSV.
+results/<data>/moods/), with the task kept beside them as task.json for the figures. The
+audio files are read, never written: they are decoded once into a cache under
+<data-root>/.cache/task-csv/, one per CSV.
 """
 import csv
 import re
 from pathlib import Path
 
-from common.cli import DEFAULT_DATA_ROOT, UserError
-from common.data.clip import Clip
-from common.data.dataset import SPLITS, Dataset
-from common.evaluation import tasks
-from common.provenance import digest
+from ..cli import DEFAULT_DATA_ROOT, UserError
+from ..data.clip import Clip
+from ..data.dataset import SPLITS, Dataset
+from ..provenance import digest
+from . import tasks
 
 SHOWN = 5  # a refusal names this many of the rows it is about
 

@@ -14,12 +14,12 @@ task.json beside its features and results so that figures and summaries read it 
 import json
 from dataclasses import asdict, dataclass
 
-from common.atomic import write_json
-from common.cli import UserError
-from common.data.beatport import KEYS
-from common.data.mtat import TOP50
-from common.data.tinysol import INSTRUMENTS
-from common.evaluation.metrics import PRIMARY
+from ..atomic import write_json
+from ..cli import UserError
+from ..data.beatport import KEYS
+from ..data.mtat import TOP50
+from ..data.tinysol import INSTRUMENTS
+from .metrics import PRIMARY
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 

@@ -15,7 +15,7 @@ float64, so every resample's value is exact.
 import numpy as np
 import torch
 
-from common.evaluation.metrics import key_score_table
+from .metrics import key_score_table
 
 
 def _columns(weights, columns):

@@ -13,8 +13,8 @@ import zipfile
 
 import torch
 
-from common.atomic import write_serialised
-from common.cli import UserError
+from ..atomic import write_serialised
+from ..cli import UserError
 
 
 def save(path, payload):

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.cli import UserError
-from common.data.audio import as_16_bit
-from common.evaluation.extraction import window_count
-from common.models.pretrained import Pretrained
+from ..cli import UserError
+from ..data.audio import as_16_bit
+from ..evaluation.extraction import window_count
+from .pretrained import Pretrained
 
 TIMESTAMP_HOP_MS = 50  # hear-baseline's; HEAR's event tasks are scored at this resolution
 BATCH_SIZE = 32

@@ -1,6 +1,6 @@
 """Any checkpoint of this project as an embedding function, from Python.
 
-    from common.models.pretrained import load
+    from .pretrained import load
     model = load("runs/demo/vggish/5/seed0/last.pt")          # or untrained.pt, checkpoints/step*.pt
     clip = model.embed(waveform, sample_rate=44100)             # (emb_dim,): the mean of its windows
     frames, seconds = model.embed(waveform, 44100, per_window=True)   # (windows, emb_dim), window starts
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.cli import UserError
-from common.data.audio import as_16_bit, load_audio, resample
-from common.evaluation.extraction import windows
-from common.models import checkpoints
-from common.models.registry import build_for
-from common.training.distributed import autocast
+from ..cli import UserError
+from ..data.audio import as_16_bit, load_audio, resample
+from ..evaluation.extraction import windows
+from ..training.distributed import autocast
+from . import checkpoints
+from .registry import build_for
 
 # A waveform shorter than this holds nothing to describe (the models read 2.7-5.1 s windows;
 # the shortest clips the probes see, TinySOL's notes, last about a second)

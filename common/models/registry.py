@@ -2,7 +2,11 @@
 
 Each model lives in its own top-level folder (`vggish/model.py`, ...). They are loaded by
 file path rather than imported as packages: a package named `ast` would shadow Python's
-standard-library module `ast`, so the `ast/` folder must never become one.
+standard-library module `ast`, so the `ast/` folder must never become one. Each is loaded
+as the library's `study_models.<name>.<file>` (common.study_models.vggish.model in a
+checkout; installed with pip, limited_data_music.study_models.vggish.model, a real
+package), which is why a model file imports the library three levels up:
+`from ...models.encoder import AudioEncoder`.
 
 A model id names one configuration, and is what runs/, features/ and the results CSVs are
 keyed by: `<model>[-<variant>][-no-<augmentation>...][-librosa]`. The variants are a model's
@@ -22,21 +26,24 @@ import argparse
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
-from common.cli import REPO_ROOT, ArgumentParser, UserError, run
+from ..cli import REPO_ROOT, ArgumentParser, UserError, run
 
 CLASSES = {"vggish": "VGGish", "musicnn": "MusiCNN", "ast": "AST", "clmr": "CLMR", "tmae": "TMAE", "tune": "TUNe",
            "mulap": "MuLaP"}
 MODELS = tuple(CLASSES)
 STUDY_MODELS = MODELS[:5]  # the study's five; reproduce.py runs these unless told otherwise
 LIBROSA = "librosa"
-# In a checkout the model folders lie beside common/; installed with pip, under study_models/
-MODELS_ROOT = REPO_ROOT if (REPO_ROOT / "vggish" / "model.py").exists() else REPO_ROOT / "study_models"
+LIBRARY = __package__.split(".")[0]  # common in a checkout, limited_data_music installed
+# In a checkout the model folders lie beside common/; installed with pip, in the package's study_models/
+MODELS_ROOT = REPO_ROOT if (REPO_ROOT / "vggish" / "model.py").exists() else \
+    Path(__file__).parent.parent / "study_models"
 _variant_classes = {}
 
 
 def _load(name, file):
-    module_name = f"study_models.{name}.{file}"
+    module_name = f"{LIBRARY}.study_models.{name}.{file}"
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, MODELS_ROOT / name / f"{file}.py")
         module = importlib.util.module_from_spec(spec)

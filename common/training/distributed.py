@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from common.cli import UserError
+from ..cli import UserError
 
 
 @dataclass

@@ -11,7 +11,7 @@ import copy
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from common.training import distributed
+from . import distributed
 
 
 def step_flops(model, objective, batch, world, precision):

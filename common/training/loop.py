@@ -37,17 +37,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from common.cli import UserError, check_output_dir
-from common.data.captions import vocabulary
-from common.data.pretraining_data import audio_folder, mtat_subset
-from common.data.subsets import training_set_name
-from common.models.registry import build_for, model_class, model_id
-from common.training import distributed
-from common.training.epochs import Batch, epoch_items, epoch_plan, read_crops, seed_step
-from common.training.flops import step_flops
-from common.training.global_batch import sync_batchnorm
-from common.training.options import parse_args
-from common.training.run_folder import Progress, RunFolder, check_resumable, restore
+from ..cli import UserError, check_output_dir
+from ..data.captions import vocabulary
+from ..data.pretraining_data import audio_folder, mtat_subset
+from ..data.subsets import training_set_name
+from ..models.registry import build_for, model_class, model_id
+from . import distributed
+from .epochs import Batch, epoch_items, epoch_plan, read_crops, seed_step
+from .flops import step_flops
+from .global_batch import sync_batchnorm
+from .options import parse_args
+from .run_folder import Progress, RunFolder, check_resumable, restore
 
 
 def tagging_loss(model, batch):

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from common.cli import (
+from ..cli import (
     REPO_ROOT,
     ArgumentParser,
     add_data_options,
@@ -15,10 +15,10 @@ from common.cli import (
     positive_float,
     positive_int,
 )
-from common.data.subsets import SUBSETS
-from common.models.melspec import FRONT_ENDS
-from common.models.registry import augmentations, model_class
-from common.training import distributed
+from ..data.subsets import SUBSETS
+from ..models.melspec import FRONT_ENDS
+from ..models.registry import augmentations, model_class
+from . import distributed
 
 CROPS = ("tile", "random")
 LR_SCHEDULES = ("plateau", "constant")

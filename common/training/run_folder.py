@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.atomic import write_json, write_text
-from common.cli import UserError
-from common.models import checkpoints
-from common.models.registry import describe
+from ..atomic import write_json, write_text
+from ..cli import UserError
+from ..models import checkpoints
+from ..models.registry import describe
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "items_per_s", "data_s")
 # Settings a resumed run must share with the run it continues: the step counter is its

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common.data.demo import beatport, mtat, tinysol
+from . import beatport, mtat, tinysol
 
 MODULES = {"MTAT": mtat, "TinySOL": tinysol, "beatport_key": beatport}
 VERSION_FILE = ".demo_version"

@@ -11,9 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import soundfile as sf
 
-from common.data.beatport import FLAT_TO_SHARP, KEYS
-from common.data.demo.music import Music
-from common.data.demo.synth import Score
+from ..beatport import FLAT_TO_SHARP, KEYS
+from .music import Music
+from .synth import Score
 
 VERSION = 2  # raise when the rendering changes: old renderings are replaced (2: 5.2 s clips)
 SAMPLE_RATE = 44100

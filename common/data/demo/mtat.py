@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import soundfile as sf
 
-from common.data.demo.music import Music
-from common.data.demo.synth import Score
-from common.data.mtat import INDEX_NAME, all_tags
+from ..mtat import INDEX_NAME, all_tags
+from .music import Music
+from .synth import Score
 
 VERSION = 1  # raise when the rendering changes: old renderings are replaced
 SAMPLE_RATE = 16000

@@ -7,7 +7,7 @@ Tonics are pitch classes (0 = C) and an `octave` argument k puts notes at MIDI 1
 """
 import numpy as np
 
-from common.data.demo.synth import DRUM_KIT
+from .synth import DRUM_KIT
 
 MODES = {
     "major": (0, 2, 4, 5, 7, 9, 11),

@@ -12,7 +12,7 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-from common.data.audio import resample
+from ..audio import resample
 
 SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 DRUM_KIT = -1  # program value that stands for the General-MIDI percussion channel

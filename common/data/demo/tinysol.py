@@ -17,8 +17,8 @@ import csv
 import numpy as np
 import soundfile as sf
 
-from common.data.demo.synth import Score, note_name
-from common.data.tinysol import HEADER
+from ..tinysol import HEADER
+from .synth import Score, note_name
 
 VERSION = 3  # 2: each pitch at two dynamics (see above); 3: folds paired for both splits
 SAMPLE_RATE = 44100
