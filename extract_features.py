@@ -252,9 +252,9 @@ def embed_own_folder(args):
             (args.checkpoint is not None) == (args.model == HANDCRAFTED):
         raise UserError("--audio-dir needs --out and either --checkpoint FILE (its model is the checkpoint's) or "
                         "--model handcrafted")
-    if args.task or args.task_csv or args.checkpoints or args.layers or args.snr:
+    if args.task or args.task_csv or args.checkpoints or args.layers or args.snr or args.partial_data:
         raise UserError("--audio-dir embeds a folder's files as they are, not a task: leave out --task, --task-csv, "
-                        "--checkpoints, --layers and --snr (a task's test conditions)")
+                        "--checkpoints, --layers, --snr (a task's test conditions) and --partial-data")
     check_output_dir(args.out, "--out")
     written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window,
                                           resolve_device(args.device), args.precision, args.batch_size)

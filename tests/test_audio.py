@@ -45,7 +45,9 @@ def test_unusable_files_raise_with_the_reason(tmp_path):
     sf.write(tmp_path / "short.wav", tone(440, 1.0, 16000), 16000)
     sf.write(tmp_path / "cancelling.wav", np.stack([tone(440, 1.0, 16000), -tone(440, 1.0, 16000)], axis=1), 16000)
     (tmp_path / "song.mp3").write_bytes(b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00" + bytes(4000))  # an MP4
-    expectations = {"song.mp3": "MP4/M4A", "silent.wav": "^silent$",  # unsupported, or undecodable with ffmpeg
+    sf.write(tmp_path / "click.wav", tone(440, 0.05, 16000), 16000)
+    expectations = {"click.wav": "too short \\(0.050 s; at least 0.1 s\\)",
+                    "song.mp3": "MP4/M4A", "silent.wav": "^silent$",  # unsupported, or undecodable with ffmpeg
                     "garbage.mp3": "not a known audio container", "empty.wav": "empty",
                     "truncated.wav": "truncated", "missing.wav": "missing", "cancelling.wav": "channels .* cancel"}
     for name, reason in expectations.items():

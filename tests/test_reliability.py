@@ -263,18 +263,20 @@ def _skipped_as_expected(stderr, manifest, spoiled):
     expected = {clip: FAULTS[fault] for clip, fault in spoiled.items() if FAULTS[fault]}
     lines = [line for line in stderr.splitlines() if "unusable audio file" in line]
     assert len(lines) == 1 and f"skipped {len(expected)} unusable audio file(s)" in lines[0], stderr[-2000:]
-    listed = {s["key"]: s["skipped"] for s in json.loads(manifest.read_text())["skipped"]}
-    assert set(listed) == set(expected)
+    entries = {s["key"]: s for s in json.loads(manifest.read_text())["skipped"]}
+    assert set(entries) == set(expected)
     for clip, reason in expected.items():
-        assert re.search(reason, listed[clip]), (clip, listed[clip])
-        assert clip in lines[0] or len(expected) > 5
+        assert re.search(reason, entries[clip]["skipped"]), (clip, entries[clip])
+        # named by its path in the dataset's folder, the first three of them
+        assert os.path.relpath(entries[clip]["path"], manifest.parents[2]) in lines[0] or len(expected) > 3
 
 
 @pytest.mark.slow
 def test_unusable_audio_is_skipped_named_and_counted_by_train_and_extract(faulty_data, tmp_path):
     root, spoiled = faulty_data
     runs = tmp_path / "sorties à part" / "runs"
-    common = ["--data-root", str(root), "--demo", "--runs-dir", str(runs)]
+    # a fault of each kind in the small demo datasets leaves some splits under 95% of their clips
+    common = ["--data-root", str(root), "--demo", "--runs-dir", str(runs), "--partial-data"]
     out = _run("tmae/train.py", *common, "--subset", "1", "--max-steps", "1", "--batch-size", "2")
     cache = root / "demo" / "MTAT" / ".cache" / "sr16000"
     _skipped_as_expected(out.stderr, cache / "manifest.json", spoiled["MTAT"])

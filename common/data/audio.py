@@ -23,6 +23,9 @@ import soundfile as sf
 
 # Peak below this (about -80 dBFS) counts as silence: nothing to learn from.
 SILENCE_PEAK = 1e-4
+# Shorter than this, audio holds nothing to describe (the models read 2.7-5.1 s windows; the
+# shortest clips the probes see, TinySOL's notes, last about a second)
+SHORTEST_SECONDS = 0.1
 PCM16_SCALE = 32767.0
 
 
@@ -183,6 +186,8 @@ def load_audio(path, sample_rate, expected_seconds=None):
         raise AudioError(f"truncated ({len(data) / sr:.2f} s of {expected_seconds:.2f} s)")
     if not np.isfinite(data).all():
         raise AudioError("corrupt (non-finite samples)")
+    if len(data) < SHORTEST_SECONDS * sr:
+        raise AudioError(f"too short ({len(data) / sr:.3f} s; at least {SHORTEST_SECONDS} s)")
     y = data.mean(axis=1)
     if np.abs(y).max() < SILENCE_PEAK:
         if np.abs(data).max() >= SILENCE_PEAK:

@@ -1,18 +1,18 @@
 """A folder of one's own audio to embeddings: `extract_features.py --audio-dir DIR --out DIR2`.
 
-Every audio file under DIR (WAV, FLAC, MP3, OGG, AIFF; M4A, AAC, WMA where ffmpeg decodes
-them; nested folders too) becomes one .npy under DIR2 at the same relative path, its suffix
-replaced (a/song.mp3 -> DIR2/a/song.npy): the clip embedding (emb_dim,) of a checkpoint
-(common/models/pretrained.py: decoded, windowed and averaged as extract_features.py makes a
-task's features, so the same file gives the same features at the same precision), or the
-hand-crafted features (130,). With `per_window`, the .npy holds
-every window's embedding (windows, emb_dim) and a `<name>.seconds.npy` beside it their
-start times. Each file is written atomically and an existing one is kept, so a stopped run
-resumes; DIR2/meta.json records the weights and settings (the precision among them), and
-another checkpoint or setting is refused rather than mixed into the same folder. Where the
-embeddings of the files are nearly one vector (untrained CLMR's, or CLMR's after a few
-steps: a large part common to every input), a note says so and what to do. A file that cannot be decoded
-is skipped, named with its reason, and listed in DIR2/skipped.csv (tried again next time).
+Every audio file under DIR (WAV, FLAC, MP3, OGG, OPUS, AIFF; M4A, AAC, WMA where ffmpeg
+decodes them; nested folders too) becomes one .npy under DIR2 at the same relative path, its
+suffix replaced (a/song.mp3 -> DIR2/a/song.npy): the clip embedding (emb_dim,) of a
+checkpoint (common/models/pretrained.py: decoded, windowed and averaged as extract_features.py
+makes a task's features, so the same file gives the same features at the same precision), or
+the hand-crafted features (130,). With `per_window`, the .npy holds every window's embedding
+(windows, emb_dim) and a `<name>.seconds.npy` beside it their start times. Each file is
+written atomically and an existing one is kept, so a stopped run resumes; DIR2/meta.json
+records the weights and settings (the precision among them), and another checkpoint or
+setting is refused rather than mixed into the same folder. A file that cannot be decoded is
+skipped, named with its reason, and listed in DIR2/skipped.csv (tried again next time). Where
+the embeddings of the files are nearly one vector (untrained CLMR's, or CLMR's after few
+steps: a large part common to every input), a note says so and what to do.
 """
 import csv
 import io

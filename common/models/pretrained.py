@@ -22,15 +22,12 @@ import numpy as np
 import torch
 
 from ..cli import UserError
-from ..data.audio import as_16_bit, load_audio, resample
+from ..data.audio import SHORTEST_SECONDS, as_16_bit, load_audio, resample
 from ..evaluation.extraction import windows
 from ..training.distributed import autocast
 from . import checkpoints
 from .registry import build_for
 
-# A waveform shorter than this holds nothing to describe (the models read 2.7-5.1 s windows;
-# the shortest clips the probes see, TinySOL's notes, last about a second)
-SHORTEST_SECONDS = 0.1
 # Float audio peaking above this is integer samples that were not scaled to [-1, 1]
 LOUDEST_FLOAT_PEAK = 2.0
 
