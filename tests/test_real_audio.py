@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, save_untrained
 
 from common.cli import UserError
-from common.data.audio import as_16_bit, load_audio
+from common.data.audio import AudioError, as_16_bit, load_audio
 from common.data.clip import Clip
 from common.data.dataset import Dataset
 from common.evaluation.folder_features import embed_folder, spread
@@ -26,9 +26,11 @@ def script(name, *options):
 
 
 def one_line_error(out, *says):
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    """Exit code 2 and one line of error (after any progress bar) that says each of `says`."""
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("error: "), out.stderr[-2000:]
+    assert sum(line.startswith("error") for line in out.stderr.splitlines()) == 1
     for text in says:
-        assert text in out.stderr
+        assert text in out.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -231,8 +233,11 @@ def test_libsndfiles_notes_on_damaged_mp3_frames_stay_out_of_the_terminal(tmp_pa
     sf.write(tmp_path / "clean.mp3", y, 44100, format="MP3")
     data = (tmp_path / "clean.mp3").read_bytes()
     (tmp_path / "damaged.mp3").write_bytes(data[:len(data) // 2] + b"\x00junk" * 80 + data[len(data) // 2:])
+    (tmp_path / "zeros.mp3").write_bytes(data[:4] + bytes(4000))  # a frame header, then nothing: fails twice
     capfd.readouterr()
     assert len(load_audio(tmp_path / "damaged.mp3", 16000)) == pytest.approx(80000, rel=0.01)
+    with pytest.raises(AudioError, match="MP3 data that does not decode"):
+        load_audio(tmp_path / "zeros.mp3", 16000)
     assert capfd.readouterr().err == ""
 
 

@@ -402,14 +402,15 @@ def test_the_plan_counts_the_steps_train_py_takes(tmp_path, data_root, monkeypat
     assert (planned, batch) == (finished["step"], 4) == (6, 4) and finished["epoch"] == 2
 
 
-def test_a_step_budget_trains_a_run_of_its_own_for_exactly_its_steps(tmp_path, data_root, monkeypatch):
+def test_a_step_budget_trains_a_run_of_its_own_for_exactly_its_steps(tmp_path, data_root, monkeypatch, capsys):
     """--budget steps:4 on subset 1 (three steps an epoch at batch 4): a run named 1-steps4
-    that takes 4 steps over 2 epochs, keeps the weights of each epoch, and records the items
-    it saw and its FLOPs (the steps times one step's)."""
+    that takes 4 steps over 2 epochs (1.33 epochs' worth, as it says), keeps the weights of
+    each epoch, and records the items it saw and its FLOPs (the steps times one step's)."""
     objective, learns_from, views = pretraining_objective("tmae")
     monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--data-root", str(data_root), "--subset", "1",
                                       "--batch-size", "4", "--budget", "steps:4", "--runs-dir", str(tmp_path)])
     training.pretrain("tmae", objective, train_script("tmae").DEFAULTS, "test", learns_from, views)
+    assert "trained tmae for 4 steps (1.33 epochs, " in capsys.readouterr().out
     run = tmp_path / "demo" / "tmae" / "1-steps4" / "seed0"
     finished = json.loads((run / "finished.json").read_text())
     last = checkpoints.load(run / "last.pt")

@@ -85,8 +85,9 @@ def _mp3_stream_bytes(path):
 @contextmanager
 def _quiet_decoder():
     """libsndfile's MP3 decoder (mpg123) prints notes about damaged frames it skips straight to
-    the process's stderr, into any progress bar. The file decodes all the same, and whether
-    what it lost matters is judged by load_audio's checks, so the notes go nowhere."""
+    the process's stderr, into any progress bar, and again when librosa's fallback tries it. A
+    file that decodes is judged by load_audio's checks, one that does not by the reason it
+    is skipped with, so the notes go nowhere."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -100,24 +101,25 @@ def _quiet_decoder():
 
 def _read(path):
     """Return (samples x channels float32, sample rate, frames the header promised or None)."""
-    try:
-        with _quiet_decoder(), sf.SoundFile(str(path)) as f:
-            promised = None
-            if f.format == "WAV":
-                bits = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64, "PCM_U8": 8}
-                if f.subtype in bits:
-                    promised = _wav_promised_frames(path, f.channels * bits[f.subtype] // 8)
-            elif f.format == "FLAC":
-                promised = f.frames
-            return f.read(dtype="float32", always_2d=True), f.samplerate, promised
-    except Exception:  # libsndfile's errors carry no common type
+    with _quiet_decoder():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # librosa warns about audioread itself
-                y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-        except Exception as error:
-            raise AudioError(_why_unreadable(path, error)) from None
-        return np.atleast_2d(y).T, sr, None
+            with sf.SoundFile(str(path)) as f:
+                promised = None
+                if f.format == "WAV":
+                    bits = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64, "PCM_U8": 8}
+                    if f.subtype in bits:
+                        promised = _wav_promised_frames(path, f.channels * bits[f.subtype] // 8)
+                elif f.format == "FLAC":
+                    promised = f.frames
+                return f.read(dtype="float32", always_2d=True), f.samplerate, promised
+        except Exception:  # libsndfile's errors carry no common type
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # librosa warns about audioread itself
+                    y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+            except Exception as error:
+                raise AudioError(_why_unreadable(path, error)) from None
+            return np.atleast_2d(y).T, sr, None
 
 
 # The first bytes of the containers a music folder holds (libsndfile reads the first five)
