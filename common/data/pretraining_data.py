@@ -19,8 +19,9 @@ from .clip import Clip
 from .dataset import Dataset, load_dataset
 from .mtat import TOP50
 
-# libsndfile reads the first six; the others need an audioread backend (ffmpeg), and a file
-# none can decode is skipped with the reason rather than passed over without a word
+# libsndfile reads WAV, FLAC, MP3, Ogg (Vorbis, Opus) and AIFF; M4A, AAC and WMA need an
+# audioread backend (ffmpeg), and where none decodes them they are skipped with the reason,
+# not passed over without a word
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".opus", ".m4a", ".aac", ".wma"}
 AUDIO_FORMATS = "WAV, FLAC, MP3, OGG, AIFF, OPUS, M4A, AAC, WMA"
 
