@@ -43,9 +43,10 @@ SAMPLE_RATE, TEMPERATURE = 22050, 0.5
 
 def nt_xent(z, temperature=TEMPERATURE):
     """NT-Xent over 2N projections where rows i and i + N are the two views of one clip."""
-    z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # never below float32
     n = len(z) // 2
-    similarity = z @ z.T / temperature
+    with torch.autocast(z.device.type, enabled=False):  # autocast would run the product in bfloat16
+        z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # never below float32
+        similarity = z @ z.T / temperature
     similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
     positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(similarity, positives)

@@ -70,7 +70,7 @@ def train_step_seconds(model_id, batch_size, device, precision):
         loss.backward()
         optimizer.step()
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
     return _seconds_per_call(step) * batch_size / timed
 
 
@@ -83,7 +83,7 @@ def window_seconds(model_id, device, precision, windows=8):
         with autocast(device, precision):
             model.embed(audio)
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
     return _seconds_per_call(forward, repeats=1) / windows
 
 

@@ -114,7 +114,8 @@ def bad_values(action, tmp_path):
     if kind == "parse_snr":
         return [("loud", "clean"), ("nan", "clean"), ("inf", "clean")]
     if option == "--device":
-        return [("bogus", "choose from auto, cpu, cuda"), ("cuda:7", "CUDA device")]
+        past = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: there is always one such
+        return [("bogus", "choose from auto, cpu, cuda"), (past, "CUDA device")]
     if option == "--runs-data":
         return [("nowhere", "no checkpoints")]
     if option == "--checkpoints":

@@ -24,7 +24,7 @@ import torch
 from ..cli import UserError
 from ..data.audio import SHORTEST_SECONDS, as_16_bit, load_audio, resample
 from ..evaluation.extraction import windows
-from ..training.distributed import autocast
+from ..training.distributed import autocast, exact_float32
 from . import checkpoints
 from .registry import build_for
 
@@ -46,6 +46,8 @@ class Pretrained:
         self.encoder.to(device).eval()
         self.device = torch.device(device)
         self.precision = getattr(torch, precision) if isinstance(precision, str) else precision
+        if self.precision == torch.float32:
+            exact_float32()  # as extract_features.py's float32: no TF32 on a GPU
         self.step, self.subset, self.minutes = state["step"], state.get("subset"), state.get("minutes")
         self.draw, self.budget = state.get("draw", 0), state.get("budget")
         # the compute that made these weights: its optimizer steps times one step's FLOPs

@@ -4,7 +4,10 @@ Run as `torchrun --nproc_per_node=N <model>/train.py ...`; a plain `python` run 
 world of one and all of this reduces to no-ops.
 """
 import argparse
+import functools
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,16 @@ class World:
     def any(self, flag):
         return self.mean(1.0 if flag else 0.0) > 0
 
+    def batch_share(self, batch_size):
+        """Each process's part of a step's `batch_size` items; a batch the processes cannot
+        share equally is refused rather than rounded (the run would train on another batch
+        than its config.json records)."""
+        if batch_size % self.size:
+            fits = ", ".join(str(k * self.size) for k in (batch_size // self.size, batch_size // self.size + 1) if k)
+            raise UserError(f"--batch-size {batch_size} does not share equally among {self.size} processes: choose a "
+                            f"multiple of {self.size} ({fits})")
+        return batch_size // self.size
+
     def barrier(self):
         if self.size > 1:
             dist.barrier()
@@ -43,10 +56,31 @@ class World:
             dist.destroy_process_group()
 
 
+@functools.cache
+def gpus_the_driver_lists():
+    """The GPUs `nvidia-smi -L` lists (its lines), [] where there is no NVIDIA driver."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.startswith("GPU ")]
+
+
 def resolve_device(name):
-    """The torch device for `--device`: auto, cpu, cuda or cuda:N; a wrong one is a UserError."""
+    """The torch device for `--device`: auto, cpu, cuda or cuda:N; a wrong one is a UserError.
+    auto refuses to fall back to the CPU where the driver lists a GPU that this torch cannot
+    use (a CPU build, or a CUDA build newer than the driver): hours on the CPU by mistake."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if gpus_the_driver_lists():
+            build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+            raise UserError(f"--device auto: nvidia-smi lists {gpus_the_driver_lists()[0].split(' (UUID')[0]} but "
+                            f"torch {torch.__version__} ({build}) cannot use it: install a torch build for this "
+                            f"driver (docs/installation.md), or pass --device cpu to run on the CPU")
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -76,12 +110,28 @@ def add_device_option(parser):
 
 def resolve_precision(name, device):
     """torch.bfloat16 or torch.float32 for `--precision` auto/float32/bfloat16. auto takes
-    bfloat16 autocast where the hardware runs it natively (CUDA, and CPUs with AVX-512 BF16
-    or AMX, where it about halves the time of a training step or a forward pass)."""
+    bfloat16 autocast where the hardware runs it natively (CUDA GPUs from Ampere on, and CPUs
+    with AVX-512 BF16 or AMX, where it about halves the time of a training step or a forward
+    pass; older GPUs emulate it, slowly). float32 means float32: TF32 is turned off
+    (exact_float32)."""
     if name == "auto":
-        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        else:
+            native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
         name = "bfloat16" if native else "float32"
+    if name == "float32":
+        exact_float32()
     return getattr(torch, name)
+
+
+def exact_float32():
+    """CUDA runs float32 convolutions on its TF32 units by default (10 bits of mantissa, on
+    Ampere and newer): emulated, that moved untrained CLMR's between-clip differences by a
+    third, the very differences its probes read. These switches make float32 IEEE float32
+    for cuDNN's convolutions and CUDA's matrix products (torch's fp32_precision API)."""
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
 
 
 def autocast(device, precision):
@@ -101,12 +151,21 @@ def start(device_name):
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(device=device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank = int(os.environ["RANK"])
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = rank_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
     return World(rank=rank, size=size, device=device)
+
+
+def rank_device(local_rank):
+    """The GPU of the process of `local_rank` on its machine: its own where it sees them all
+    (torchrun), the one it sees where a scheduler binds one GPU to each task (Slurm's
+    --gpus-per-task: every rank sees only cuda:0)."""
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 def unwrap(model):

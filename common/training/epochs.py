@@ -48,7 +48,7 @@ def epoch_plan(n_items, seed, epoch, world, batch_size):
     kept unless it would leave a process fewer than two items (BatchNorm cannot train on
     one), in which case its items join the step before."""
     order = np.random.default_rng([seed, 1_000_003, epoch]).permutation(n_items)
-    per_step = max(batch_size // world.size, 1) * world.size
+    per_step = world.batch_share(batch_size) * world.size
     starts = list(range(0, n_items, per_step))
     if len(starts) > 1 and n_items - starts[-1] < 2 * world.size:
         starts.pop()
