@@ -65,7 +65,15 @@ from common.evaluation.extraction import (
     windows,
 )
 from common.evaluation.folder_features import embed_folder
-from common.evaluation.noise import CLEAN, DEFORMATIONS, apply_condition, parse_snr, snr_name
+from common.evaluation.noise import (
+    CLEAN,
+    DEFORMATIONS,
+    apply_condition,
+    condition_label,
+    parse_snr,
+    recipe,
+    snr_name,
+)
 from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models import checkpoints
 from common.models.pretrained import Pretrained
@@ -173,6 +181,18 @@ def copy_from_sibling_task(target, task_dir, task, model, checkpoint, provenance
         sibling_dir = task_dir.parent / sibling.name / model / checkpoint
         done = sibling_dir / target.name
         if done.exists() and _read_meta(sibling_dir).get("provenance") == provenance:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(done, tmp)
+            return True
+    return False
+
+
+def copy_same_audio(target, condition):
+    """A condition whose audio another one of the feature set's files was made from (deform_1
+    and the 0 dB noise: common/evaluation/noise.py) is a copy of that file."""
+    for done in target.parent.glob("*.npy"):
+        other = parse_snr(condition_label(done.stem))
+        if recipe(other) == recipe(condition):
             with atomic_path(target) as tmp:
                 shutil.copyfile(done, tmp)
             return True
@@ -402,12 +422,17 @@ def load_encoder(args, job, name, source, state, device, precision):
 
 def extract_condition(args, job, sets, snr, encoder, widths, device, precision):
     """One test condition (or the clean audio) for every layer that lacks it: copied from a
-    sibling task on the same clips where one has it, else embedded in one pass."""
+    condition of the same audio, or from a sibling task on the same clips, where one has it,
+    else embedded in one pass."""
     wanted = [k for k in sets.folders if snr in sets.todo[k]]
     targets = {k: sets.folders[k] / f"{snr_name(snr)}.npy" for k in wanted}
     for k in list(wanted):
-        if copy_from_sibling_task(targets[k], job.task_dir, job.task, args.model, sets.folders[k].name,
-                                  sets.provenance):
+        if copy_same_audio(targets[k], snr):
+            print(f"{args.model} {sets.folders[k].name} {snr_name(snr)}: the same audio as a condition extracted "
+                  f"already: copied -> {targets[k]}")
+            wanted.remove(k)
+        elif copy_from_sibling_task(targets[k], job.task_dir, job.task, args.model, sets.folders[k].name,
+                                    sets.provenance):
             print(f"{args.model} {sets.folders[k].name} {snr_name(snr)}: copied from a task on the same clips -> "
                   f"{targets[k]}")
             wanted.remove(k)

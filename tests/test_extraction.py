@@ -240,6 +240,19 @@ def test_the_studys_deformations_are_noise_at_15_and_0_db_and_a_gain_of_minus_12
         "clean", "20", "0", "deform_0", "deform_2"]
 
 
+def test_a_condition_of_the_same_audio_as_one_extracted_is_copied_not_embedded_again(tmp_path, data_root,
+                                                                                     monkeypatch, capsys):
+    """deform_1 is the 0 dB noise: its features are the 0 dB file's, copied."""
+    import extract_features
+    monkeypatch.setattr(sys, "argv", ["extract_features.py", "--model", "handcrafted", "--task", "pitch", "--demo",
+                                      "--data-root", str(data_root), "--features-dir", str(tmp_path), "--snr", "0",
+                                      "deform_1", "--clips-per-split", "2"])
+    extract_features.main()
+    folder = tmp_path / "demo" / "pitch" / "handcrafted" / "none"
+    assert "deform_1: the same audio as a condition extracted already: copied" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(folder / "deform_1.npy"), np.load(folder / "snr0.npy"))
+
+
 @pytest.mark.slow
 def test_model_variants_and_front_ends_train_extract_and_probe_as_models_of_their_own(tmp_path, data_root):
     """musicnn itself is trained and extracted by the other tests; its table variant and the

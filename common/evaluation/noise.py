@@ -60,11 +60,20 @@ def add_noise(y, snr_db, clip_id):
     return y + noise * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
 
 
+def recipe(condition):
+    """What a condition does to the audio: ("clean", 0.0), ("noise", dB) or ("gain", dB).
+    Conditions of one recipe give the same audio (deform_1 is the 0 dB noise), so the same
+    features."""
+    if condition == CLEAN:
+        return CLEAN, 0.0
+    return DEFORMATIONS.get(condition, ("noise", condition))
+
+
 def apply_condition(y, condition, clip_id):
     """The audio a probe is tested on under `condition` (see parse_snr)."""
-    if condition == CLEAN:
+    kind, amount = recipe(condition)
+    if kind == CLEAN:
         return y
-    kind, amount = DEFORMATIONS.get(condition, ("noise", condition))
     if kind == "gain":
         return y * np.float32(10 ** (amount / 20))
     return add_noise(y, amount, clip_id)
