@@ -408,8 +408,9 @@ def load_encoder(args, job, name, source, state, device, precision):
     if source is None:
         return None, {"model": args.model, "checkpoint": name, "minutes": None}, precision
     model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
-    first = [windows(job.cache.clip(c.id), model.encoder.input_samples)[0] for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
-    precision, why = checked_precision(args.precision, model.encoder, first, device)
+    def first_windows():
+        return [windows(job.cache.clip(c.id), model.encoder.input_samples)[0] for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
+    precision, why = checked_precision(args.precision, model.encoder, first_windows, device)
     if why:
         print(f"{args.model} {name}: {why}")
     untrained = name.startswith("untrained")

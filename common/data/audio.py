@@ -34,9 +34,10 @@ def to_pcm16(y):
     return np.round(np.clip(y, -1.0, 1.0) * PCM16_SCALE).astype(np.int16)
 
 
-def from_pcm16(samples):
-    """int16 samples -> float32 audio (the cache's reads and `as_16_bit` share this product)."""
-    return samples * np.float32(1 / PCM16_SCALE)
+def from_pcm16(samples, out=None):
+    """int16 samples -> float32 audio (the cache's reads and `as_16_bit` share this product),
+    into `out` where given."""
+    return np.multiply(samples, np.float32(1 / PCM16_SCALE), out=out)
 
 
 def as_16_bit(y):

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..atomic import write_json, write_text
 from ..provenance import digest
-from .audio import PCM16_SCALE, AudioError, from_pcm16, load_audio, to_pcm16
+from .audio import AudioError, from_pcm16, load_audio, to_pcm16
 
 DTYPE = np.int16
 
@@ -225,9 +225,8 @@ class AudioCache:
         i = self._position[key]
         out = np.empty(length, dtype=np.float32) if out is None else out
         n = max(0, min(length, self.lengths[i] - offset))
-        out[:n] = self._audio[self.starts[i] + offset:self.starts[i] + offset + n]
+        from_pcm16(self._audio[self.starts[i] + offset:self.starts[i] + offset + n], out=out[:n])
         out[n:] = 0.0
-        out *= np.float32(1 / PCM16_SCALE)
         return out
 
     def random_crops(self, keys, length, rng):

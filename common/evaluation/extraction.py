@@ -49,12 +49,13 @@ def bfloat16_keeps_differences(encoder, batch, device, tolerance=0.2):
 def checked_precision(requested, encoder, first_windows, device):
     """(the precision a checkpoint's features are made in, why it is not the one asked for or
     None): --precision auto keeps bfloat16 only where it keeps the differences between the
-    first windows of BFLOAT16_CHECK_CLIPS clips (`first_windows`, one per clip)."""
+    first windows of BFLOAT16_CHECK_CLIPS clips. `first_windows()` gives them (one per clip),
+    and is called only when there is a choice to check."""
     precision = resolve_precision(requested, device)
     if requested != "auto" or precision != torch.bfloat16:
         return precision, None
-    if len(first_windows) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(
-            encoder, np.stack(first_windows), device):
+    first = first_windows()
+    if len(first) < BFLOAT16_CHECK_CLIPS or not bfloat16_keeps_differences(encoder, np.stack(first), device):
         return torch.float32, ("bfloat16 loses the differences between clips of this checkpoint's embeddings (or "
                                "too few clips to tell): extracting in float32")
     return precision, None

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..atomic import write_json, write_serialised, write_text
@@ -104,17 +103,17 @@ def _targets(folder, out, files):
 def _precision(model, files, requested):
     """The precision the folder is embedded in: --precision auto decides from the first window of
     the first files that decode, as extract_features.py does from a task's first clips."""
-    if requested != "auto":
-        return getattr(torch, requested)
-    first = []
-    for path in files:
-        if len(first) == BFLOAT16_CHECK_CLIPS:
-            break
-        try:
-            first.append(windows(load_audio(path, model.sample_rate), model.encoder.input_samples)[0])
-        except AudioError:
-            continue
-    precision, why = checked_precision(requested, model.encoder, first, model.device)
+    def first_windows():
+        first = []
+        for path in files:
+            if len(first) == BFLOAT16_CHECK_CLIPS:
+                break
+            try:
+                first.append(windows(load_audio(path, model.sample_rate), model.encoder.input_samples)[0])
+            except AudioError:
+                continue
+        return first
+    precision, why = checked_precision(requested, model.encoder, first_windows, model.device)
     if why:
         print(f"{model.model_id}: {why}")
     return precision
