@@ -16,102 +16,159 @@ plain torch:
              filters in series, on two channels of slightly different delays mixed back to
              one) with reverberance, HF damping and room scale uniform integers in [0, 100)
              and sox's defaults for the rest; computed exactly as a frequency response
+
+Every draw (which examples a transform takes, and their parameters) is made on the host,
+with torch's CPU generator, and only the audio is on the device. The host so knows every
+shape without reading anything back, a GPU never waits for it, each transform computes the
+examples it takes and no others, and a seed gives the same augmentations on any device.
 """
 import math
 
 import torch
 import torch.nn.functional as F
 
-
-def _chosen(batch, p, device):
-    return torch.rand(batch, device=device) < p
+from ...training.distributed import to_device
 
 
-def _uniform(x, low, high):
-    return torch.empty(len(x), 1, device=x.device).uniform_(low, high)
+def _taken(batch, p):
+    """The examples (host indices) a transform takes, each with probability p."""
+    return (torch.rand(batch) < p).nonzero()[:, 0]
+
+
+def _uniform(count, low, high):
+    return torch.empty(count).uniform_(low, high)
+
+
+def _replace(x, rows, values):
+    """x with its examples `rows` (host indices) replaced by `values`."""
+    return x.index_copy(0, to_device(rows, x.device), values)
+
+
+def _column(x, values):
+    """Host values, one per example, as a column on x's device."""
+    return to_device(values.to(x.dtype), x.device)[:, None]
 
 
 def polarity(x, p=0.8):
-    return torch.where(_chosen(len(x), p, x.device)[:, None], -x, x)
+    sign = torch.where(torch.rand(len(x)) < p, -1.0, 1.0)
+    return x * _column(x, sign)
 
 
 def noise(x, p=0.01, low=1e-4, high=1e-2):
-    std = _uniform(x, low, high) * x.std(dim=1, keepdim=True)
-    return torch.where(_chosen(len(x), p, x.device)[:, None], x + std * torch.randn_like(x), x)
+    rows = _taken(len(x), p)
+    if not len(rows):
+        return x
+    taken = x[to_device(rows, x.device)]
+    std = _column(x, _uniform(len(rows), low, high)) * taken.std(dim=1, keepdim=True)
+    return _replace(x, rows, taken + std * torch.randn_like(taken))
 
 
 def gain(x, p=0.3, low_db=-20.0, high_db=-1.0):
-    louder = (x * 10 ** (_uniform(x, low_db, high_db) / 20)).clamp(-1.0, 1.0)
-    return torch.where(_chosen(len(x), p, x.device)[:, None], louder, x)
+    rows = _taken(len(x), p)
+    factor = _column(x, 10 ** (_uniform(len(rows), low_db, high_db) / 20))
+    return _replace(x, rows, (x[to_device(rows, x.device)] * factor).clamp(-1.0, 1.0))
 
 
-def lowpass(x, cutoff, zeros=8):
-    """julius.lowpass_filter with a cutoff (fraction of the sample rate) per example: a
-    Hann-windowed sinc of half-size zeros / cutoff / 2, normalised to unit sum."""
-    half = (zeros / cutoff / 2).long()  # (batch,)
-    widest = int(half.max())
-    t = torch.arange(-widest, widest + 1, device=x.device)
+def lowpass_taps(cutoff, zeros=8):
+    """julius.lowpass_filter's taps for a cutoff (fraction of the sample rate) per example: a
+    Hann-windowed sinc of half-size zeros / cutoff / 2, normalised to unit sum; (examples,
+    2 * widest + 1), each centred, zero beyond its own half-size."""
+    half = (zeros / cutoff / 2).long()
+    widest = int(half.max()) if len(half) else 0
+    t = torch.arange(-widest, widest + 1)
     inside = t.abs()[None] <= half[:, None]
     window = 0.5 + 0.5 * torch.cos(math.pi * t[None] / half[:, None].clamp(min=1))  # periodic=False Hann
     taps = torch.where(inside, 2 * cutoff[:, None] * window * torch.sinc(2 * cutoff[:, None] * t[None]), 0.0)
-    taps = taps / taps.sum(dim=1, keepdim=True)
+    return taps / taps.sum(dim=1, keepdim=True)
+
+
+def lowpass(x, taps):
+    """Each example convolved with its own taps (lowpass_taps'), the edges padded by
+    replication, as julius does."""
+    widest = taps.shape[1] // 2
+    taps = to_device(taps.to(x.dtype), x.device)
     padded = F.pad(x[:, None], (widest, widest), mode="replicate")[:, 0]
-    size = padded.shape[1] + len(t) - 1
+    size = padded.shape[1] + taps.shape[1] - 1
     out = torch.fft.irfft(torch.fft.rfft(padded, size) * torch.fft.rfft(taps.flip(1), size), size)
     return out[:, 2 * widest: 2 * widest + x.shape[1]]
 
 
 def high_low_pass(x, sample_rate, p=0.8):
-    use_lowpass = torch.rand(len(x), device=x.device) < 0.5
-    hz = torch.where(use_lowpass, _uniform(x, 2200, 4000)[:, 0], _uniform(x, 200, 1200)[:, 0])
-    low = lowpass(x, hz / sample_rate)
-    filtered = torch.where(use_lowpass[:, None], low, x - low)
-    return torch.where(_chosen(len(x), p, x.device)[:, None], filtered, x)
+    rows = _taken(len(x), p)
+    use_lowpass = torch.rand(len(rows)) < 0.5
+    hz = torch.where(use_lowpass, _uniform(len(rows), 2200, 4000), _uniform(len(rows), 200, 1200))
+    taken = x[to_device(rows, x.device)]
+    low = lowpass(taken, lowpass_taps(hz / sample_rate))
+    return _replace(x, rows, torch.where(_column(x, use_lowpass) > 0, low, taken - low))
 
 
 def delay(x, sample_rate, p=0.3, volume=0.5):
-    out = x.clone()
-    chosen = _chosen(len(x), p, x.device)
-    delays_ms = 200 + 50 * torch.randint(0, 6, (len(x),), device=x.device)  # numpy's arange(200, 500, 50)
-    for ms in delays_ms[chosen].unique().tolist():
-        rows = chosen & (delays_ms == ms)
-        shift = int(ms * sample_rate / 1000)
-        echo = torch.zeros_like(x[rows])
-        echo[:, shift:] = volume * x[rows, :-shift]
-        out[rows] = (x[rows] + echo) / 2
-    return out
+    rows = _taken(len(x), p)
+    delays_ms = 200 + 50 * torch.randint(0, 6, (len(rows),))  # numpy's arange(200, 500, 50)
+    source = torch.arange(x.shape[1])[None] - (delays_ms * sample_rate // 1000)[:, None]
+    source = to_device(source, x.device)
+    taken = x[to_device(rows, x.device)]
+    echo = volume * taken.gather(1, source.clamp(min=0)) * (source >= 0)
+    return _replace(x, rows, (taken + echo) / 2)
+
+
+def pitch_shift(x, p=0.6, max_cents=700, n_fft=1024, hop=256):
+    """Shift by a whole number of cents in [-700, 700] without changing the duration: each
+    example's STFT stretched by its own factor (a phase vocoder), resynthesised, then
+    resampled to its length, all the examples at once."""
+    chosen = torch.rand(len(x)) < p
+    cents = torch.randint(-max_cents, max_cents + 1, (len(x),))
+    rows = (chosen & (cents != 0)).nonzero()[:, 0]
+    if not len(rows):
+        return x
+    factor = 2 ** (cents[rows].double() / 1200)
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(x[to_device(rows, x.device)], n_fft, hop, window=window, return_complex=True)
+    stretched, frames = _phase_vocoder(spec, 1 / factor, hop)
+    longer = _overlap_add(stretched, window, hop, frames)
+    return _replace(x, rows, _resample_linear(longer, torch.round(x.shape[1] * factor).long(), x.shape[1]))
 
 
 def _phase_vocoder(spec, rate, hop):
-    """Time-stretch a complex STFT (batch, freq, frames) by `rate` (>1: faster)."""
-    steps = torch.arange(0, spec.shape[-1], rate, device=spec.device)
+    """Time-stretch complex STFTs (examples, freq, frames), each by its own `rate` (host
+    numbers, >1: faster): (the stretched STFTs, as long as the longest, and how many frames
+    each fills, on the host)."""
+    frames = torch.ceil(spec.shape[-1] / rate).long()
+    steps = torch.arange(int(frames.max()))[None] * rate[:, None]
+    index = to_device(steps.long().clamp(max=spec.shape[-1]), spec.device)[:, None].expand(-1, spec.shape[1], -1)
+    alpha = to_device((steps % 1).float(), spec.device)[:, None]
     spec = torch.cat([spec, torch.zeros_like(spec[..., :2])], dim=-1)
-    before, after = spec[..., steps.long()], spec[..., steps.long() + 1]
-    alpha = steps % 1
+    before, after = spec.gather(-1, index), spec.gather(-1, index + 1)
     advance = torch.linspace(0, math.pi * hop, spec.shape[-2], device=spec.device)[:, None]
     dphase = after.angle() - before.angle() - advance
     dphase = dphase - 2 * math.pi * torch.round(dphase / (2 * math.pi))
     phase = torch.cat([before.angle()[..., :1], (dphase + advance)[..., :-1]], dim=-1).cumsum(-1)
-    return torch.polar(alpha * after.abs() + (1 - alpha) * before.abs(), phase)
+    return torch.polar(alpha * after.abs() + (1 - alpha) * before.abs(), phase), frames
 
 
-def pitch_shift(x, p=0.6, max_cents=700, n_fft=1024, hop=256):
-    """Shift by a whole number of cents in [-700, 700] without changing the duration."""
-    out = x.clone()
-    chosen = _chosen(len(x), p, x.device)
-    cents = torch.randint(-max_cents, max_cents + 1, (len(x),), device=x.device)
-    window = torch.hann_window(n_fft, device=x.device)
-    n = x.shape[1]
-    for shift in cents[chosen].unique().tolist():
-        if shift == 0:
-            continue
-        rows = chosen & (cents == shift)
-        factor = 2 ** (shift / 1200)
-        spec = torch.stft(x[rows], n_fft, hop, window=window, return_complex=True)
-        longer = torch.istft(_phase_vocoder(spec, 1 / factor, hop), n_fft, hop, window=window,
-                             length=round(n * factor))
-        out[rows] = F.interpolate(longer[:, None], size=n, mode="linear", align_corners=False)[:, 0]
-    return out
+def _overlap_add(spec, window, hop, frames):
+    """torch.istft (centred) of each example's first `frames` frames (host numbers): the
+    frames beyond add nothing, neither to the signal nor to the window's normalisation."""
+    n_fft, total = len(window), spec.shape[-1]
+    used = to_device((torch.arange(total)[None] < frames[:, None]).float(), spec.device)[:, None]
+    length = n_fft + hop * (total - 1)
+
+    def add(columns):  # (examples, n_fft, frames) -> (examples, length), each column at its hop
+        return F.fold(columns, (1, length), (1, n_fft), stride=(1, hop))[:, 0, 0]
+
+    signal = add(torch.fft.irfft(spec, n_fft, dim=1) * window[:, None] * used)
+    envelope = add(window.pow(2)[:, None] * used)
+    return torch.where(envelope > 1e-11, signal / envelope.clamp(min=1e-11), 0.0)[:, n_fft // 2:]
+
+
+def _resample_linear(y, lengths, n):
+    """F.interpolate(mode="linear", align_corners=False) of each row's first `lengths` (host
+    numbers) samples onto `n` samples."""
+    position = ((torch.arange(n)[None] + 0.5) * (lengths / n)[:, None] - 0.5).clamp(min=0)
+    left = position.long()
+    right = torch.minimum(left + 1, lengths[:, None] - 1)
+    weight = to_device((position - left).float(), y.device)
+    return torch.lerp(y.gather(1, to_device(left, y.device)), y.gather(1, to_device(right, y.device)), weight)
 
 
 # sox reverb.c: freeverb's delay lengths at 44.1 kHz, and the stereo spread between channels
@@ -148,7 +205,7 @@ def sox_reverb_response(reverberance, hf_damping, room_scale, sample_rate, size)
             channel_wet = channel_wet + zl * damped * (damped - feedback * (1 - d) * zl).reciprocal()
             offset = -offset
         for length in ALLPASS_LENGTHS:
-            zl = delay_by(torch.tensor(math.floor(r * (length + STEREO_ADJUST * offset) + 0.5), device=k.device))
+            zl = delay_by(math.floor(r * (length + STEREO_ADJUST * offset) + 0.5))
             channel_wet = channel_wet * (1.5 * zl - 1) / (1 - 0.5 * zl)
             offset = -offset
         wet = wet + channel_wet
@@ -156,16 +213,15 @@ def sox_reverb_response(reverberance, hf_damping, room_scale, sample_rate, size)
 
 
 def reverb(x, sample_rate, p=0.6):
-    chosen = _chosen(len(x), p, x.device)
-    reverberance, hf_damping, room_scale = torch.randint(0, 100, (3, len(x)), device=x.device).float()
-    out, n = x.clone(), x.shape[1]
-    if chosen.any():
-        # The impulse response is infinite: an FFT of 4n keeps what wraps around below 0.7 %
-        # of its start for the longest reverb (0.98 per 809-sample loop over the 3n beyond the clip).
-        size = 1 << math.ceil(math.log2(4 * n))
-        response = sox_reverb_response(reverberance[chosen], hf_damping[chosen], room_scale[chosen], sample_rate, size)
-        out[chosen] = torch.fft.irfft(torch.fft.rfft(x[chosen].float(), size) * response, size)[:, :n].to(x.dtype)
-    return out
+    rows = _taken(len(x), p)
+    reverberance, hf_damping, room_scale = to_device(torch.randint(0, 100, (3, len(rows))).float(), x.device)
+    n = x.shape[1]
+    # The impulse response is infinite: an FFT of 4n keeps what wraps around below 0.7 %
+    # of its start for the longest reverb (0.98 per 809-sample loop over the 3n beyond the clip).
+    size = 1 << math.ceil(math.log2(4 * n))
+    response = sox_reverb_response(reverberance, hf_damping, room_scale, sample_rate, size)
+    taken = x[to_device(rows, x.device)].float()
+    return _replace(x, rows, torch.fft.irfft(torch.fft.rfft(taken, size) * response, size)[:, :n].to(x.dtype))
 
 
 # The chain in CLMR's order, by the names a model id's -no-<name> leaves one out with

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from clmr.augment import augment  # noqa: E402
 from common.cli import run  # noqa: E402
+from common.models.registry import model_file  # noqa: E402
 from common.training.distributed import unwrap  # noqa: E402
 from common.training.global_batch import gather_views  # noqa: E402
 from common.training.loop import pretrain  # noqa: E402
@@ -39,6 +39,7 @@ from common.training.loop import pretrain  # noqa: E402
 DEFAULTS = {"epochs": 1000, "batch_size": 10, "lr": 3e-4, "weight_decay": 0.0, "lr_schedule": "constant",
             "crops": "random", "crops_per_clip": 1, "checkpoint_every": 50}
 SAMPLE_RATE, TEMPERATURE = 22050, 0.5
+augment = model_file("clmr", "augment").augment
 
 
 def nt_xent(z, temperature=TEMPERATURE):
@@ -48,7 +49,7 @@ def nt_xent(z, temperature=TEMPERATURE):
         z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # never below float32
         similarity = z @ z.T / temperature
     similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    positives = torch.arange(n, 3 * n, device=z.device) % (2 * n)  # made on the device: no copy to wait for
     return F.cross_entropy(similarity, positives)
 
 

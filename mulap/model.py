@@ -89,10 +89,13 @@ class MuLaP(MusiCNN):
         b = len(waveforms)
         chunks = waveforms.reshape(b, -1, self.input_samples)
         audio_mask = chunks.abs().amax(dim=2) > 0
-        audio_mask[~audio_mask.any(dim=1)] = True  # a silent crop: attend to its silence
-        embedded = self.embed(chunks[audio_mask])
-        features = embedded.new_zeros(*audio_mask.shape, embedded.shape[1])
-        features[audio_mask] = embedded
+        audio_mask |= ~audio_mask.any(dim=1, keepdim=True)  # a silent crop: attend to its silence
+        # The backbone's BatchNorm sees the sounding chunks alone: how many there are is the
+        # one value a training step of MuLaP reads back from the device.
+        sounding = audio_mask.flatten().nonzero()[:, 0]
+        embedded = self.embed(chunks.flatten(0, 1).index_select(0, sounding))
+        features = embedded.new_zeros(audio_mask.numel(), embedded.shape[1]).index_copy(0, sounding, embedded)
+        features = features.reshape(*audio_mask.shape, -1)
         audio = self.audio_in(features) + self.audio_positions[:, : chunks.shape[1]]
         for block in self.audio_blocks:
             audio = block(audio, audio_mask)

@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from common.cli import run  # noqa: E402
 from common.data.captions import MASK, SPECIAL, tokenize  # noqa: E402
-from common.training.distributed import unwrap  # noqa: E402
+from common.training.distributed import to_device, unwrap  # noqa: E402
 from common.training.loop import pretrain  # noqa: E402
 
 DEFAULTS = {"epochs": 1000, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "lr_schedule": "constant",
@@ -74,11 +74,11 @@ def language_loss(model, batch):
     tokens, token_mask = tokenize(captions, vocabulary, max_tokens)
     inputs, targets = mask_words(tokens, token_mask, len(vocabulary), hide=matched.bool())
     device = batch.audio.device
-    word_logits, match_logits = model(batch.audio, inputs.to(device), token_mask.to(device))
-    targets = targets.to(device)
+    word_logits, match_logits = model(batch.audio, to_device(inputs, device), to_device(token_mask, device))
+    targets = to_device(targets, device)
     words = F.cross_entropy(word_logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
     words = words / (targets >= 0).sum().clamp(min=1)  # an all-mismatched batch hides no word
-    match = F.binary_cross_entropy_with_logits(match_logits.float(), matched.to(device))
+    match = F.binary_cross_entropy_with_logits(match_logits.float(), to_device(matched, device))
     return WORD_WEIGHT * words + MATCH_WEIGHT * match
 
 

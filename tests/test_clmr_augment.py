@@ -3,15 +3,13 @@
 Each transform is checked on what it does to a signal (its statistics over many draws),
 the reverb against a sample-by-sample run of sox's reverb.c filter loop.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from clmr import augment  # noqa: E402
+from common.models.registry import model_file
+
+augment = model_file("clmr", "augment")
 
 SR = 22050
 
@@ -65,23 +63,35 @@ def test_delay_adds_a_half_volume_echo_at_200_to_450_ms_and_halves_the_sum():
 
 def test_filters_are_juliuss_windowed_sinc_low_pass_and_its_complement():
     cutoff = torch.tensor([3000.0 / SR])
+    taps = augment.lowpass_taps(cutoff)
     passed, stopped = sine(500), sine(6000)
     half = int(8 / cutoff.item() / 2)
     inner = slice(half, SR - half)  # away from the padded edges
-    passed_std = augment.lowpass(passed, cutoff)[0, inner].std().item()
+    passed_std = augment.lowpass(passed, taps)[0, inner].std().item()
     assert passed_std == pytest.approx(passed[0, inner].std().item(), rel=1e-3)
-    assert augment.lowpass(stopped, cutoff)[0, inner].std() < 1e-3 * stopped.std()
+    assert augment.lowpass(stopped, taps)[0, inner].std() < 1e-3 * stopped.std()
     at_cutoff = sine(3000)
-    assert (augment.lowpass(at_cutoff, cutoff)[0, inner].std() / at_cutoff.std()).item() == pytest.approx(0.5, abs=0.03)
+    assert (augment.lowpass(at_cutoff, taps)[0, inner].std() / at_cutoff.std()).item() == pytest.approx(0.5, abs=0.03)
     # the same taps as julius' definition, applied directly
     t = torch.arange(-half, half + 1, dtype=torch.float64)
-    taps = 2 * cutoff.double() * torch.hann_window(2 * half + 1, periodic=False, dtype=torch.float64) \
+    reference = 2 * cutoff.double() * torch.hann_window(2 * half + 1, periodic=False, dtype=torch.float64) \
         * torch.sinc(2 * cutoff.double() * t)
-    taps /= taps.sum()
+    reference /= reference.sum()
     noise = torch.randn(1, 4000, dtype=torch.float64)
     padded = torch.nn.functional.pad(noise[:, None], (half, half), mode="replicate")
-    direct = torch.nn.functional.conv1d(padded, taps[None, None])[:, 0]
-    assert torch.allclose(augment.lowpass(noise.float(), cutoff).double(), direct, atol=1e-5)
+    direct = torch.nn.functional.conv1d(padded, reference[None, None])[:, 0]
+    assert torch.allclose(augment.lowpass(noise.float(), taps).double(), direct, atol=1e-5)
+
+
+def test_filters_of_different_lengths_share_one_batch():
+    """A batch mixes the high-pass's long taps with the low-pass's short ones: each example
+    is filtered as it would be alone."""
+    cutoff = torch.tensor([300.0, 3000.0, 1000.0]) / SR
+    x = torch.randn(3, 4000)
+    together = augment.lowpass(x, augment.lowpass_taps(cutoff))
+    for row in range(3):
+        alone = augment.lowpass(x[row:row + 1], augment.lowpass_taps(cutoff[row:row + 1]))
+        assert torch.allclose(together[row], alone[0], atol=1e-6)
 
 
 def test_pitch_shift_moves_a_tone_by_its_drawn_cents_without_changing_length():
@@ -95,6 +105,28 @@ def test_pitch_shift_moves_a_tone_by_its_drawn_cents_without_changing_length():
     expected = 440 * 2 ** (cents.double() / 1200)
     assert ((peak_hz(out) - expected).abs() <= 2.5).all()  # Hz: a few bins of a 1-second FFT
     assert (cents % 100 != 0).float().mean() > 0.9  # fractional semitones, as sox's pitch in cents
+
+
+def test_resynthesis_is_torch_istft_of_each_examples_own_frames():
+    """The batched pitch shift resynthesises examples of different lengths together: each as
+    torch.istft would from its own frames alone."""
+    window = torch.hann_window(1024)
+    spec = torch.stft(torch.randn(3, 12000), 1024, 256, window=window, return_complex=True)
+    frames = torch.tensor([spec.shape[-1], 30, 41])
+    together = augment._overlap_add(spec, window, 256, frames)
+    for row, count in enumerate(frames.tolist()):
+        alone = torch.istft(spec[row, :, :count], 1024, 256, window=window)
+        torch.testing.assert_close(together[row, :len(alone)], alone, atol=1e-5, rtol=0)
+
+
+def test_resampling_is_torch_interpolate_of_each_examples_own_length():
+    y = torch.randn(3, 900)
+    lengths = torch.tensor([900, 611, 402])
+    together = augment._resample_linear(y, lengths, 500)
+    for row, length in enumerate(lengths.tolist()):
+        alone = torch.nn.functional.interpolate(y[row:row + 1, None, :length], size=500, mode="linear",
+                                                align_corners=False)[0, 0]
+        torch.testing.assert_close(together[row], alone, atol=1e-5, rtol=0)
 
 
 def sox_reverb_loop(x, reverberance, hf_damping, room_scale):

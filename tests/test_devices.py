@@ -2,16 +2,23 @@
 no silent fall-back to the CPU, float32 without TF32, bfloat16 only where it is native, a rank's
 GPU under any binding, batches that share equally, and NT-Xent's product in float32."""
 import os
+import runpy
 import subprocess
 import sys
+import traceback
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from common.cli import UserError
 from common.models.registry import train_script
-from common.training import distributed
+from common.training import distributed, loop
 from common.training.distributed import World, rank_device, resolve_device, resolve_precision
 
 NVIDIA_SMI = "#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0a1b2c3d)'\n"
@@ -94,3 +101,106 @@ def test_nt_xent_compares_the_projections_in_float32_under_bfloat16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert nt_xent(z.to(torch.bfloat16)).dtype == torch.float32
         torch.testing.assert_close(nt_xent(z), exact, rtol=0, atol=0)
+
+
+class SimulatedGPU(TorchDispatchMode):
+    """A CPU run seen as a GPU run: every tensor made from the model's parameters or handed to
+    `to_device` counts as on the device, and so does everything computed from one. Reading
+    a device value on the host (item, tolist, bool, a boolean index, nonzero, unique) is what
+    makes the host wait for a GPU; each read inside a training step is recorded with where
+    it happened, and the reads of the losses are counted."""
+    READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+             torch.ops.aten._unique2.default, torch.ops.aten.unique_consecutive.default,
+             torch.ops.aten.masked_select.default, torch.ops.aten.unique_dim.default}
+    INDEXING = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put_.default, torch.ops.aten.index_put.default}
+
+    def __init__(self):
+        super().__init__()
+        self.on_device, self.in_steps, self.loss_reads = WeakTensorKeyDictionary(), [], 0
+
+    def mark(self, tensor):
+        self.on_device[tensor] = True
+        return tensor
+
+    def read(self, what):
+        frames = traceback.extract_stack()
+        places = [f for f in frames if f.filename.startswith(str(REPO)) and "/tests/" not in f.filename]
+        if any(f.name == "step" and f.filename.endswith("common/training/loop.py") for f in places):
+            self.in_steps.append(f"{what} in {Path(places[-1].filename).relative_to(REPO)}")
+        self.loss_reads += any(f.name == "read_losses" for f in places)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        on_device = any(t in self.on_device for t in tensors)
+        boolean_index = func in self.INDEXING and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in tree_flatten(args[1])[0])
+        if on_device and (func in self.READS or boolean_index):
+            self.read(str(func))
+        out = func(*args, **kwargs)
+        if on_device:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self.mark(t)
+        return out
+
+
+class _ListReads(TorchFunctionMode):
+    """tolist() reads a tensor without passing through the dispatcher."""
+
+    def __init__(self, gpu):
+        super().__init__()
+        self.gpu = gpu
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.tolist and args[0] in self.gpu.on_device:
+            self.gpu.read("tolist")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("model", ["vggish", "clmr", "tmae", "mulap"])
+def test_a_training_step_never_waits_for_the_device(model, tmp_path, data_root, monkeypatch):
+    """The tagging models, CLMR's augmentations and NT-Xent, masking and captions: four steps
+    read nothing back inside a step; the host reads the losses every READ_EVERY (here 3)
+    steps and before the final save."""
+    gpu = SimulatedGPU()
+    original = distributed.to_device
+    for module in list(sys.modules.values()):
+        if getattr(module, "to_device", None) is original:
+            monkeypatch.setattr(module, "to_device", lambda t, device: gpu.mark(original(t, device).clone()))
+    monkeypatch.setattr(loop, "build_for", _marking(loop.build_for, gpu))
+    monkeypatch.setattr(loop, "READ_EVERY", 3)
+    monkeypatch.setattr(sys, "argv", [f"{model}/train.py", "--demo", "--subset", "1", "--batch-size", "2",
+                                      "--max-steps", "4", "--runs-dir", str(tmp_path), "--device", "cpu"])
+    with gpu, _ListReads(gpu):
+        runpy.run_path(str(REPO / model / "train.py"), run_name="__main__")
+    # MuLaP's backbone embeds the sounding chunks of a crop alone, and their number is data:
+    # one read a step
+    assert gpu.in_steps == (["aten.nonzero.default in mulap/model.py"] * 4 if model == "mulap" else [])
+    assert gpu.loss_reads == 2  # after step 3, and before the final save
+    log = (tmp_path / "demo" / model / "1" / "seed0" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+
+
+def _marking(build_for, gpu):
+    def build_and_mark(*args):
+        model = build_for(*args)
+        for tensor in [*model.parameters(), *model.buffers()]:
+            gpu.mark(tensor)
+        return model
+    return build_and_mark
+
+
+def test_batchnorm_over_the_global_batch_is_torchs_syncbatchnorm_on_gpus():
+    """NCCL runs torch's fused SyncBatchNorm; the CPU's gloo runs GlobalBatchNorm. Either
+    way the layers keep their trained state."""
+    from common.models.registry import build
+    from common.training.global_batch import GlobalBatchNorm, sync_batchnorm
+    for device, kind in ((torch.device("cuda"), torch.nn.SyncBatchNorm), (torch.device("cpu"), GlobalBatchNorm)):
+        model = build("vggish", n_tags=50)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        converted = sync_batchnorm(model, device)
+        norms = [m for m in converted.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(type(m) is kind for m in norms)
+        assert converted.state_dict().keys() == state.keys()
+        assert all(torch.equal(converted.state_dict()[k], v) for k, v in state.items())

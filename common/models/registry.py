@@ -42,7 +42,9 @@ MODELS_ROOT = REPO_ROOT if (REPO_ROOT / "vggish" / "model.py").exists() else \
 _variant_classes = {}
 
 
-def _load(name, file):
+def model_file(name, file):
+    """A file of a model's folder (model, train, augment) as a module of this package, so its
+    relative imports reach the library, in a checkout and installed alike."""
     module_name = f"{LIBRARY}.study_models.{name}.{file}"
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, MODELS_ROOT / name / f"{file}.py")
@@ -53,12 +55,12 @@ def _load(name, file):
 
 
 def _base_class(name):
-    return getattr(_load(name, "model"), CLASSES[name])
+    return getattr(model_file(name, "model"), CLASSES[name])
 
 
 def train_script(name):
     """A model's train.py as a module: its DEFAULTS and objective (the script's main does not run)."""
-    return _load(name, "train")
+    return model_file(name, "train")
 
 
 # Each paradigm's objective, by its function's name in a train.py: what the batches carry
@@ -79,7 +81,7 @@ def pretraining_objective(name):
 def augmentations(name):
     """The transforms of the augmentation chain a model's objective applies, in order (CLMR's,
     for the models trained as CLMR is); () for the others."""
-    return tuple(_load("clmr", "augment").CHAIN) if _base_class(name).AUGMENTED else ()
+    return tuple(model_file("clmr", "augment").CHAIN) if _base_class(name).AUGMENTED else ()
 
 
 def parse_id(model_id_):

@@ -34,6 +34,14 @@ class World:
         dist.all_reduce(t)
         return t.item() / self.size
 
+    def average(self, tensor):
+        """The mean of a tensor over all processes, left on the device: nothing waits for it."""
+        if self.size == 1:
+            return tensor
+        total = tensor.float().clone()
+        dist.all_reduce(total)
+        return total / self.size
+
     def any(self, flag):
         return self.mean(1.0 if flag else 0.0) > 0
 
@@ -166,6 +174,15 @@ def rank_device(local_rank):
     (torchrun), the one it sees where a scheduler binds one GPU to each task (Slurm's
     --gpus-per-task: every rank sees only cuda:0)."""
     return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def to_device(tensor, device):
+    """A host tensor on `device`, copied from pinned memory when that is a GPU: the GPU makes
+    the copy in its own time while the host goes on (from ordinary memory the host would
+    wait for the GPU to finish everything queued before it)."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def unwrap(model):

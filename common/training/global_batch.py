@@ -9,10 +9,11 @@ instead of 94. So under torchrun:
   - `gather` hands every process the whole batch's embeddings, with gradients: each process
     then computes the global loss, and the backward pass sums every process's gradient for
     this process's rows, so after DDP's averaging the gradient is the global loss's;
-  - `sync_batchnorm` replaces every BatchNorm layer by `GlobalBatchNorm`, whose training
-    statistics are the global batch's (torch's SyncBatchNorm does the same on GPUs only).
-    Its cost is two all-reduces of a few floats per channel per layer and step, a small
-    fraction of the step's compute and of DDP's own gradient all-reduce.
+  - `sync_batchnorm` makes every BatchNorm layer's training statistics the global batch's:
+    on GPUs it is torch's SyncBatchNorm (fused kernels, NCCL); on CPUs, where that does not
+    run, `GlobalBatchNorm`, whose cost is two all-reduces of a few floats per channel per
+    layer and step, a small fraction of the step's compute and of DDP's own gradient
+    all-reduce.
 In a single process all of this is the identity.
 """
 import torch
@@ -40,26 +41,23 @@ class _AllReduce(torch.autograd.Function):
 
 
 class _AllGather(torch.autograd.Function):
-    """Every process's rows, concatenated in process order (processes may hold different
-    numbers of rows); the gradient of this process's rows is the sum of every process's."""
+    """Every process's rows, concatenated in process order; the gradient of this process's
+    rows is the sum of every process's. Every process holds as many rows: the loop shares each
+    step's batch equally (World.batch_share), so no sizes are exchanged and read."""
 
     @staticmethod
     def forward(ctx, x):
-        sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(_world())]
-        dist.all_gather(sizes, torch.tensor([len(x)], device=x.device))
-        sizes = [int(s) for s in sizes]
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))
-        padded[:len(x)] = x
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded.contiguous())
-        ctx.start, ctx.rows = sum(sizes[:dist.get_rank()]), len(x)
-        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+        parts = [torch.empty_like(x) for _ in range(_world())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = len(x)
+        return torch.cat(parts)
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad[ctx.start:ctx.start + ctx.rows]
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
 
 
 def gather(x):
@@ -90,7 +88,7 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # never below float32, as BatchNorm under autocast
-        count = _AllReduce.apply(xf.new_tensor([xf.numel() / xf.shape[1]]))
+        count = _AllReduce.apply(xf.new_full((1,), xf.numel() / xf.shape[1]))
         mean = _AllReduce.apply(xf.sum(dims)) / count
         centred = xf - mean.reshape(shape)
         var = _AllReduce.apply(centred.pow(2).sum(dims)) / count  # two passes: as exact as BatchNorm's
@@ -107,8 +105,16 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
-def sync_batchnorm(module):
-    """`module` with every BatchNorm layer replaced by a GlobalBatchNorm holding its state."""
+def sync_batchnorm(module, device):
+    """`module` with every BatchNorm layer replaced by one that computes its statistics over
+    every process and holds the same state: torch's SyncBatchNorm on a GPU, GlobalBatchNorm
+    on the CPU."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _global_batchnorm(module)
+
+
+def _global_batchnorm(module):
     for name, child in module.named_children():
         if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
             device = next(iter([*child.parameters(), *child.buffers()])).device
@@ -117,5 +123,5 @@ def sync_batchnorm(module):
             replacement.load_state_dict(child.state_dict())
             setattr(module, name, replacement)
         else:
-            sync_batchnorm(child)
+            _global_batchnorm(child)
     return module

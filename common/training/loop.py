@@ -12,8 +12,11 @@ views of a clip) and how the loss is computed (the three tagging models share
            BatchNorm over the global batch (global_batch.py)
   steps    Adam, ReduceLROnPlateau(0.5, patience 10) on the epoch loss (or a constant
            rate, as CLMR's code has), bfloat16 autocast on CUDA and on CPUs with native
-           bfloat16 (--precision); a non-finite loss stops the run before it touches
-           the weights
+           bfloat16 (--precision). Nothing in a step waits for the GPU: the batch goes
+           over from pinned memory, and the host reads the losses every READ_EVERY
+           steps, before every save and at every epoch's end, so it reads the next batch
+           while the GPU computes. A non-finite loss stops the run at that read, before
+           any file holds weights it touched
   budget   the study's --epochs, or with --budget steps:N as many epochs as N optimizer
            steps take (a run of its own, <subset>-stepsN, so that subsets can be compared at
            equal compute); every checkpoint records the FLOPs of one step (flops.py)
@@ -49,6 +52,10 @@ from .global_batch import sync_batchnorm
 from .options import parse_args
 from .run_folder import Progress, RunFolder, check_resumable, restore
 
+# Steps between two reads of the losses by the host. Each read waits for the GPU to finish
+# every step queued so far; between reads it runs on while the host prepares the next batch.
+READ_EVERY = 25
+
 
 def tagging_loss(model, batch):
     """The objective of the three tagging models (vggish, musicnn, ast): binary cross-entropy
@@ -82,7 +89,7 @@ def _train(model_name, objective, args, world, learns_from, views):
     torch.manual_seed(args.seed)
     model = build_for(model_name, run.identity["tags"], run.identity["vocabulary"]).to(world.device)
     if world.size > 1:  # BatchNorm over the global batch (before the optimizer sees the parameters)
-        model = sync_batchnorm(model)
+        model = sync_batchnorm(model, world.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
     steps = _Steps(model, objective, optimizer, scheduler, args, world, data, views, run)
@@ -164,7 +171,6 @@ class _Steps:
         model_cls = model_class(run.identity["model_name"])
         self.share_crop = model_cls.views_share_crop
         self.crop_samples = model_cls.input_samples * model_cls.crop_windows
-        self.labels = torch.from_numpy(data.labels).to(world.device) if data.labels is not None else None
         self.precision = distributed.resolve_precision(args.precision, world.device)
         self.item_clips, self.item_segments = epoch_items(data, args, self.crop_samples)
 
@@ -180,25 +186,28 @@ class _Steps:
         args, folder = self.args, self.run_folder
         total = min(args.max_steps or 1 << 62, args.epochs * len(self.plan(0)))
         folder.open_log(progress, resumed=args.resume)
-        bar = tqdm(total=total, initial=progress.step, unit="step", disable=not self.world.is_main,
-                   desc=f"{folder.identity['model_name']} {self.data.name} {folder.dir.parent.name}",
-                   dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=progress.step, unit="step", disable=not self.world.is_main,
+                        desc=f"{folder.identity['model_name']} {self.data.name} {folder.dir.parent.name}",
+                        dynamic_ncols=True)
         interrupt = _Interrupt()
+        self.started_reading()
         try:
             while progress.step < total and progress.epoch < args.epochs:
                 plan = self.plan(progress.epoch)
                 while progress.batch_in_epoch < len(plan) and progress.step < total:
-                    self.step(plan[progress.batch_in_epoch], progress, bar)
+                    self.step(plan[progress.batch_in_epoch], progress)
                     if progress.step % args.save_every == 0:
                         self.save(progress)
-                    if self.world.any(interrupt.requested):
+                    elif progress.step % READ_EVERY == 0:
+                        self.read_losses(progress)
+                    if self.interrupted(interrupt, progress):
                         self.stop(progress)
                 if progress.batch_in_epoch >= len(plan):
                     self.end_epoch(progress)
             self.save(progress)
         finally:
             interrupt.restore()
-            bar.close()
+            self.bar.close()
             folder.close()
 
     def batch(self, items, rng):
@@ -207,38 +216,63 @@ class _Steps:
         crops = [read_crops(self.data, clips, self.item_segments[items], self.args.crops, self.crop_samples, rng)
                  for _ in range(1 if self.share_crop else self.views)]
         audio = np.concatenate(crops * self.views if self.share_crop else crops)
-        labels = self.labels[torch.from_numpy(clips).to(self.world.device)] if self.labels is not None else None
+        labels = self._to_device(self.data.labels[clips]) if self.data.labels is not None else None
         captions = [self.data.captions[i] for i in clips] if self.data.captions else None
-        return Batch(torch.from_numpy(audio).to(self.world.device, non_blocking=True), labels, self.views, captions)
+        return Batch(self._to_device(audio), labels, self.views, captions)
 
-    def step(self, items, progress, bar):
-        """One optimizer step; a non-finite loss stops the run before it touches the weights."""
+    def _to_device(self, array):
+        return distributed.to_device(torch.from_numpy(np.ascontiguousarray(array)), self.world.device)
+
+    def step(self, items, progress):
+        """One optimizer step, queued on the device; its loss stays there until read_losses."""
         started = time.perf_counter()
         batch = self.batch(items, seed_step(self.args.seed, self.world.rank, progress.step))
         data_seconds = time.perf_counter() - started
         with distributed.autocast(self.world.device, self.precision):
             loss = self.objective(self.net, batch)
-        mean_loss = self.world.mean(loss.detach())
-        if not np.isfinite(mean_loss):
-            raise UserError(f"the loss became {mean_loss} at step {progress.step + 1}: stopped before updating the "
-                            f"weights; the last good checkpoint is {self.run_folder.last} (try a lower --lr)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         progress.step, progress.batch_in_epoch = progress.step + 1, progress.batch_in_epoch + 1
-        progress.loss_sum, progress.loss_steps = progress.loss_sum + mean_loss, progress.loss_steps + 1
-        seconds = time.perf_counter() - started
-        progress.items, progress.seconds = progress.items + len(items) * self.world.size, progress.seconds + seconds
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.run_folder.log({"step": progress.step, "epoch": progress.epoch, "loss": f"{mean_loss:.6f}",
-                             "lr": f"{lr:.3g}", "data_s": f"{data_seconds:.4f}",
-                             "items_per_s": f"{len(batch.audio) // self.views * self.world.size / seconds:.2f}"})
-        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2g}", epoch=progress.epoch)
-        bar.update()
+        progress.items += len(items) * self.world.size
+        self.unread.append({"step": progress.step, "epoch": progress.epoch, "loss": self.world.average(loss.detach()),
+                            "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}", "data_s": f"{data_seconds:.4f}"})
+        self.unread_items += len(batch.audio) // self.views * self.world.size
+
+    def read_losses(self, progress):
+        """The host reads the losses of the steps queued since the last read (one wait for the
+        device) and logs them; items/s is over those steps, the time the device took for them.
+        A non-finite loss stops the run here, before any save."""
+        if not self.unread:
+            return
+        losses = torch.stack([row["loss"] for row in self.unread]).tolist()
+        seconds = time.perf_counter() - self.read_at
+        items_per_s = self.unread_items / seconds
+        for row, loss in zip(self.unread, losses):
+            if not math.isfinite(loss):
+                raise UserError(f"the loss became {loss} at step {row['step']}: stopped before any checkpoint held "
+                                f"the weights it updated; the last good checkpoint is {self.run_folder.last} "
+                                f"(try a lower --lr)")
+            self.run_folder.log({**row, "loss": f"{loss:.6f}", "items_per_s": f"{items_per_s:.2f}"})
+            progress.loss_sum, progress.loss_steps = progress.loss_sum + loss, progress.loss_steps + 1  # in step order
+        progress.seconds += seconds
+        self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=self.unread[-1]["lr"], epoch=progress.epoch)
+        self.bar.update(len(losses))
+        self.started_reading()
+
+    def started_reading(self):
+        self.unread, self.unread_items, self.read_at = [], 0, time.perf_counter()
+
+    def interrupted(self, interrupt, progress):
+        """Ctrl-C, seen by every process at the same step: under torchrun they agree at the reads."""
+        if self.world.size == 1:
+            return interrupt.requested
+        return progress.step % READ_EVERY == 0 and self.world.any(interrupt.requested)
 
     def end_epoch(self, progress):
         """The plateau schedule sees the epoch's mean loss; every --checkpoint-every epochs the
         weights are kept, before last.pt: a run killed between the two still has them."""
+        self.read_losses(progress)
         if self.args.lr_schedule == "plateau":
             self.scheduler.step(progress.loss_sum / max(progress.loss_steps, 1))
         progress.epoch, progress.batch_in_epoch, progress.loss_sum, progress.loss_steps = progress.epoch + 1, 0, 0.0, 0
@@ -247,7 +281,9 @@ class _Steps:
             self.save(progress)
 
     def save(self, progress):
+        self.read_losses(progress)
         self.run_folder.save_last(self.model, self.optimizer, self.scheduler, progress)
+        self.read_at = time.perf_counter()  # items/s counts the steps, not the saves
 
     def stop(self, progress):
         """Ctrl-C: last.pt saved between two steps, then exit 130."""

@@ -55,7 +55,7 @@ def main(name, out, local=False):
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     if world.size > 1 and not local:
-        model = sync_batchnorm(model)
+        model = sync_batchnorm(model, world.device)
     net = DistributedDataParallel(model) if world.size > 1 else model
     net.train()
     generator = torch.Generator().manual_seed(1)
