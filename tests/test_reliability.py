@@ -480,27 +480,30 @@ def _with_file_size_limit(limit):
 @pytest.mark.slow
 def test_a_full_disk_stops_every_command_in_one_line_and_leaves_nothing_half_written(trained_runs, tmp_path):
     out_dir = tmp_path / "sorties à part"
-    commands = [
+    commands = [  # (file size limit, command, its output folder, the file it cannot write whole)
         (64_000, ["tmae/train.py", "--demo", "--subset", "1", "--max-steps", "1", "--runs-dir", out_dir / "runs"],
-         "untrained.pt"),
+         out_dir / "runs", "untrained.pt"),
+        (40_000_000, ["tmae/train.py", "--demo", "--subset", "1", "--max-steps", "1", "--runs-dir", out_dir / "runs-2"],
+         out_dir / "runs-2", "last.pt"),  # untrained.pt fits; last.pt, written by a thread of its own, does not
         (16_000, ["extract_features.py", "--demo", "--model", "tmae", "--task", "pitch", "--snr", "clean",
                   "--clips-per-split", "12", "--runs-dir", trained_runs, "--features-dir", out_dir / "features"],
-         "clean.npy"),
+         out_dir / "features", "clean.npy"),
         (1_000, ["downstream.py", "--demo", "--model", "tmae", "--task", "pitch", "--seeds", "1", "--epochs", "5",
-                 "--features-dir", out_dir / "features", "--results-dir", out_dir / "results"], "tmae.predictions.npz"),
+                 "--features-dir", out_dir / "features", "--results-dir", out_dir / "results"],
+         out_dir / "results", "tmae.predictions.npz"),
     ]
-    for limit, command, file_name in commands:
+    for limit, command, folder, file_name in commands:
         out = _run(*command, check=False, preexec_fn=_with_file_size_limit(limit))
         lines = [line for line in out.stderr.split("\n") if line.strip() and "%|" not in line]
         assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
         assert f"cannot write {out_dir}" in lines[0] and file_name in lines[0] and "run the same command" in lines[0]
         _everything_visible_is_whole(out_dir)
-        assert not list(out_dir.rglob(file_name)) and not list(out_dir.rglob("*.tmp"))
+        assert not list(folder.rglob(file_name)) and not list(out_dir.rglob("*.tmp"))
         _run(*command)  # room made: the same command finishes
 
     if os.geteuid() != 0:  # root writes into any folder whatever its mode
         (out_dir / "results").chmod(0o500)
-        out = _run(*commands[2][1], "--overwrite", check=False)
+        out = _run(*commands[3][1], "--overwrite", check=False)
         assert out.returncode == 2 and "is not writable" in out.stderr
 
 

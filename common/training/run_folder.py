@@ -8,12 +8,14 @@
   finished.json      once the run has ended: its optimizer steps, epochs, items seen, training
                      FLOPs and seconds
 
-Only the main process writes; every file is written whole (common/atomic.py).
+Only the main process writes; every file is written whole (common/atomic.py). The
+checkpoints saved while training are written by a thread of their own (_Writer).
 """
 import csv
 import io
 import json
 import platform
+import threading
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -82,6 +84,7 @@ class RunFolder:
         self.last = run_dir / "last.pt"
         self._saved = None  # the Progress last.pt holds, when this process knows it
         self._log_file = self._log = None
+        self._writer = _Writer()
 
     def start(self, args, data, model, world):
         """config.json and untrained.pt, before any update."""
@@ -116,21 +119,25 @@ class RunFolder:
         if not self.is_main:
             return
         if self._saved != astuple(progress):
-            checkpoints.save(self.last, {**self.identity, "model": model.state_dict(),
-                                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                         **progress.state()})
+            self._writer.write(self.last, {**self.identity, "model": model.state_dict(),
+                                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           **progress.state()})
             self._saved = astuple(progress)
         self._log_file.flush()
 
     def keep_checkpoint(self, model, progress):
         if self.is_main:
-            checkpoints.save(self.dir / "checkpoints" / f"step{progress.step:07d}.pt",
-                             {**self.identity, "model": model.state_dict(), "step": progress.step,
-                              "epoch": progress.epoch})
+            self._writer.write(self.dir / "checkpoints" / f"step{progress.step:07d}.pt",
+                               {**self.identity, "model": model.state_dict(), "step": progress.step,
+                                "epoch": progress.epoch})
 
     def close(self):
-        if self._log_file:
-            self._log_file.close()
+        """Once the checkpoints being written are on disk (a failed write raises here)."""
+        try:
+            self._writer.wait()
+        finally:
+            if self._log_file:
+                self._log_file.close()
 
     def finish(self, progress, args):
         if self.is_main:
@@ -138,6 +145,47 @@ class RunFolder:
                 "step": progress.step, "epoch": progress.epoch, "max_steps": args.max_steps, "epochs": args.epochs,
                 "budget": args.budget, "items": progress.items, "flops": progress.step * self.identity["step_flops"],
                 "seconds": round(progress.seconds, 1)})
+
+
+class _Writer:
+    """Writes checkpoints one at a time on a thread of its own, so that the steps go on while
+    a large one is serialised and synced to disk (AST's last.pt, with Adam's moments, is
+    about 1 GB: seconds of a GPU's time each). What it writes is a copy in host memory, made
+    when it is handed over, as the steps change the weights in place. A write that failed
+    raises at the next write or at `wait`."""
+
+    def __init__(self):
+        self._thread, self._error = None, None
+
+    def write(self, path, payload):
+        self.wait()
+        self._thread = threading.Thread(target=self._save, args=(path, _on_host(payload)), name="checkpoint-writer")
+        self._thread.start()
+
+    def _save(self, path, payload):
+        try:
+            checkpoints.save(path, payload)
+        except BaseException as error:  # raised again in the training's own thread
+            self._error = error
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def _on_host(state):
+    """A copy of a nested state (dicts, lists, tensors, numbers) with its tensors in host memory."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: _on_host(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_on_host(v) for v in state)
+    return state
 
 
 def _versions():
