@@ -60,6 +60,7 @@ from common.evaluation import handcrafted, tasks
 from common.evaluation.extraction import (
     BFLOAT16_CHECK_CLIPS,
     checked_precision,
+    default_batch_size,
     embed_clips,
     sample_per_split,
     windows,
@@ -113,7 +114,8 @@ def parse_args():
                         help="also each block's embedding (all, or block numbers from 1; python -m "
                              "common.models.registry counts them), pooled over time and frequency or tokens: a "
                              "feature set <checkpoint>#layer<K> each, from the same forward pass")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="windows per forward pass (default: 16 on the CPU, 64 on a GPU)")
     parser.add_argument("--audio-dir", type=folder,
                         help="instead of a task: embed every audio file under this folder into --out, a .npy each")
     parser.add_argument("--out", type=folder, help="with --audio-dir: the folder the .npy files go to")
@@ -276,8 +278,9 @@ def embed_own_folder(args):
         raise UserError("--audio-dir embeds a folder's files as they are, not a task: leave out --task, --task-csv, "
                         "--checkpoints, --layers, --snr (a task's test conditions) and --partial-data")
     check_output_dir(args.out, "--out")
-    written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window,
-                                          resolve_device(args.device), args.precision, args.batch_size)
+    device = resolve_device(args.device)
+    written, kept, skipped = embed_folder(args.audio_dir, args.out, args.checkpoint, args.per_window, device,
+                                          args.precision, args.batch_size or default_batch_size(device))
     print(f"{written} file(s) embedded, {kept} already there, {skipped} skipped -> {args.out}")
 
 
@@ -303,6 +306,9 @@ class FeatureSets:
 
 def main():
     args = parse_args()
+    if args.model == HANDCRAFTED and (args.batch_size or args.precision != "auto"):
+        raise UserError("hand-crafted features are computed clip by clip with librosa on the CPU: --batch-size and "
+                        "--precision do not apply to them")
     if args.audio_dir is not None:
         return embed_own_folder(args)
     _refuse_folder_options(args)
@@ -310,6 +316,7 @@ def main():
     check_output_dir(args.features_dir, "--features-dir")
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    args.batch_size = args.batch_size or default_batch_size(device)
     # the task, its dataset (downloaded or rendered on first use) and the sources of features
     task, own_dataset = task_from_args(args)
     dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo, splits=args.splits)

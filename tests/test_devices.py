@@ -8,6 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -106,9 +107,9 @@ def test_nt_xent_compares_the_projections_in_float32_under_bfloat16_autocast():
 class SimulatedGPU(TorchDispatchMode):
     """A CPU run seen as a GPU run: every tensor made from the model's parameters or handed to
     `to_device` counts as on the device, and so does everything computed from one. Reading
-    a device value on the host (item, tolist, bool, a boolean index, nonzero, unique) is what
-    makes the host wait for a GPU; each read inside a training step is recorded with where
-    it happened, and the reads of the losses are counted."""
+    a device value on the host (item, tolist, cpu, numpy, bool, a boolean index, nonzero,
+    unique) is what makes the host wait for a GPU: each read is recorded as (what, the
+    project's file it happened in, the names of the project's functions it happened in)."""
     READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
              torch.ops.aten._unique2.default, torch.ops.aten.unique_consecutive.default,
              torch.ops.aten.masked_select.default, torch.ops.aten.unique_dim.default}
@@ -116,18 +117,19 @@ class SimulatedGPU(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.on_device, self.in_steps, self.loss_reads = WeakTensorKeyDictionary(), [], 0
+        self.on_device, self.reads = WeakTensorKeyDictionary(), []
 
     def mark(self, tensor):
         self.on_device[tensor] = True
         return tensor
 
     def read(self, what):
-        frames = traceback.extract_stack()
-        places = [f for f in frames if f.filename.startswith(str(REPO)) and "/tests/" not in f.filename]
-        if any(f.name == "step" and f.filename.endswith("common/training/loop.py") for f in places):
-            self.in_steps.append(f"{what} in {Path(places[-1].filename).relative_to(REPO)}")
-        self.loss_reads += any(f.name == "read_losses" for f in places)
+        places = [f for f in traceback.extract_stack() if f.filename.startswith(str(REPO)) and
+                  "/tests/" not in f.filename]
+        self.reads.append((what, str(Path(places[-1].filename).relative_to(REPO)), {f.name for f in places}))
+
+    def reads_in(self, function):
+        return [f"{what} in {file}" for what, file, functions in self.reads if function in functions]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -146,16 +148,20 @@ class SimulatedGPU(TorchDispatchMode):
 
 
 class _ListReads(TorchFunctionMode):
-    """tolist() reads a tensor without passing through the dispatcher."""
+    """tolist(), cpu() and numpy() of a CPU tensor read it without passing through the dispatcher."""
+    METHODS = {torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy}
 
     def __init__(self, gpu):
         super().__init__()
         self.gpu = gpu
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.Tensor.tolist and args[0] in self.gpu.on_device:
-            self.gpu.read("tolist")
-        return func(*args, **(kwargs or {}))
+        if func in self.METHODS and args[0] in self.gpu.on_device:
+            self.gpu.read(func.__name__)
+        out = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.cpu:  # the copy on the host (here the tensor itself) is the host's
+            self.gpu.on_device.pop(out, None)
+        return out
 
 
 @pytest.mark.parametrize("model", ["vggish", "clmr", "tmae", "mulap"])
@@ -176,8 +182,8 @@ def test_a_training_step_never_waits_for_the_device(model, tmp_path, data_root, 
         runpy.run_path(str(REPO / model / "train.py"), run_name="__main__")
     # MuLaP's backbone embeds the sounding chunks of a crop alone, and their number is data:
     # one read a step
-    assert gpu.in_steps == (["aten.nonzero.default in mulap/model.py"] * 4 if model == "mulap" else [])
-    assert gpu.loss_reads == 2  # after step 3, and before the final save
+    assert gpu.reads_in("step") == (["aten.nonzero.default in mulap/model.py"] * 4 if model == "mulap" else [])
+    assert gpu.reads_in("read_losses") == ["tolist in common/training/loop.py"] * 2  # after step 3, before the save
     log = (tmp_path / "demo" / model / "1" / "seed0" / "log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
 
@@ -204,3 +210,30 @@ def test_batchnorm_over_the_global_batch_is_torchs_syncbatchnorm_on_gpus():
         assert norms and all(type(m) is kind for m in norms)
         assert converted.state_dict().keys() == state.keys()
         assert all(torch.equal(converted.state_dict()[k], v) for k, v in state.items())
+
+
+def test_extraction_reads_the_embeddings_back_every_read_every_batches(monkeypatch):
+    """Eleven clips of 1-3 windows in batches of 4: six batches, read back after the third and
+    the sixth, and the same means as when every batch is read at once."""
+    from common.evaluation import extraction
+    from common.models.registry import build
+    torch.manual_seed(0)
+    encoder = build("vggish", n_tags=50).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(encoder.input_samples * (1 + i % 3)).astype(np.float32) * 0.1 for i in range(11)]
+
+    def embedded(read_every):
+        monkeypatch.setattr(extraction, "READ_EVERY", read_every)
+        out = np.zeros((len(clips), encoder.emb_dim), dtype=np.float32)
+        extraction.embed_clips(encoder, clips.__getitem__, len(clips), out, 4, torch.device("cpu"))
+        return out
+
+    expected = embedded(1)
+    gpu = SimulatedGPU()
+    for tensor in [*encoder.parameters(), *encoder.buffers()]:
+        gpu.mark(tensor)
+    monkeypatch.setattr(extraction, "to_device", lambda t, device: gpu.mark(t.clone()))
+    with gpu, _ListReads(gpu):
+        out = embedded(3)
+    assert len(gpu.reads) == 6 and gpu.reads_in("read_back") == ["cpu in common/evaluation/extraction.py"] * 6
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -2,9 +2,11 @@
 
 A clip is cut into non-overlapping windows of the model's input length; a last partial
 window is dropped (it would be mostly padding), except that a clip shorter than one
-window becomes one zero-padded window. Windows of consecutive clips share batches, and
-each clip's embedding is the mean of its windows' embeddings. Clips are streamed: only
-one batch of audio is in memory at a time. A quick study embeds a sample of each split
+window becomes one zero-padded window. The windows of consecutive clips fill batches of
+--batch-size, and each clip's embedding is the mean of its windows' embeddings. Clips are
+streamed: only one batch of audio is in memory at a time. The embeddings stay on the
+device and come back every READ_EVERY batches, so the host decodes and prepares the next
+batches while a GPU computes. A quick study embeds a sample of each split
 (sample_per_split).
 """
 from collections import Counter
@@ -12,10 +14,18 @@ from collections import Counter
 import numpy as np
 import torch
 
-from ..training.distributed import autocast, resolve_precision
+from ..training.distributed import autocast, resolve_precision, to_device
 
 # bfloat16 is kept for a checkpoint only when the embeddings of this many clips stay apart in it
 BFLOAT16_CHECK_CLIPS = 8
+# Batches whose embeddings wait on the device before the host reads them back in one go
+READ_EVERY = 32
+# Windows per forward pass when --batch-size is not given: a GPU is kept busy only by larger ones
+BATCH_SIZE = {"cpu": 16, "cuda": 64}
+
+
+def default_batch_size(device):
+    return BATCH_SIZE[device.type]
 
 
 def window_count(n_samples, length):
@@ -71,7 +81,7 @@ def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=t
     With `precision` bfloat16 the forward pass runs under autocast (the log-mel front end
     stays in float32); on CPUs with native bfloat16 units that about halves AST's time.
     """
-    pending, owners, counts = [], [], np.zeros(n_clips, dtype=np.int64)
+    pending, owners, counts, queued = [], [], np.zeros(n_clips, dtype=np.int64), []
     outs = out if layers else [out]
     for array in outs:
         array[:] = 0.0
@@ -83,28 +93,35 @@ def embed_clips(encoder, audio_of, n_clips, out, batch_size, device, precision=t
         return [every[-1 if k is None else k - 1] for k in layers]
 
     def flush():
-        batch = torch.from_numpy(np.concatenate(pending)).to(device, non_blocking=True)
+        batch = to_device(torch.from_numpy(np.concatenate(pending)), device)
         with autocast(device, precision):
-            embeddings = [e.float().cpu().numpy() for e in forward(batch)]
-        rows = np.concatenate(owners)
-        for array, part in zip(outs, embeddings):
-            np.add.at(array, rows, part)
+            queued.append(([e.float() for e in forward(batch)], np.concatenate(owners)))
         pending.clear()
         owners.clear()
+        if len(queued) == READ_EVERY:
+            read_back()
+
+    def read_back():  # the host waits for the device here only
+        for embeddings, rows in queued:
+            for array, part in zip(outs, embeddings):
+                np.add.at(array, rows, part.cpu().numpy())
+        queued.clear()
 
     for i in range(n_clips):
         clip_windows = windows(audio_of(i), encoder.input_samples)
-        for start in range(0, len(clip_windows), batch_size):
-            part = clip_windows[start:start + batch_size]
-            pending.append(part)
-            owners.append(np.full(len(part), i))
-            counts[i] += len(part)
-            if sum(len(p) for p in pending) >= batch_size:
+        counts[i] = len(clip_windows)
+        while len(clip_windows):  # a clip's windows fill the batch, and the next ones the next
+            room = batch_size - sum(len(p) for p in pending)
+            pending.append(clip_windows[:room])
+            owners.append(np.full(len(pending[-1]), i))
+            clip_windows = clip_windows[room:]
+            if len(pending[-1]) == room:
                 flush()
         if progress is not None:
             progress.update()
     if pending:
         flush()
+    read_back()
     for array in outs:
         array /= counts[:, None]
 
