@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The CUDA path checked for real, in about 8 minutes on one H100, on the demo data: the first
-# thing to run on a machine with a GPU. It prints one table; docs/speed.md keeps it with the
-# device named.
+# thing to run on a machine with a GPU. It prints one table, and exits 1 if a row failed;
+# docs/speed.md keeps the table with the device named.
 #
-#   bash benchmarks/gpu_check.sh                       # on the GPU
-#   DEVICE=cpu STEPS=3 MODELS="vggish clmr" bash benchmarks/gpu_check.sh   # a dry run of the script
+#   bash benchmarks/gpu_check.sh                         # on the GPU
+#   bash benchmarks/gpu_check.sh --device cpu --smoke    # every row, as small as it goes (a test runs it)
+#
+# Options: --device (default cuda), --steps N (default 50), --models "vggish clmr ..." (default
+# all seven), --out DIR (default a new temporary folder), --smoke (3 steps of vggish at batch
+# 8, 8 clips of each split, one probe seed of 3 epochs).
 #
 # Rows:
 #   environment       torch, its CUDA, the device, native bfloat16, what nvidia-smi lists
-#   train <model>     STEPS steps of its train.py under --precision auto: items/s and the share
-#                     of a step spent waiting for data (log.csv, the first 3 steps left out)
+#   train <model>     --steps steps of its train.py under --precision auto: items/s and the
+#                     share of a step spent waiting for data (log.csv, the first step, a
+#                     warm-up timed apart, left out)
 #   resume <model>    5 more steps with --resume from where it stopped
 #   float32 vs tf32   untrained CLMR's between-clip differences with TF32 convolutions against
-#                     IEEE float32 (what --precision float32 now gives): how far TF32 moves them
+#                     IEEE float32 (what --precision float32 gives): how far TF32 moves them
 #   torchrun 2 GPUs   where there are two: the loss of step 1 of vggish under torchrun against
 #                     one process (the same global batch, float32)
 #   extract           vggish features for pitch with --layers all and three conditions
@@ -20,9 +25,18 @@
 #   plan              reproduce.py --plan on this device: the full demo grid's estimate
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEVICE=${DEVICE:-cuda}
-STEPS=${STEPS:-30}
-MODELS=${MODELS:-"vggish musicnn ast clmr tmae tune mulap"}
+DEVICE=cuda STEPS=50 MODELS="vggish musicnn ast clmr tmae tune mulap" OUT="" TRAIN=() EXTRACT=() PROBES=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) DEVICE=$2; shift 2 ;;
+        --steps) STEPS=$2; shift 2 ;;
+        --models) MODELS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --smoke) STEPS=3 MODELS=vggish TRAIN=(--batch-size 8) EXTRACT=(--clips-per-split 8) PROBES=(--seeds 1 --epochs 3)
+                 shift ;;
+        *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
+    esac
+done
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 ROWS="$OUT/rows.tsv"
@@ -31,7 +45,7 @@ COMMON=(--demo --device "$DEVICE" --runs-dir "$OUT/runs")
 
 row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$ROWS"; }
 
-# "items/s X, data wait Y%" from a run's log.csv, its first three steps left out (warm-up)
+# "items/s X, data wait Y%" from a run's log.csv, its first step (the warm-up) left out
 log_summary() {
     python - "$1" <<'EOF'
 import csv, json, sys
@@ -39,7 +53,7 @@ from pathlib import Path
 run = Path(sys.argv[1])
 batch = json.loads((run / "config.json").read_text())["args"]["batch_size"]
 every = list(csv.DictReader(open(run / "log.csv", newline="")))
-rows = every[3:] or every
+rows = every[1:] or every
 step = sum(batch / float(r["items_per_s"]) for r in rows) / len(rows)
 wait = sum(float(r["data_s"]) for r in rows) / len(rows)
 print(f"{batch / step:.1f} items/s at batch {batch}, data wait {wait / step:.0%} of a step, {len(rows)} steps")
@@ -71,13 +85,13 @@ row environment ok "$env_line"
 
 for model in $MODELS; do
     run="$OUT/runs/demo/$model/5/seed0"
-    if timed python "$model/train.py" "${COMMON[@]}" --subset 5 --max-steps "$STEPS"; then
+    if timed python "$model/train.py" "${COMMON[@]}" --subset 5 --max-steps "$STEPS" "${TRAIN[@]}"; then
         row "train $model" ok "$(log_summary "$run"), ${SECONDS_TAKEN} s with start-up"
     else
         row "train $model" FAIL "$(fail_line)"
         continue
     fi
-    if timed python "$model/train.py" "${COMMON[@]}" --subset 5 --max-steps $((STEPS + 5)) --resume; then
+    if timed python "$model/train.py" "${COMMON[@]}" --subset 5 --max-steps $((STEPS + 5)) --resume "${TRAIN[@]}"; then
         row "resume $model" ok "$(python -c "import json; print('finished at step', json.load(open('$run/finished.json'))['step'])")"
     else
         row "resume $model" FAIL "$(fail_line)"
@@ -124,20 +138,20 @@ fi
 
 if [ -f "$OUT/runs/demo/vggish/5/seed0/last.pt" ]; then
     if timed python extract_features.py --model vggish --task pitch "${COMMON[@]}" --features-dir "$OUT/features" \
-            --layers all --snr clean 0 deform_1; then
+            --layers all --snr clean 0 deform_1 "${EXTRACT[@]}"; then
         row extract ok "vggish pitch, untrained and 5, every layer, 3 conditions: ${SECONDS_TAKEN} s"
     else
         row extract FAIL "$(fail_line)"
     fi
-    probes=$(python - "$DEVICE" "$OUT" <<'EOF' 2>&1
+    probes=$(python - "$DEVICE" "$OUT" "${PROBES[@]}" <<'EOF' 2>&1
 import runpy, sys, time, torch
-device, out = sys.argv[1], sys.argv[2]
+device, out, more = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.argv = ["downstream.py", "--model", "vggish", "--task", "pitch", "--demo", "--device", device,
-            "--features-dir", f"{out}/features", "--results-dir", f"{out}/results"]
+            "--features-dir", f"{out}/features", "--results-dir", f"{out}/results", *more]
 started = time.perf_counter()
 runpy.run_path("downstream.py", run_name="__main__")
-peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-print(f"{time.perf_counter() - started:.1f} s, peak GPU memory {peak:.2f} GiB")
+memory = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else "on the CPU"
+print(f"{time.perf_counter() - started:.1f} s, {memory}")
 EOF
 )
     row probes "$([ $? -eq 0 ] && echo ok || echo FAIL)" "$(echo "$probes" | tail -n 1 | cut -c1-150)"
@@ -154,3 +168,4 @@ fi
 echo
 column -t -s $'\t' "$ROWS"
 echo "(logs and runs under $OUT)"
+! grep -q $'\tFAIL\t' "$ROWS"

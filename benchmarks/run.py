@@ -4,11 +4,13 @@
     python benchmarks/run.py                 # everything measured so far
     python benchmarks/run.py --quick         # the same rows, shorter and smaller: about two minutes
     python benchmarks/run.py --only loader   # one of them
+    python benchmarks/run.py --device cuda   # every row on a GPU (the baselines stay on the CPU)
 
 Runs on the demo data (rendered on first use). Timings are wall-clock on this machine:
 compare ratios, not absolute numbers, between machines. `limit` is what this machine can do
-for that kind of work, measured in the same run: for arithmetic, a large matrix product in
-the dtype the work runs in (FLOP/s); for the loader, a large memory copy (bytes/s).
+for that kind of work, measured in the same run on the same device: for arithmetic, a large
+matrix product in the dtype the work runs in (FLOP/s); for the loader, a large memory copy
+on the host (bytes/s).
 `of_limit` is the fraction of it reached, the work counted by torch's FlopCounterMode
 (matrix products and convolutions; FFTs and element-wise work are not counted, so it is a
 lower bound) or as the bytes read and written.
@@ -32,8 +34,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.cli import ArgumentParser, add_data_options, run  # noqa: E402
 from common.data.dataset import load_dataset  # noqa: E402
 from common.models.melspec import MelSpectrogram  # noqa: E402
+from common.training.distributed import (  # noqa: E402
+    add_device_option,
+    autocast,
+    resolve_device,
+    resolve_precision,
+    to_device,
+)
 
 QUICK = False  # --quick: every measurement shorter
+DEVICE = torch.device("cpu")  # --device: where every row's own work runs
+
+
+def finished(fn):
+    """`fn` that returns once the device has done what it queued (a GPU runs behind the host)."""
+    def call():
+        fn()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize(DEVICE)
+    return call
 
 
 def timed(fn, min_seconds=2.0):
@@ -71,9 +90,10 @@ def quiet_stderr():
 
 @functools.cache
 def matmul_peak(dtype=torch.float32, size=2048):
-    """FLOP/s of a large matrix product in `dtype` on this machine's CPU threads: the arithmetic limit."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    return timed(lambda: a @ b, min_seconds=3.0) * 2 * size ** 3
+    """FLOP/s of a large matrix product in `dtype` on --device: the arithmetic limit."""
+    size = size * 4 if DEVICE.type == "cuda" else size
+    a, b = (torch.randn(size, size, device=DEVICE).to(dtype) for _ in range(2))
+    return timed(finished(lambda: a @ b), min_seconds=3.0) * 2 * size ** 3
 
 
 @functools.cache
@@ -109,7 +129,8 @@ def report(name, ours, baseline, unit, target, limit, **more):
 
 
 def loader(args):
-    """Random 3.75 s crops from the decoded cache vs librosa.load(offset=...) per item from the MP3s."""
+    """Random 3.75 s crops from the decoded cache, on --device, vs librosa.load(offset=...) per
+    item from the MP3s."""
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     cache = dataset.audio(16000)
     clips = dataset.split("train")
@@ -118,7 +139,7 @@ def loader(args):
 
     def ours():
         keys = [clips[i].id for i in rng.integers(len(clips), size=batch)]
-        cache.random_crops(keys, length, rng)
+        to_device(torch.from_numpy(cache.random_crops(keys, length, rng)), DEVICE)
 
     def reference():
         clip = clips[rng.integers(len(clips))]
@@ -127,17 +148,18 @@ def loader(args):
 
     with quiet_stderr():  # mpg123 reports every seek into a frame as an error on stderr
         baseline = timed(reference)
-    crops_per_s = timed(ours) * batch
+    crops_per_s = timed(finished(ours)) * batch
     moved = length * (np.dtype(np.int16).itemsize + np.dtype(np.float32).itemsize)  # 16-bit read, float32 written
     report("loader", crops_per_s, baseline, "crops/s", ">= 50", memory_limit(crops_per_s * moved))
 
 
 def frontend(args):
-    """Batched torch log-mel (128 bins, the librosa recipe) vs per-item librosa melspectrogram, same values."""
+    """Batched torch log-mel (128 bins, the librosa recipe) on --device vs per-item librosa
+    melspectrogram, same values."""
     torch.set_num_threads(2)
     batch = np.random.default_rng(0).standard_normal((64, int(3.75 * 16000))).astype(np.float32) * 0.1
-    front_end = MelSpectrogram(16000, 512, 256, 128, htk=False, filter_norm="slaney", pad_mode="constant")
-    waveforms = torch.from_numpy(batch)
+    front_end = MelSpectrogram(16000, 512, 256, 128, htk=False, filter_norm="slaney", pad_mode="constant").to(DEVICE)
+    waveforms = torch.from_numpy(batch).to(DEVICE)
 
     def reference_one(y):
         return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256,
@@ -145,9 +167,9 @@ def frontend(args):
 
     baseline = timed(lambda: reference_one(batch[0]))  # first: torch's idle threads would slow numpy
     with torch.inference_mode():
-        np.testing.assert_allclose(front_end(waveforms[:2]).numpy(), np.stack([reference_one(y) for y in batch[:2]]),
-                                   atol=1e-3)
-        ours = timed(lambda: front_end(waveforms)) * len(batch)
+        np.testing.assert_allclose(front_end(waveforms[:2]).cpu().numpy(),
+                                   np.stack([reference_one(y) for y in batch[:2]]), atol=1e-3)
+        ours = timed(finished(lambda: front_end(waveforms))) * len(batch)
         work = flops(lambda: front_end(waveforms)) / len(batch)
     report("frontend", ours, baseline, "items/s", ">= 10", compute_limit(ours * work))
 
@@ -155,31 +177,32 @@ def frontend(args):
 def extract(args):
     """Audio seconds embedded per second by extract_features.py's path vs the bare forward pass,
     for VGGish and for AST (the study's costliest extraction), at the precision --precision
-    auto takes here."""
-    from common.evaluation.extraction import embed_clips, windows
+    auto takes on --device, in its batches."""
+    from common.evaluation.extraction import default_batch_size, embed_clips, windows
     from common.models.registry import build
-    from common.training.distributed import autocast, resolve_precision
     torch.set_num_threads(2)
     dataset = load_dataset("MTAT", args.data_root, demo=True)
-    device = torch.device("cpu")
+    device, batch_size = DEVICE, default_batch_size(DEVICE)
     precision = resolve_precision("auto", device)
     for model, n_clips in (("vggish", 24 if QUICK else 96), ("ast", 4 if QUICK else 16)):
-        encoder = build(model).eval()
+        encoder = build(model).eval().to(device)
         cache = dataset.audio(encoder.sample_rate)
         keys = [c.id for c in dataset.split("train")][:n_clips]
         seconds = sum(len(windows(cache.clip(k), encoder.input_samples)) for k in keys) * encoder.input_seconds
         out = np.zeros((len(keys), encoder.emb_dim), np.float32)
-        ours = timed(lambda: embed_clips(encoder, lambda i: cache.clip(keys[i]), len(keys), out, 16, device,
+        ours = timed(lambda: embed_clips(encoder, lambda i: cache.clip(keys[i]), len(keys), out, batch_size, device,
                                          precision), min_seconds=5) * seconds
-        batches = torch.from_numpy(np.concatenate([windows(cache.clip(k), encoder.input_samples) for k in keys]))
+        batches = torch.from_numpy(np.concatenate([windows(cache.clip(k), encoder.input_samples)
+                                                   for k in keys])).to(device)
 
         def bare():
             with torch.inference_mode(), autocast(device, precision):
-                for batch in batches.split(16):
+                for batch in batches.split(batch_size):
                     encoder.embed(batch)
         with torch.inference_mode():
-            work = flops(lambda: encoder.embed(batches[:16])) / (len(batches[:16]) * encoder.input_seconds)
-        report("extract", ours, timed(bare, min_seconds=5) * seconds, "audio s/s", ">= 0.77",
+            first = batches[:batch_size]
+            work = flops(lambda: encoder.embed(first)) / (len(first) * encoder.input_seconds)
+        report("extract", ours, timed(finished(bare), min_seconds=5) * seconds, "audio s/s", ">= 0.77",
                compute_limit(ours * work, precision), model=model)
 
 
@@ -207,7 +230,7 @@ def probes(args):
     scores = {}
 
     def ours():
-        fitted = fit("classes", specs, [x], y, splits, classes, torch.device("cpu"), epochs=epochs)
+        fitted = fit("classes", specs, [x], y, splits, classes, DEVICE, epochs=epochs)
         outputs = np.concatenate([predict(probes, [x[splits["test"]]]) for probes in fitted.values()])
         scores["ours"] = np.mean([accuracy(y[splits["test"]], o.argmax(1)) for o in outputs])
 
@@ -248,14 +271,14 @@ def bootstrap(args):
     drawn = rng.integers(0, n, (20 if QUICK else 100, n))
 
     def ours():
-        tag_metrics(torch.as_tensor(y), torch.as_tensor(scores), weights)
+        tag_metrics(torch.as_tensor(y, device=DEVICE), torch.as_tensor(scores, device=DEVICE), weights.to(DEVICE))
 
     def reference():
         for rows in drawn:
             kept = y[rows].any(0) & ~y[rows].all(0)
             roc_auc_score(y[rows][:, kept], scores[rows][:, kept], average="macro")
 
-    ours_rate, reference_rate = once(ours) * resamples, once(reference) * len(drawn)
+    ours_rate, reference_rate = once(finished(ours)) * resamples, once(reference) * len(drawn)
     moved = tags * n * (1 + 1 + 4)  # per resample and tag: a uint8 weight read and written, summed into int32
     probes_of_real_grid = (5 * 9 + 1) * 5 * 3 * 7
     report("bootstrap", ours_rate, reference_rate, "resamples/s", ">= 300", memory_limit(ours_rate * moved),
@@ -269,11 +292,10 @@ def train(args):
     waiting for data (from its log.csv)."""
     from common.data.subsets import select
     from common.models.registry import MODELS, STUDY_MODELS
-    from common.training.distributed import resolve_precision
     torch.set_num_threads(2)
     dataset = load_dataset("MTAT", args.data_root, demo=True)
     clips = select(dataset.split("train"), "5")
-    precision = resolve_precision("auto", torch.device("cpu"))
+    precision = resolve_precision("auto", DEVICE)
     for name in STUDY_MODELS if QUICK else MODELS:
         batch_size, steps = ((2, 2) if name == "ast" else (4, 2)) if QUICK else ((4, 4) if name == "ast" else (8, 6))
         step_seconds, waiting = _train_py_step(name, args.data_root, batch_size, steps)
@@ -285,7 +307,7 @@ def train(args):
 
 def _train_py_step(name, data_root, batch_size, steps):
     """(seconds a step of the model's train.py takes, the share of it spent waiting for data),
-    from its log.csv, the first step (a warm-up) left out."""
+    from its log.csv, the first step (a warm-up, timed apart) left out."""
     import csv
     import subprocess
     import tempfile
@@ -293,7 +315,7 @@ def _train_py_step(name, data_root, batch_size, steps):
     with tempfile.TemporaryDirectory() as runs:
         subprocess.run([sys.executable, str(repo / name / "train.py"), "--demo", "--data-root", str(data_root),
                         "--subset", "5", "--max-steps", str(steps), "--batch-size", str(batch_size),
-                        "--runs-dir", runs], check=True, capture_output=True)
+                        "--runs-dir", runs, "--device", str(DEVICE)], check=True, capture_output=True)
         with open(Path(runs) / "demo" / name / "5" / "seed0" / "log.csv", newline="") as f:
             rows = list(csv.DictReader(f))[1:]
     step_seconds = np.mean([batch_size / float(r["items_per_s"]) for r in rows])
@@ -308,14 +330,13 @@ def _reference_step(name, dataset, clips, batch_size, steps, precision):
     from common.data import captions
     from common.data.mtat import TOP50
     from common.models.registry import build_for, model_class, pretraining_objective
-    from common.training.distributed import autocast
     from common.training.epochs import Batch
     objective, learns_from, views = pretraining_objective(name)
     cls = model_class(name)
     torch.manual_seed(0)
     texts = [captions.from_tags(c.labels["tags"], c.id) for c in clips]
     model = build_for(name, TOP50 if learns_from == "tags" else None,
-                      captions.vocabulary(texts) if learns_from == "captions" else None).train()
+                      captions.vocabulary(texts) if learns_from == "captions" else None).train().to(DEVICE)
     seconds, samples = cls.input_seconds * cls.crop_windows, cls.input_samples * cls.crop_windows
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -339,13 +360,15 @@ def _reference_step(name, dataset, clips, batch_size, steps, precision):
         for step in range(steps):
             started = time.perf_counter()
             audio, labels, items = next(batches)
-            batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]), labels, views, [texts[i] for i in items])
+            batch = Batch(audio.transpose(0, 1).reshape(-1, audio.shape[-1]).to(DEVICE), labels.to(DEVICE), views,
+                          [texts[i] for i in items])
             with counter if step == 0 else contextlib.nullcontext():  # the warm-up step, not timed, is counted
-                with autocast(torch.device("cpu"), precision):
+                with autocast(DEVICE, precision):
                     loss = objective(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             optimizer.step()
+            float(loss)  # the reference loops read the loss every step
             times.append(time.perf_counter() - started)
     return np.mean(times[1:]), counter.get_total_flops()
 
@@ -361,9 +384,10 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="every row, from shorter timings on less data (about two minutes on 2 CPU cores)")
     add_data_options(parser)
+    add_device_option(parser)
     args = parser.parse_args()
-    global QUICK
-    QUICK = args.quick
+    global QUICK, DEVICE
+    QUICK, DEVICE = args.quick, resolve_device(args.device)
     for name in args.only or BENCHMARKS:
         BENCHMARKS[name](args)
 

@@ -171,7 +171,8 @@ def test_error_lines(tmp_path, tmae_runs):
     assert "python vggish/train.py --demo --subset 1" in error("--model", "vggish", "--task", "pitch")
     assert "choose from untrained, 1" in error("--model", "tmae", "--task", "pitch", "--checkpoints", "5")
     for option in (["--batch-size", "64"], ["--precision", "bfloat16"]):
-        assert "--batch-size and --precision do not apply" in error("--model", "handcrafted", "--task", "pitch", *option)
+        refused = error("--model", "handcrafted", "--task", "pitch", *option)
+        assert "--batch-size and --precision do not apply" in refused
     foreign = tmp_path / "runs"
     shutil.copytree(tmae_runs / "demo" / "tmae", foreign / "demo" / "clmr")
     assert "checkpoint of tmae, not of clmr" in error("--model", "clmr", "--task", "pitch", runs=foreign)

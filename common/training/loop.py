@@ -54,6 +54,8 @@ from .run_folder import Progress, RunFolder, check_resumable, restore
 
 # Steps between two reads of the losses by the host. Each read waits for the GPU to finish
 # every step queued so far; between reads it runs on while the host prepares the next batch.
+# A process also reads after its first step, so that its warm-up (kernels chosen, memory
+# allocated) is timed apart in log.csv.
 READ_EVERY = 25
 
 
@@ -191,6 +193,7 @@ class _Steps:
                         dynamic_ncols=True)
         interrupt = _Interrupt()
         self.started_reading()
+        warm_up = progress.step + 1
         try:
             while progress.step < total and progress.epoch < args.epochs:
                 plan = self.plan(progress.epoch)
@@ -198,7 +201,7 @@ class _Steps:
                     self.step(plan[progress.batch_in_epoch], progress)
                     if progress.step % args.save_every == 0:
                         self.save(progress)
-                    elif progress.step % READ_EVERY == 0:
+                    elif progress.step % READ_EVERY == 0 or progress.step == warm_up:
                         self.read_losses(progress)
                     if self.interrupted(interrupt, progress):
                         self.stop(progress)
