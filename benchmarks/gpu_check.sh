@@ -8,7 +8,7 @@
 #
 # Options: --device (default cuda), --steps N (default 50), --models "vggish clmr ..." (default
 # all seven), --out DIR (default a new temporary folder), --smoke (3 steps of vggish at batch
-# 8, 8 clips of each split, one probe seed of 3 epochs).
+# 8, 8 clips of each split, one probe seed of 3 epochs, the plan of vggish on pitch alone).
 #
 # Rows:
 #   environment       torch, its CUDA, the device, native bfloat16, what nvidia-smi lists
@@ -25,7 +25,7 @@
 #   plan              reproduce.py --plan on this device: the full demo grid's estimate
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEVICE=cuda STEPS=50 MODELS="vggish musicnn ast clmr tmae tune mulap" OUT="" TRAIN=() EXTRACT=() PROBES=()
+DEVICE=cuda STEPS=50 MODELS="vggish musicnn ast clmr tmae tune mulap" OUT="" TRAIN=() EXTRACT=() PROBES=() PLAN=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --models) MODELS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --smoke) STEPS=3 MODELS=vggish TRAIN=(--batch-size 8) EXTRACT=(--clips-per-split 8) PROBES=(--seeds 1 --epochs 3)
-                 shift ;;
+                 PLAN=(--quick --models vggish --tasks pitch); shift ;;
         *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
 done
@@ -43,7 +43,9 @@ ROWS="$OUT/rows.tsv"
 : > "$ROWS"
 COMMON=(--demo --device "$DEVICE" --runs-dir "$OUT/runs")
 
-row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$ROWS"; }
+# a row of the table: name, ok/FAIL/skipped, one line of detail (progress bars' carriage returns
+# and tabs flattened)
+row() { printf '%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\r\t' '\n ' | tail -n 1 | cut -c1-150)" >> "$ROWS"; }
 
 # "items/s X, data wait Y%" from a run's log.csv, its first step (the warm-up) left out
 log_summary() {
@@ -68,7 +70,7 @@ timed() {  # run a command; its seconds go to $SECONDS_TAKEN, its output to $OUT
     return $rc
 }
 
-fail_line() { tail -n 1 "$OUT/last.log" | cut -c1-150; }
+fail_line() { cat "$OUT/last.log"; }  # row() keeps its last line
 
 env_line=$(python - "$DEVICE" <<'EOF'
 import shutil, subprocess, sys, torch
@@ -98,7 +100,7 @@ for model in $MODELS; do
     fi
 done
 
-tf32=$(python - "$DEVICE" <<'EOF' 2>&1
+tf32=$(python - "$DEVICE" <<'EOF' 2> "$OUT/tf32.log"
 import sys, torch
 sys.path.insert(0, ".")
 from common.data.dataset import load_dataset
@@ -120,7 +122,7 @@ exact, tf32 = differences("ieee"), differences("tf32")
 print(f"TF32 moves the between-clip differences by {((tf32 - exact).norm() / exact.norm()).item():.2%}")
 EOF
 )
-row "float32 vs tf32" "$([ $? -eq 0 ] && echo ok || echo FAIL)" "$(echo "$tf32" | tail -n 1)"
+if [ $? -eq 0 ]; then row "float32 vs tf32" ok "$tf32"; else row "float32 vs tf32" FAIL "$(cat "$OUT/tf32.log")"; fi
 
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
 if [ "$DEVICE" = cuda ] && [ "$gpus" -ge 2 ]; then
@@ -143,7 +145,7 @@ if [ -f "$OUT/runs/demo/vggish/5/seed0/last.pt" ]; then
     else
         row extract FAIL "$(fail_line)"
     fi
-    probes=$(python - "$DEVICE" "$OUT" "${PROBES[@]}" <<'EOF' 2>&1
+    probes=$(python - "$DEVICE" "$OUT" "${PROBES[@]}" <<'EOF' 2> "$OUT/probes.log"
 import runpy, sys, time, torch
 device, out, more = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.argv = ["downstream.py", "--model", "vggish", "--task", "pitch", "--demo", "--device", device,
@@ -154,12 +156,12 @@ memory = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" 
 print(f"{time.perf_counter() - started:.1f} s, {memory}")
 EOF
 )
-    row probes "$([ $? -eq 0 ] && echo ok || echo FAIL)" "$(echo "$probes" | tail -n 1 | cut -c1-150)"
+    if [ $? -eq 0 ]; then row probes ok "$probes"; else row probes FAIL "$(cat "$OUT/probes.log")"; fi
 else
     row extract skipped "no vggish run (MODELS)"
 fi
 
-if timed python reproduce.py --plan --demo --device "$DEVICE"; then
+if timed python reproduce.py --plan --demo --device "$DEVICE" "${PLAN[@]}"; then
     row plan ok "$(grep "^total" "$OUT/last.log" | tail -n 1 | tr -s ' ' | cut -c1-150)"
 else
     row plan FAIL "$(fail_line)"

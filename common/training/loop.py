@@ -241,6 +241,7 @@ class _Steps:
         self.unread.append({"step": progress.step, "epoch": progress.epoch, "loss": self.world.average(loss.detach()),
                             "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}", "data_s": f"{data_seconds:.4f}"})
         self.unread_items += len(batch.audio) // self.views * self.world.size
+        self.bar.update()
 
     def read_losses(self, progress):
         """The host reads the losses of the steps queued since the last read (one wait for the
@@ -260,7 +261,6 @@ class _Steps:
             progress.loss_sum, progress.loss_steps = progress.loss_sum + loss, progress.loss_steps + 1  # in step order
         progress.seconds += seconds
         self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=self.unread[-1]["lr"], epoch=progress.epoch)
-        self.bar.update(len(losses))
         self.started_reading()
 
     def started_reading(self):
