@@ -10,6 +10,8 @@
     python reproduce.py --demo --label-fraction 0.1 0.5   # also probes on a tenth and half of the labels
     python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (docs/own-data.md)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
+    python reproduce.py --devices cuda:0,cuda:1   # independent steps at once, one per GPU
+    python reproduce.py --demo --jobs 2    # two steps at once on the CPU
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
    draw of the limited subsets (--draws; the untrained weights come with every run), and
@@ -24,14 +26,17 @@
    figures/<data>/, a summary table with intervals, the study's four findings checked
    (common/evaluation/claims.py), and on the real data our numbers beside the study's
    published ones (common/evaluation/reference.py).
-Every step skips what is already finished, so a stopped study resumes where it stopped
-(and a run trained further since is extracted and probed again). The grids (subsets,
+Each step is one command of those scripts, run as its own process (the command it prints
+reruns it alone), after the steps whose outputs it reads (common/grid/): with several
+devices, independent steps run at once (common/grid/local.py). A step that fails is named
+with its log; the steps that need it wait for the next run, the others go on. Every step
+skips what is already finished, so a stopped study resumes where it stopped (and a run
+trained further since is extracted and probed again). The grids (subsets,
 training budgets, SNRs, probe seeds, label budgets, clips per split) are the GRIDS table below.
 """
 import json
-import runpy
-import sys
 import time
+from argparse import ArgumentTypeError
 
 from common import plan
 from common.atomic import write_json
@@ -48,10 +53,13 @@ from common.cli import (
     positive_int,
     run,
 )
+from common.data.dataset import load_dataset
 from common.data.subsets import SUBSETS, training_set_name
 from common.evaluation import claims, figures, labels, reference, scaling, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
+from common.grid import local
+from common.grid.graph import Step, critical_path, wall_clock
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.training.distributed import add_device_option, resolve_device
 from common.training.options import step_budget
@@ -127,6 +135,16 @@ def parse_args():
                             help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
                                  f"the full one)")
     add_device_option(parser)
+    parser.add_argument("--executor", choices=("local",), default="local",
+                        help="what runs the steps: local, this machine's devices (default)")
+    parser.add_argument("--devices", type=device_list, metavar="DEVICES",
+                        help="run independent steps at once, one on each of these devices: cuda:0,cuda:1,... or a "
+                             "number N for the first N GPUs (with --plan, the number the wall-clock time is "
+                             "estimated for)")
+    parser.add_argument("--jobs", type=positive_int,
+                        help="run this many independent steps at once on the CPU, each with its share of the cores")
+    parser.add_argument("--nproc-per-node", type=positive_int, default=1, metavar="N",
+                        help="train on the full subset under torchrun with N processes, on N devices (default 1)")
     args = parser.parse_args()
     names = [task_csv.task_name(path) for path in args.task_csv]
     if clashing := sorted({name for name in names if names.count(name) > 1}):
@@ -139,17 +157,14 @@ def parse_args():
     return args
 
 
-def invoke(script, options):
-    """Run one of the repository's scripts in this process, as if from the command line."""
-    saved = sys.argv
-    sys.argv = [script, *map(str, options)]
-    try:
-        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
-    except SystemExit as stop:
-        if stop.code not in (0, None):
-            raise UserError(f"{script} {' '.join(map(str, options))} failed (exit code {stop.code})") from None
-    finally:
-        sys.argv = saved
+def device_list(text):
+    """--devices: devices separated by commas, or a number N for cuda:0 .. cuda:N-1."""
+    if text.isdigit() and int(text) > 0:
+        return [f"cuda:{k}" for k in range(int(text))]
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices or any(not (d == "cpu" or d == "cuda" or d.startswith("cuda:")) for d in devices):
+        raise ArgumentTypeError(f"invalid value {text!r}: devices separated by commas (cuda:0,cuda:1) or a number")
+    return devices
 
 
 def training_done(run_dir, options, budget=None):
@@ -196,39 +211,50 @@ def task_names(args):
     return [name for name, _ in task_options(args)]
 
 
-def jobs(args, grid):
-    """Every step of the study, in order: (stage, description, script, prepare). `prepare()`,
-    called just before the step runs, gives its options, or None when its work is already done."""
-    common = ["--data-root", args.data_root, "--device", args.device] + (["--demo"] if args.demo else [])
+def steps(args, grid):
+    """Every step of the study (common/grid/graph.py), in the order one device runs them: a
+    model's runs, then each task's extraction after every run of its model, then its probes
+    after its features. `prepare(device)`, called as a step starts, gives its options, or None
+    when its work is done already."""
+    data = ["--data-root", args.data_root] + (["--demo"] if args.demo else [])
     partial = ["--partial-data"] if args.partial_data else []
-    runs_data = "demo" if args.demo else "MTAT"
+    graph, runs_of = [], {model: [] for model in [*args.models, "handcrafted"]}
     for model, subset, draw, budget, train_options in training_runs(args, grid):
-        def prepare(model=model, subset=subset, draw=draw, budget=budget, train_options=train_options):
-            run_dir = args.runs_dir / runs_data / model / training_set_name(subset, draw, budget) / "seed0"
+        training_set = training_set_name(subset, draw, budget)
+        run_dir = args.runs_dir / ("demo" if args.demo else "MTAT") / model / training_set / "seed0"
+
+        def prepare(device, subset=subset, draw=draw, budget=budget, train_options=train_options, run_dir=run_dir):
             if training_done(run_dir, train_options, budget):
                 return None
             resume = ["--resume"] if (run_dir / "last.pt").exists() else []
-            return common + partial + ["--subset", subset, "--draw", draw, "--runs-dir", args.runs_dir,
-                                       *train_options, *resume]
-        yield ("pretrain", f"pretrain {model} on subset {training_set_name(subset, draw, budget)}",
-               train_command(model)[0], prepare)
+            return [*data, "--device", device, *partial, "--subset", subset, "--draw", draw, "--runs-dir",
+                    args.runs_dir, *train_options, *resume]
+        graph.append(Step(("pretrain", model, training_set), f"pretrain {model} on subset {training_set}",
+                          train_command(model)[0], prepare, processes=args.nproc_per_node if subset == "full" else 1))
+        runs_of[model].append(graph[-1].name)
     dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
     for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
-            options = common + partial + dirs + ["--model", model, *task_option, "--snr", *grid["snr"]]
+            options = [*partial, *dirs, "--model", model, *task_option, "--snr", *grid["snr"]]
             if "clips_per_split" in grid:
                 options += ["--clips-per-split", grid["clips_per_split"]]
             if args.layers and model != "handcrafted":
                 options += ["--layers", "all"]
-            yield ("extract", f"extract {model} features for {task}", "extract_features.py",
-                   lambda options=options: options)
+            graph.append(Step(("extract", model, task), f"extract {model} features for {task}",
+                              "extract_features.py", _on_device(data, options), after=tuple(runs_of[model])))
     for task, task_option in task_options(args):
         for model in args.models + ["handcrafted"]:
-            options = common + ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model",
-                                model, *task_option, "--seeds", grid["seeds"], *label_options(args, grid)]
+            options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
+                       *task_option, "--seeds", grid["seeds"], *label_options(args, grid)]
             # downstream.py itself fits again only what its features' provenance says changed
-            yield ("probes", f"fit probes on {model} features for {task}", "downstream.py",
-                   lambda options=options: options)
+            graph.append(Step(("probes", model, task), f"fit probes on {model} features for {task}",
+                              "downstream.py", _on_device(data, options), after=(f"extract-{model}-{task}",)))
+    return graph
+
+
+def _on_device(data, options):
+    """A step's prepare: its options, with the device it runs on."""
+    return lambda device: [*data, "--device", device, *options]
 
 
 def label_budgets(args, grid):
@@ -293,9 +319,15 @@ def write_plan(args, grid, grid_name, path):
     device = resolve_device(args.device)
     study_tasks = [(tasks.TASKS[name], None) for name in args.tasks] + \
         [task_csv.read(csv_file, args.data_root) for csv_file in args.task_csv]
-    rows, missing = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid, args.data_root,
-                                  args.demo, device, args.layers, label_fits(args, grid))
+    rows, missing, per_step = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid,
+                                            args.data_root, args.demo, device, args.layers, label_fits(args, grid))
     print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
+    graph = steps(args, grid)
+    seconds = {step.name: per_step.get(step.key, 0.0) for step in graph}
+    devices = len(local.slots(args.devices, args.jobs, args.device))
+    elapsed, chain = plan.duration(wall_clock(graph, seconds, devices)), plan.duration(critical_path(graph, seconds))
+    print(f"on {devices} device{'s' * (devices != 1)} at once: about {elapsed} of wall-clock time (the longest chain "
+          f"of steps that wait for each other: {chain}; --devices N for another number)")
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
     write_json(path, {"grid": grid_name, "models": args.models, "tasks": task_names(args),
@@ -335,16 +367,35 @@ def main():
         write_plan(args, grid, grid_name, plan_file)
         return
     started = time.time()
-    steps = list(jobs(args, grid))
-    measured = dict.fromkeys(plan.STAGES, 0.0)
-    for number, (stage, description, script, prepare) in enumerate(steps, start=1):
-        options = prepare()
-        print(f"\n[{number}/{len(steps)} | {(time.time() - started) / 60:.1f} min] {description}"
-              + (": done already" if options is None else ""), flush=True)
-        if options is not None:
-            step_started = time.time()
-            invoke(script, options)
-            measured[stage] += time.time() - step_started
+    graph, device_slots = steps(args, grid), local.slots(args.devices, args.jobs, args.device)
+    for device in dict.fromkeys(device_slots):
+        resolve_device(device)  # a GPU this machine lacks is refused before any step starts
+    if len(device_slots) > 1:  # fetched or rendered once, before steps that read them start together
+        for dataset in {"MTAT", *(tasks.TASKS[name].dataset for name in args.tasks)}:
+            load_dataset(dataset, args.data_root, demo=args.demo)
+    outcomes = local.run(graph, device_slots, args.runs_dir / ("demo" if args.demo else "MTAT") / "_jobs")
+    stop_if_unfinished(graph, outcomes)
+    measured = {stage: sum(outcomes[s.name].seconds for s in graph if s.stage == stage) for stage in plan.STAGES}
+    conclude(args, data_name, grid_name, grid, plan_file, measured, started)
+
+
+def stop_if_unfinished(graph, outcomes):
+    """Name the steps that failed, with their logs, and those that waited for them; exit 1."""
+    failed = [s for s in graph if outcomes[s.name].status == "failed"]
+    waited = [s for s in graph if outcomes[s.name].status == "not run"]
+    if not failed:
+        return
+    print(f"\n{len(failed)} step{'s' * (len(failed) != 1)} failed and {len(waited)} waited for them; the figures and "
+          f"summary wait for all of them (the same command again reruns them and skips what finished):")
+    for step in failed:
+        print(f"  failed: {step.description}: exit code {outcomes[step.name].code}, log {outcomes[step.name].log}")
+    for step in waited:
+        print(f"  not run: {step.description} ({outcomes[step.name].why})")
+    raise SystemExit(1)
+
+
+def conclude(args, data_name, grid_name, grid, plan_file, measured, started):
+    """Statistics, scaling fits, figures, the summary and the study's claims checked."""
     results_dir = args.results_dir / data_name
     stats.compute(results_dir, device=resolve_device(args.device))
     fits, _ = scaling.compute(results_dir, device=resolve_device(args.device))

@@ -30,7 +30,7 @@ from .cli import UserError
 from .data import captions
 from .data.dataset import load_dataset
 from .data.mtat import TOP50, read_index
-from .data.subsets import select
+from .data.subsets import select, training_set_name
 from .evaluation import handcrafted, probes
 from .evaluation.extraction import sample_per_split, window_count
 from .models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
@@ -136,21 +136,11 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, l
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
     step budget, options) per run) and the extraction and probes of `models` on `tasks` ((Task,
     the Dataset of a task of one's own or None) each; `layers`: of each block too;
-    `label_fits`: sets of train labels each probe is fitted on); also the names of the tasks
-    left out."""
+    `label_fits`: sets of train labels each probe is fitted on); the names of the tasks left
+    out; and the seconds of each step of reproduce.py's graph, by (stage, model, training set
+    or task)."""
     precision = resolve_precision("auto", device)
-    # the real MTAT's clips and lengths are in the split index shipped with the project
-    pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
-    rows = []
-    for model in models:
-        runs = [(subset, draw, options) for m, subset, draw, _, options in jobs if m == model]
-        steps = [_training_steps(model, options, select(pretraining, subset, draw)) for subset, draw, options in runs]
-        if steps:
-            batch = steps[0][1]
-            step_seconds = train_step_seconds(model, batch, device, precision)
-            total = sum(s for s, _ in steps)
-            rows.append(("pretrain", model, f"{len(runs)} run{'s' * (len(runs) != 1)}, {total:,} steps of {batch} "
-                                            f"({step_seconds:.2f} s/step)", total * step_seconds))
+    rows, per_step = _pretraining(jobs, models, data_root, demo, device, precision)
     # tasks on one dataset share its features (extraction copies them from a sibling task)
     dataset_clips, per_split = {}, grid.get("clips_per_split")
     for task, own_dataset in tasks:
@@ -158,34 +148,67 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, l
             dataset_clips[task.dataset] = _dataset_clips(task, own_dataset, data_root, demo, per_split)
     task_clips = {task: dataset_clips[task.dataset] for task, _ in tasks}
     missing = [task.name for task, clips in task_clips.items() if clips is None]
-    present = [clips for clips in dataset_clips.values() if clips is not None]
+    present = {task: clips for task, clips in task_clips.items() if clips is not None}
+    extracting = {}  # the first task on each dataset extracts its features; the others copy them
+    for task in present:
+        extracting.setdefault(task.dataset, task)
     conditions, kinds = len(grid["snr"]), list(probes.KINDS)
     for model in [*models, "handcrafted"]:
-        if model == "handcrafted":  # one feature set, computed from the whole clip
-            checkpoints, n_inputs = 1, handcrafted.DIM
-            seconds = sum(sum(clips["train"] + clips["valid"]) + conditions * sum(clips["test"]) for clips in present)
-            ten_seconds = np.random.default_rng(0).standard_normal(handcrafted.SAMPLE_RATE * 10).astype(np.float32)
-            per_second = _seconds_per_call(lambda: handcrafted.features(ten_seconds), repeats=1) / 10
-            rows.append(("extract", model, f"{seconds / 60:,.0f} minutes of audio", seconds * per_second))
-        else:
-            checkpoints = 1 + sum(1 for m, *_ in jobs if m == model)  # untrained + one per training set
-            cls = model_class(model)
-            n_inputs, windows = cls.emb_dim, 0  # windows of one checkpoint
-            for clips in present:
-                per_split = {split: sum(window_count(int(s * cls.sample_rate), cls.input_samples) for s in seconds)
-                             for split, seconds in clips.items()}
-                windows += per_split["train"] + per_split["valid"] + conditions * per_split["test"]
-            per_window = window_seconds(model, device, precision)
-            rows.append(("extract", model, f"{checkpoints} checkpoints x {windows:,} windows "
-                                           f"({per_window * 1e3:.1f} ms/window)", checkpoints * windows * per_window))
+        checkpoints = 1 if model == "handcrafted" else 1 + sum(1 for m, *_ in jobs if m == model)
+        work, seconds = _extraction(model, checkpoints, [present[t] for t in extracting.values()], conditions,
+                                    device, precision)
+        for task in present:
+            per_step["extract", model, task.name] = seconds.pop(0) if extracting[task.dataset] is task else 0.0
+        rows.append(("extract", model, work, sum(per_step["extract", model, t.name] for t in present)))
+        n_inputs = handcrafted.DIM if model == "handcrafted" else model_class(model).emb_dim
         feature_sets = checkpoints * (1 + (build(model).layer_count() if layers and model != "handcrafted" else 0))
-        epoch = label_fits * sum(probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
+        for task, clips in present.items():
+            epoch = label_fits * probe_epoch_seconds(task, len(clips["train"]) + len(clips["valid"]), n_inputs,
                                                      feature_sets * grid["seeds"], device, precision, kinds)
-                                 for task, clips in task_clips.items() if clips is not None)
-        count = (len(tasks) - len(missing)) * feature_sets * len(kinds) * grid["seeds"] * label_fits
+            per_step["probes", model, task.name] = probes.MAX_EPOCHS * epoch
+        count = len(present) * feature_sets * len(kinds) * grid["seeds"] * label_fits
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
-                     probes.MAX_EPOCHS * epoch))
-    return rows, missing
+                     sum(per_step["probes", model, t.name] for t in present)))
+    return rows, missing, per_step
+
+
+def _pretraining(jobs, models, data_root, demo, device, precision):
+    """(a row per model, the seconds of each run) of the training `jobs`."""
+    # the real MTAT's clips and lengths are in the split index shipped with the project
+    pretraining = load_dataset("MTAT", data_root, demo=True, download=False).clips if demo else read_index()
+    rows, per_run = [], {}
+    for model in models:
+        runs = [(subset, draw, budget, options) for m, subset, draw, budget, options in jobs if m == model]
+        if not runs:
+            continue
+        counted = [_training_steps(model, options, select(pretraining, subset, draw))
+                   for subset, draw, _, options in runs]
+        steps, batch = [count for count, _ in counted], counted[0][1]
+        step_seconds = train_step_seconds(model, batch, device, precision)
+        for (subset, draw, budget, _), count in zip(runs, steps):
+            per_run["pretrain", model, training_set_name(subset, draw, budget)] = count * step_seconds
+        rows.append(("pretrain", model, f"{len(runs)} run{'s' * (len(runs) != 1)}, {sum(steps):,} steps of {batch} "
+                                        f"({step_seconds:.2f} s/step)", sum(steps) * step_seconds))
+    return rows, per_run
+
+
+def _extraction(model, checkpoints, datasets, conditions, device, precision):
+    """(what extraction does, its seconds for each of `datasets`' clips ({split: seconds of
+    each clip}), every checkpoint and condition)."""
+    if model == "handcrafted":  # one feature set, computed from the whole clip
+        audio = [sum(c["train"] + c["valid"]) + conditions * sum(c["test"]) for c in datasets]
+        ten_seconds = np.random.default_rng(0).standard_normal(handcrafted.SAMPLE_RATE * 10).astype(np.float32)
+        per_second = _seconds_per_call(lambda: handcrafted.features(ten_seconds), repeats=1) / 10
+        return f"{sum(audio) / 60:,.0f} minutes of audio", [a * per_second for a in audio]
+    cls = model_class(model)
+    windows = []  # of one checkpoint, per dataset
+    for clips in datasets:
+        per_split = {split: sum(window_count(int(s * cls.sample_rate), cls.input_samples) for s in seconds)
+                     for split, seconds in clips.items()}
+        windows.append(per_split["train"] + per_split["valid"] + conditions * per_split["test"])
+    per_window = window_seconds(model, device, precision)
+    return (f"{checkpoints} checkpoints x {sum(windows):,} windows ({per_window * 1e3:.1f} ms/window)",
+            [checkpoints * w * per_window for w in windows])
 
 
 def duration(seconds):

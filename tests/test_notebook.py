@@ -2,9 +2,13 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from conftest import run_demo_script
 from nbclient import NotebookClient
+
+from common.models import checkpoints
 
 pytestmark = pytest.mark.slow  # the notebook and the study behind it
 
@@ -12,9 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def reproduce(root, *options):
-    """reproduce.py's quick demo grid for tmae on pitch, its outputs under `root`."""
+    """reproduce.py's quick demo grid for tmae on pitch, its outputs under `root`; one thread
+    per process, as each of two steps at once gets on this 2-core machine, so that runs with
+    and without --jobs compute alike."""
     dirs = [option for name in ("runs", "features", "results", "figures") for option in (f"--{name}-dir", root / name)]
-    return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *options, *dirs).stdout
+    return run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *options, *dirs,
+                           env={"OMP_NUM_THREADS": "1"}).stdout
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +65,7 @@ def test_reproduce_plans_the_work_it_then_does(quick_study):
     assert "3 runs, 60 steps of 32" in rows["pretrain", "tmae"]
     assert "4 checkpoints x 160 windows" in rows["extract", "tmae"]
     assert "80 probes" in rows["probes", "tmae"] and "20 probes" in rows["probes", "handcrafted"]
+    assert "on 1 device at once: about" in planned and "the longest chain of steps that wait for each other" in planned
     estimated = json.loads((root / "results" / "demo" / "plan.json").read_text())["stages"]
     assert set(estimated) == {"pretrain", "extract", "probes"} and all(v > 0 for v in estimated.values())
 
@@ -84,3 +92,25 @@ def test_reproduce_runs_the_quick_study_then_skips_what_is_done(quick_study):
     assert len(skipped) == 3  # the pretraining; extraction and the probes find their files up to date:
     assert "tmae 5: done already" in again and "handcrafted none: done already" in again
     assert again.count("is up to date with its features") == 2
+
+
+def test_two_steps_at_once_give_the_results_of_one_after_another(quick_study, tmp_path_factory):
+    root, _, first = quick_study
+    together = tmp_path_factory.mktemp("together")
+    printed = reproduce(together, "--jobs", "2")
+    jobs = together / "runs" / "demo" / "_jobs"
+    assert "pretrain tmae on subset 5 on cpu, log " in printed and "finished: fit probes on tmae features" in printed
+    assert sorted(p.stem for p in jobs.glob("*.log")) == sorted(
+        ["pretrain-tmae-1", "pretrain-tmae-5", "pretrain-tmae-20", "extract-tmae-pitch", "extract-handcrafted-pitch",
+         "probes-tmae-pitch", "probes-handcrafted-pitch"])
+    for run in sorted((root / "runs" / "demo" / "tmae").glob("*/seed0")):
+        for name in ("untrained.pt", "last.pt"):
+            a, b = (checkpoints.load(r / run.relative_to(root / "runs") / name)["model"] for r in (root / "runs",
+                                                                                                  together / "runs"))
+            assert all(torch.equal(a[k], b[k]) for k in a), (run, name)
+    arrays = sorted(p.relative_to(root) for p in (root / "features").rglob("*.npy"))
+    assert arrays and arrays == sorted(p.relative_to(together) for p in (together / "features").rglob("*.npy"))
+    assert all(np.array_equal(np.load(root / a), np.load(together / a)) for a in arrays)
+    tables = sorted(p.relative_to(root) for p in (root / "results" / "demo" / "pitch").glob("*.csv"))
+    assert tables and all((root / t).read_text() == (together / t).read_text() for t in tables)
+    assert printed.split("summary (demo")[1].splitlines()[2] == first.split("summary (demo")[1].splitlines()[2]

@@ -116,6 +116,8 @@ def bad_values(action, tmp_path):
     if option == "--device":
         past = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: there is always one such
         return [("bogus", "choose from auto, cpu, cuda"), (past, "CUDA device")]
+    if kind == "device_list":
+        return [("gpu0", "devices separated by commas"), ("0", "devices separated by commas")]
     if option == "--runs-data":
         return [("nowhere", "no checkpoints")]
     if option == "--checkpoints":

@@ -135,9 +135,9 @@ def test_reproduce_extracts_and_probes_a_task_of_ones_own_beside_the_built_in_on
     monkeypatch.setattr("sys.argv", ["reproduce.py", "--demo", "--quick", "--models", "vggish", "--tasks", "pitch",
                                      "--task-csv", str(moods), "--runs-dir", str(tmp_path / "runs")])
     args = reproduce.parse_args()
-    steps = {description: prepare for _, description, _, prepare in reproduce.jobs(args, reproduce.GRIDS["demo-quick"])}
+    steps = {step.description: step.prepare for step in reproduce.steps(args, reproduce.GRIDS["demo-quick"])}
     for description in ("extract vggish features for moods", "fit probes on handcrafted features for moods"):
-        options = steps[description]()
+        options = steps[description]("cpu")
         assert options[options.index("--task-csv") + 1] == moods and "--task" not in options
     assert [name for name, _ in reproduce.task_options(args)] == ["pitch", "moods"]
 
