@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -114,3 +115,23 @@ def test_two_steps_at_once_give_the_results_of_one_after_another(quick_study, tm
     tables = sorted(p.relative_to(root) for p in (root / "results" / "demo" / "pitch").glob("*.csv"))
     assert tables and all((root / t).read_text() == (together / t).read_text() for t in tables)
     assert printed.split("summary (demo")[1].splitlines()[2] == first.split("summary (demo")[1].splitlines()[2]
+
+
+def test_a_failed_step_stops_what_needs_it_and_the_same_command_then_finishes(quick_study, tmp_path_factory):
+    root, _, _ = quick_study
+    study = tmp_path_factory.mktemp("failing") / "study"
+    shutil.copytree(root, study)
+    last = study / "runs" / "demo" / "tmae" / "20" / "seed0" / "last.pt"
+    weights = last.read_bytes()
+    last.write_bytes(b"not a checkpoint")  # tmae's extraction fails on it; the hand-crafted steps do not need it
+    dirs = [option for name in ("runs", "features", "results", "figures") for option in (f"--{name}-dir", study / name)]
+    out = run_demo_script("reproduce.py", "--quick", "--models", "tmae", "--tasks", "pitch", *dirs, check=False)
+    log = study / "runs" / "demo" / "_jobs" / "extract-tmae-pitch.log"
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert f"FAILED: extract tmae features for pitch (exit code 2): {log}" in out.stdout
+    assert "is not a readable checkpoint" in log.read_text()
+    waited = "not run: fit probes on tmae features for pitch (after extract-tmae-pitch, which did not finish)"
+    assert waited in out.stdout
+    assert "1 step failed and 1 waited for them" in out.stdout and "summary (demo" not in out.stdout
+    last.write_bytes(weights)
+    assert "summary (demo" in reproduce(study)
