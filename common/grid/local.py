@@ -91,59 +91,69 @@ def run(steps, device_slots, log_dir):
     if wide := [s for s in steps if s.processes > len(device_slots)]:
         raise UserError(f"{wide[0].description} runs {wide[0].processes} processes, one per device, and there are "
                         f"{len(device_slots)} device slot(s): give as many --devices")
-    free, echo = list(device_slots), len(device_slots) == 1
-    share = None if echo else max(1, (os.cpu_count() or 1) // len(device_slots))
-    outcomes, running, waiting, started = {}, [], list(steps), time.time()
+    executor = _Executor(steps, device_slots, log_dir)
     try:
-        while waiting or running:
-            for step in list(waiting):
-                blocked = [a for a in step.after if outcomes.get(a, Outcome("")).status in ("failed", "not run")]
-                if blocked:
-                    outcomes[step.name] = Outcome("not run", why=f"after {blocked[0]}, which did not finish")
-                    waiting.remove(step)
-                    print(f"not run: {step.description} ({outcomes[step.name].why})", flush=True)
-                elif all(a in outcomes for a in step.after) and step.processes <= len(free):
-                    waiting.remove(step)
-                    held = [free.pop(0) for _ in range(step.processes)]
-                    header = f"[{len(steps) - len(waiting)}/{len(steps)} | {(time.time() - started) / 60:.1f} min] " \
-                             f"{step.description}"
-                    process = _start(step, held, share, log_dir, echo, outcomes, header)
-                    if process is None:
-                        free.extend(held)
-                    else:
-                        running.append(process)
-            for process in [p for p in running if p.process.poll() is not None]:
-                running.remove(process)
-                free.extend(process.held)
-                outcomes[process.step.name] = _ended(process, echo)
+        while executor.waiting or executor.running:
+            executor.start_ready()
+            executor.collect_ended()
             time.sleep(0.05)
     except KeyboardInterrupt:
-        for process in running:  # they had the Ctrl-C too: each saves what it finished and exits
+        for process in executor.running:  # they had the Ctrl-C too: each saves what it finished and exits
             process.finish()
         raise
-    return outcomes
+    return executor.outcomes
 
 
-def _start(step, held, share, log_dir, echo, outcomes, header):
-    """Start a step on the slots `held` (None if its work is done already)."""
-    env, device = _environment(held, share)
-    options = step.prepare(device)
-    if options is None:
-        outcomes[step.name] = Outcome("done already")
-        print(f"\n{header}: done already" if echo else f"{header}: done already", flush=True)
-        return None
-    command = step.command(options)
-    shown = {k: env[k] for k in ("CUDA_VISIBLE_DEVICES",) if k in env}
-    where = "" if echo else f" on {','.join(held)}, log {log_dir / (step.name + '.log')}"
-    print(f"\n{header}{where}\n  {shell_line(command, shown)}" if echo else f"{header}{where}", flush=True)
-    return _Running(step, command, env, held, log_dir / f"{step.name}.log", echo)
+class _Executor:
+    """The steps waiting, running and ended, and the slots free."""
 
+    def __init__(self, steps, device_slots, log_dir):
+        self.total, self.waiting, self.running, self.outcomes = len(steps), list(steps), [], {}
+        self.free, self.log_dir, self.echo = list(device_slots), log_dir, len(device_slots) == 1
+        self.share = None if self.echo else max(1, (os.cpu_count() or 1) // len(device_slots))
+        self.started = time.time()
 
-def _ended(process, echo):
-    code, seconds = process.finish(), time.time() - process.started
-    if code == 0:
-        if not echo:
-            print(f"finished: {process.step.description} ({seconds / 60:.1f} min)", flush=True)
-        return Outcome("finished", seconds, code, process.log)
-    print(f"FAILED: {process.step.description} (exit code {code}): {process.log}", flush=True)
-    return Outcome("failed", seconds, code, process.log)
+    def start_ready(self):
+        """In the study's order, every step whose inputs are ready and that fits in the free
+        slots starts; a step after one that failed or did not run is not run."""
+        for step in list(self.waiting):
+            blocked = [a for a in step.after if a in self.outcomes and self.outcomes[a].status in ("failed", "not run")]
+            if blocked:
+                self.waiting.remove(step)
+                self.outcomes[step.name] = Outcome("not run", why=f"after {blocked[0]}, which did not finish")
+                print(f"not run: {step.description} ({self.outcomes[step.name].why})", flush=True)
+            elif all(a in self.outcomes for a in step.after) and step.processes <= len(self.free):
+                self.waiting.remove(step)
+                self._start(step, [self.free.pop(0) for _ in range(step.processes)])
+
+    def _start(self, step, held):
+        env, device = _environment(held, self.share)
+        options = step.prepare(device)
+        header = f"[{self.total - len(self.waiting)}/{self.total} | {(time.time() - self.started) / 60:.1f} min] " \
+                 f"{step.description}"
+        if options is None:
+            self.free.extend(held)
+            self.outcomes[step.name] = Outcome("done already")
+            print(("\n" if self.echo else "") + f"{header}: done already", flush=True)
+            return
+        command, log = step.command(options), self.log_dir / f"{step.name}.log"
+        if self.echo:  # the command that reruns it alone, then its output as it comes
+            shown = {k: env[k] for k in ("CUDA_VISIBLE_DEVICES",) if k in env}
+            print(f"\n{header}\n  {shell_line(command, shown)}", flush=True)
+        else:
+            print(f"{header} on {','.join(held)}, log {log}", flush=True)
+        self.running.append(_Running(step, command, env, held, log, self.echo))
+
+    def collect_ended(self):
+        for process in [p for p in self.running if p.process.poll() is not None]:
+            self.running.remove(process)
+            self.free.extend(process.held)
+            code, seconds = process.finish(), time.time() - process.started
+            name = process.step.description
+            if code == 0:
+                self.outcomes[process.step.name] = Outcome("finished", seconds, code, process.log)
+                if not self.echo:
+                    print(f"finished: {name} ({seconds / 60:.1f} min)", flush=True)
+            else:
+                self.outcomes[process.step.name] = Outcome("failed", seconds, code, process.log)
+                print(f"FAILED: {name} (exit code {code}): {process.log}", flush=True)
