@@ -217,8 +217,28 @@ def steps(args, grid):
     after its features. `prepare(device)`, called as a step starts, gives its options, or None
     when its work is done already."""
     data = ["--data-root", args.data_root] + (["--demo"] if args.demo else [])
+    pretraining = _pretraining_steps(args, grid, data)
+    runs_of = {model: tuple(s.name for s in pretraining if s.key[1] == model) for model in args.models}
+    extraction, probing = [], []
+    for task, task_option in task_options(args):
+        for model in args.models + ["handcrafted"]:
+            extraction.append(Step(("extract", model, task), f"extract {model} features for {task}",
+                                   "extract_features.py", _on_device(data, _extraction_options(args, grid, model,
+                                                                                              task_option)),
+                                   after=runs_of.get(model, ())))
+            options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
+                       *task_option, "--seeds", grid["seeds"], *label_options(args, grid)]
+            # downstream.py itself fits again only what its features' provenance says changed
+            probing.append(Step(("probes", model, task), f"fit probes on {model} features for {task}",
+                                "downstream.py", _on_device(data, options), after=(extraction[-1].name,)))
+    return pretraining + extraction + probing
+
+
+def _pretraining_steps(args, grid, data):
+    """A step per run of the grid; done when the run finished its steps, resumed when it has
+    a last.pt."""
     partial = ["--partial-data"] if args.partial_data else []
-    graph, runs_of = [], {model: [] for model in [*args.models, "handcrafted"]}
+    graph = []
     for model, subset, draw, budget, train_options in training_runs(args, grid):
         training_set = training_set_name(subset, draw, budget)
         run_dir = args.runs_dir / ("demo" if args.demo else "MTAT") / model / training_set / "seed0"
@@ -231,25 +251,18 @@ def steps(args, grid):
                     args.runs_dir, *train_options, *resume]
         graph.append(Step(("pretrain", model, training_set), f"pretrain {model} on subset {training_set}",
                           train_command(model)[0], prepare, processes=args.nproc_per_node if subset == "full" else 1))
-        runs_of[model].append(graph[-1].name)
-    dirs = ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir]
-    for task, task_option in task_options(args):
-        for model in args.models + ["handcrafted"]:
-            options = [*partial, *dirs, "--model", model, *task_option, "--snr", *grid["snr"]]
-            if "clips_per_split" in grid:
-                options += ["--clips-per-split", grid["clips_per_split"]]
-            if args.layers and model != "handcrafted":
-                options += ["--layers", "all"]
-            graph.append(Step(("extract", model, task), f"extract {model} features for {task}",
-                              "extract_features.py", _on_device(data, options), after=tuple(runs_of[model])))
-    for task, task_option in task_options(args):
-        for model in args.models + ["handcrafted"]:
-            options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
-                       *task_option, "--seeds", grid["seeds"], *label_options(args, grid)]
-            # downstream.py itself fits again only what its features' provenance says changed
-            graph.append(Step(("probes", model, task), f"fit probes on {model} features for {task}",
-                              "downstream.py", _on_device(data, options), after=(f"extract-{model}-{task}",)))
     return graph
+
+
+def _extraction_options(args, grid, model, task_option):
+    options = ["--partial-data"] if args.partial_data else []
+    options += ["--runs-dir", args.runs_dir, "--features-dir", args.features_dir, "--model", model, *task_option,
+                "--snr", *grid["snr"]]
+    if "clips_per_split" in grid:
+        options += ["--clips-per-split", grid["clips_per_split"]]
+    if args.layers and model != "handcrafted":
+        options += ["--layers", "all"]
+    return options
 
 
 def _on_device(data, options):
