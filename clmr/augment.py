@@ -17,10 +17,11 @@ plain torch:
              one) with reverberance, HF damping and room scale uniform integers in [0, 100)
              and sox's defaults for the rest; computed exactly as a frequency response
 
-Every draw (which examples a transform takes, and their parameters) is made on the host,
-with torch's CPU generator, and only the audio is on the device. The host so knows every
-shape without reading anything back, a GPU never waits for it, each transform computes the
-examples it takes and no others, and a seed gives the same augmentations on any device.
+Which examples a transform takes, and their parameters, are drawn on the host with torch's
+CPU generator; the audio, and the Gaussian noise as large as it, are on the device. The host
+so knows every shape without reading anything back, a GPU never waits for it, each
+transform computes the examples it takes and no others, and a seed makes the same choices
+on any device.
 """
 import math
 
