@@ -71,3 +71,9 @@ def test_the_python_api_embeds_a_44_1_khz_file_per_clip_per_window_and_per_layer
     np.testing.assert_allclose(layers[-1], clip, rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="mono"):
         model.embed(np.zeros((2, 100)), 44100)
+
+
+def test_the_device_side_rounding_is_the_caches_bit_for_bit():
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.uniform(-1.2, 1.2, 100_000), (np.arange(-600, 600) + 0.5) / 32767]).astype(np.float32)
+    np.testing.assert_array_equal(hear._as_16_bit(torch.from_numpy(y)).numpy(), as_16_bit(y))

@@ -19,12 +19,13 @@ gives it.
 Any checkpoint of any model works, untrained.pt included; a file that is not one, no path,
 integer samples and non-finite ones are refused with a one-line error.
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..cli import UserError
-from ..data.audio import as_16_bit
+from ..data.audio import PCM16_SCALE
 from ..evaluation.extraction import window_count
 from .pretrained import Pretrained
 
@@ -65,8 +66,13 @@ def _check(audio, model):
     if not torch.isfinite(audio).all():
         raise ValueError("audio holds non-finite samples (NaN or infinity)")
     model.to(audio.device).eval()
-    rounded = as_16_bit(audio.detach().float().cpu().numpy())
-    return torch.from_numpy(rounded).to(audio.device)
+    return _as_16_bit(audio.detach().float())
+
+
+def _as_16_bit(audio):
+    """data.audio.as_16_bit's rounding, on the audio's own device: the same float32 products
+    (half to even, as numpy rounds), so the same values without a copy to the host and back."""
+    return torch.round(audio.clamp(-1.0, 1.0) * PCM16_SCALE) * np.float32(1 / PCM16_SCALE)
 
 
 def get_timestamp_embeddings(audio, model, hop_ms=TIMESTAMP_HOP_MS):
