@@ -40,9 +40,9 @@ def _uniform(count, low, high):
     return torch.empty(count).uniform_(low, high)
 
 
-def _replace(x, rows, values):
-    """x with its examples `rows` (host indices) replaced by `values`."""
-    return x.index_copy(0, to_device(rows, x.device), values)
+def _replace(x, index, values):
+    """x with its examples `index` (on x's device) replaced by `values`."""
+    return x.index_copy(0, index, values)
 
 
 def _column(x, values):
@@ -59,15 +59,17 @@ def noise(x, p=0.01, low=1e-4, high=1e-2):
     rows = _taken(len(x), p)
     if not len(rows):
         return x
-    taken = x[to_device(rows, x.device)]
+    index = to_device(rows, x.device)
+    taken = x[index]
     std = _column(x, _uniform(len(rows), low, high)) * taken.std(dim=1, keepdim=True)
-    return _replace(x, rows, taken + std * torch.randn_like(taken))
+    return _replace(x, index, taken + std * torch.randn_like(taken))
 
 
 def gain(x, p=0.3, low_db=-20.0, high_db=-1.0):
     rows = _taken(len(x), p)
     factor = _column(x, 10 ** (_uniform(len(rows), low_db, high_db) / 20))
-    return _replace(x, rows, (x[to_device(rows, x.device)] * factor).clamp(-1.0, 1.0))
+    index = to_device(rows, x.device)
+    return _replace(x, index, (x[index] * factor).clamp(-1.0, 1.0))
 
 
 def lowpass_taps(cutoff, zeros=8):
@@ -98,9 +100,10 @@ def high_low_pass(x, sample_rate, p=0.8):
     rows = _taken(len(x), p)
     use_lowpass = torch.rand(len(rows)) < 0.5
     hz = torch.where(use_lowpass, _uniform(len(rows), 2200, 4000), _uniform(len(rows), 200, 1200))
-    taken = x[to_device(rows, x.device)]
+    index = to_device(rows, x.device)
+    taken = x[index]
     low = lowpass(taken, lowpass_taps(hz / sample_rate))
-    return _replace(x, rows, torch.where(_column(x, use_lowpass) > 0, low, taken - low))
+    return _replace(x, index, torch.where(_column(x, use_lowpass) > 0, low, taken - low))
 
 
 def delay(x, sample_rate, p=0.3, volume=0.5):
@@ -108,9 +111,10 @@ def delay(x, sample_rate, p=0.3, volume=0.5):
     delays_ms = 200 + 50 * torch.randint(0, 6, (len(rows),))  # numpy's arange(200, 500, 50)
     source = torch.arange(x.shape[1])[None] - (delays_ms * sample_rate // 1000)[:, None]
     source = to_device(source, x.device)
-    taken = x[to_device(rows, x.device)]
+    index = to_device(rows, x.device)
+    taken = x[index]
     echo = volume * taken.gather(1, source.clamp(min=0)) * (source >= 0)
-    return _replace(x, rows, (taken + echo) / 2)
+    return _replace(x, index, (taken + echo) / 2)
 
 
 def pitch_shift(x, p=0.6, max_cents=700, n_fft=1024, hop=256):
@@ -124,10 +128,11 @@ def pitch_shift(x, p=0.6, max_cents=700, n_fft=1024, hop=256):
         return x
     factor = 2 ** (cents[rows].double() / 1200)
     window = torch.hann_window(n_fft, device=x.device)
-    spec = torch.stft(x[to_device(rows, x.device)], n_fft, hop, window=window, return_complex=True)
+    index = to_device(rows, x.device)
+    spec = torch.stft(x[index], n_fft, hop, window=window, return_complex=True)
     stretched, frames = _phase_vocoder(spec, 1 / factor, hop)
     longer = _overlap_add(stretched, window, hop, frames)
-    return _replace(x, rows, _resample_linear(longer, torch.round(x.shape[1] * factor).long(), x.shape[1]))
+    return _replace(x, index, _resample_linear(longer, torch.round(x.shape[1] * factor).long(), x.shape[1]))
 
 
 def _phase_vocoder(spec, rate, hop):
@@ -221,8 +226,9 @@ def reverb(x, sample_rate, p=0.6):
     # of its start for the longest reverb (0.98 per 809-sample loop over the 3n beyond the clip).
     size = 1 << math.ceil(math.log2(4 * n))
     response = sox_reverb_response(reverberance, hf_damping, room_scale, sample_rate, size)
-    taken = x[to_device(rows, x.device)].float()
-    return _replace(x, rows, torch.fft.irfft(torch.fft.rfft(taken, size) * response, size)[:, :n].to(x.dtype))
+    index = to_device(rows, x.device)
+    taken = x[index].float()
+    return _replace(x, index, torch.fft.irfft(torch.fft.rfft(taken, size) * response, size)[:, :n].to(x.dtype))
 
 
 # The chain in CLMR's order, by the names a model id's -no-<name> leaves one out with
