@@ -12,6 +12,7 @@
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
     python reproduce.py --devices cuda:0,cuda:1   # independent steps at once, one per GPU
     python reproduce.py --demo --jobs 2    # two steps at once on the CPU
+    python reproduce.py --executor slurm --slurm-partition gpu   # each step a Slurm job (docs/cluster.md)
 
 1. pretraining: <model>/train.py for every model and subset of the grid, and for each
    draw of the limited subsets (--draws; the untrained weights come with every run), and
@@ -28,7 +29,8 @@
    published ones (common/evaluation/reference.py).
 Each step is one command of those scripts, run as its own process (the command it prints
 reruns it alone), after the steps whose outputs it reads (common/grid/): with several
-devices, independent steps run at once (common/grid/local.py). A step that fails is named
+devices, independent steps run at once (common/grid/local.py), and with --executor slurm
+each is a job of the cluster (common/grid/slurm.py). A step that fails is named
 with its log; the steps that need it wait for the next run, the others go on. Every step
 skips what is already finished, so a stopped study resumes where it stopped (and a run
 trained further since is extracted and probed again). The grids (subsets,
@@ -58,7 +60,7 @@ from common.data.subsets import SUBSETS, training_set_name
 from common.evaluation import claims, figures, labels, reference, scaling, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
-from common.grid import local
+from common.grid import local, slurm
 from common.grid.graph import Step, critical_path, wall_clock
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
 from common.training.distributed import add_device_option, resolve_device
@@ -135,8 +137,9 @@ def parse_args():
                             help=f"default: {name}/ ({name}/quick/ with --quick, so a quick study never mixes with "
                                  f"the full one)")
     add_device_option(parser)
-    parser.add_argument("--executor", choices=("local",), default="local",
-                        help="what runs the steps: local, this machine's devices (default)")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="what runs the steps: local, this machine's devices (default), or slurm, each step a "
+                             "job of the cluster this machine submits to (docs/cluster.md)")
     parser.add_argument("--devices", type=device_list, metavar="DEVICES",
                         help="run independent steps at once, one on each of these devices: cuda:0,cuda:1,... or a "
                              "number N for the first N GPUs (with --plan, the number the wall-clock time is "
@@ -145,7 +148,9 @@ def parse_args():
                         help="run this many independent steps at once on the CPU, each with its share of the cores")
     parser.add_argument("--nproc-per-node", type=positive_int, default=1, metavar="N",
                         help="train on the full subset under torchrun with N processes, on N devices (default 1)")
+    slurm.add_options(parser)
     args = parser.parse_args()
+    check_executor_options(parser, args)
     names = [task_csv.task_name(path) for path in args.task_csv]
     if clashing := sorted({name for name in names if names.count(name) > 1}):
         raise UserError(f"--task-csv: a task is named after its file, and two files are named {clashing[0]}.csv "
@@ -155,6 +160,31 @@ def parse_args():
             setattr(args, f"{name}_dir", REPO_ROOT / name / ("quick" if args.quick else ""))
         check_output_dir(getattr(args, f"{name}_dir"), f"--{name}-dir")
     return args
+
+
+SLURM_OPTIONS = ("status", "slurm_partition", "slurm_account", "slurm_gpus", "slurm_mem", "sbatch")
+
+
+def check_executor_options(parser, args):
+    """No option of one executor is given to the other, nor to --plan."""
+    if args.executor == "local":
+        given = [name for name in SLURM_OPTIONS if getattr(args, name)] + \
+            [name for name in ("slurm_time", "slurm_cpus") if getattr(args, name) != parser.get_default(name)]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} is an option of --executor slurm")
+        return
+    if args.plan:
+        raise UserError("--plan times the steps on this machine, whatever runs them: leave out --executor slurm "
+                        "(--devices N gives the wall-clock time on N GPUs at once)")
+    for name in ("devices", "jobs"):
+        if getattr(args, name):
+            raise UserError(f"--{name} chooses this machine's devices; with --executor slurm each job gets "
+                            f"--slurm-gpus and --slurm-cpus")
+    if args.slurm_gpus is None:
+        args.slurm_gpus = 0 if args.device == "cpu" else 1
+    if args.device.startswith("cuda") != (args.slurm_gpus > 0) and args.device != "auto":
+        raise UserError(f"--device {args.device} with --slurm-gpus {args.slurm_gpus}: a job's steps run on the "
+                        f"GPUs it asks for, or on its CPUs with --slurm-gpus 0")
 
 
 def device_list(text):
@@ -380,16 +410,42 @@ def main():
         write_plan(args, grid, grid_name, plan_file)
         return
     started = time.time()
-    graph, device_slots = steps(args, grid), local.slots(args.devices, args.jobs, args.device)
-    for device in dict.fromkeys(device_slots):
-        resolve_device(device)  # a GPU this machine lacks is refused before any step starts
-    if len(device_slots) > 1:  # fetched or rendered once, before steps that read them start together
-        for dataset in {"MTAT", *(tasks.TASKS[name].dataset for name in args.tasks)}:
-            load_dataset(dataset, args.data_root, demo=args.demo)
-    outcomes = local.run(graph, device_slots, args.runs_dir / ("demo" if args.demo else "MTAT") / "_jobs")
+    graph, jobs_dir = steps(args, grid), args.runs_dir / ("demo" if args.demo else "MTAT") / "_jobs"
+    if args.status:
+        print(slurm.status(slurm.Jobs(graph, jobs_dir)))
+        return
+    outcomes = (on_slurm if args.executor == "slurm" else on_this_machine)(args, graph, jobs_dir)
     stop_if_unfinished(graph, outcomes)
     measured = {stage: sum(outcomes[s.name].seconds for s in graph if s.stage == stage) for stage in plan.STAGES}
     conclude(args, data_name, grid_name, grid, plan_file, measured, started)
+
+
+def on_this_machine(args, graph, jobs_dir):
+    """Run the steps here, on --device, --devices or --jobs slots: their Outcomes."""
+    device_slots = local.slots(args.devices, args.jobs, args.device)
+    for device in dict.fromkeys(device_slots):
+        resolve_device(device)  # a GPU this machine lacks is refused before any step starts
+    if len(device_slots) > 1:
+        fetch_datasets(args)
+    return local.run(graph, device_slots, jobs_dir)
+
+
+def on_slurm(args, graph, jobs_dir):
+    """Submit what is not done and not queued already, and wait for it: the steps' Outcomes."""
+    fetch_datasets(args)
+    jobs = slurm.Jobs(graph, jobs_dir)
+    resources = slurm.Resources(args.slurm_time, args.slurm_gpus, args.slurm_cpus, args.slurm_partition,
+                                args.slurm_account, args.slurm_mem, args.sbatch)
+    submitted, done = jobs.submit(resources, "cuda" if args.slurm_gpus else "cpu")
+    print(f"{len(submitted)} step{'s' * (len(submitted) != 1)} submitted, {len(done)} done already; waiting for "
+          f"the jobs (Ctrl-C stops the waiting, not the jobs; --status shows them)", flush=True)
+    return slurm.wait(jobs, submitted, done)
+
+
+def fetch_datasets(args):
+    """Fetched or rendered once, before steps that read them start together."""
+    for dataset in {"MTAT", *(tasks.TASKS[name].dataset for name in args.tasks)}:
+        load_dataset(dataset, args.data_root, demo=args.demo)
 
 
 def stop_if_unfinished(graph, outcomes):
@@ -401,7 +457,9 @@ def stop_if_unfinished(graph, outcomes):
     print(f"\n{len(failed)} step{'s' * (len(failed) != 1)} failed and {len(waited)} waited for them; the figures and "
           f"summary wait for all of them (the same command again reruns them and skips what finished):")
     for step in failed:
-        print(f"  failed: {step.description}: exit code {outcomes[step.name].code}, log {outcomes[step.name].log}")
+        outcome = outcomes[step.name]
+        why = f"exit code {outcome.code}" if outcome.code is not None else outcome.why
+        print(f"  failed: {step.description}: {why}, log {outcome.log}")
     for step in waited:
         print(f"  not run: {step.description} ({outcomes[step.name].why})")
     raise SystemExit(1)

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 
 from common.cli import UserError
-from common.grid import local
+from common.grid import local, slurm
 from common.grid.graph import Step, critical_path, wall_clock
 
 
@@ -134,3 +134,45 @@ def test_devices_this_machine_lacks_are_refused_before_any_step(tmp_path):
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: invalid value 'cuda:0': no CUDA device is available here (use cpu or auto)"]
     assert not (tmp_path / "runs").exists()
+
+
+def quick_graph(monkeypatch, *options):
+    import reproduce
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--demo", "--quick", *options])
+    args = reproduce.parse_args()
+    return args, reproduce.steps(args, reproduce.GRIDS["demo-quick"])
+
+
+def test_alike_steps_go_to_slurm_as_one_job_array(monkeypatch):
+    _, graph = quick_graph(monkeypatch, "--models", "tmae", "vggish", "--tasks", "pitch", "key")
+    groups = [[s.name for s in group] for group in slurm._alike(graph)]
+    assert groups[0] == [f"pretrain-{m}-{s}" for m in ("tmae", "vggish") for s in (1, 5, 20)]  # nothing before them
+    assert ["extract-tmae-pitch", "extract-tmae-key"] in groups  # both after tmae's runs
+    assert ["extract-handcrafted-pitch", "extract-handcrafted-key"] in groups
+    assert ["probes-tmae-pitch"] in groups and len(groups) == 1 + 3 + 6
+
+
+def test_a_slurm_job_asks_for_what_the_options_say(tmp_path):
+    wide = Step(("pretrain", "ast", "full"), "pretrain ast on subset full", "ast/train.py", None, processes=2)
+    resources = slurm.Resources(time=90, gpus=1, cpus=8, partition="gpu", account="lab", mem="32G",
+                                sbatch=["qos=high", "exclusive"])
+    parameters = slurm._executor(resources, [wide], ["12_0", "12_1"], tmp_path).parameters
+    assert {k: parameters[k] for k in ("time", "cpus_per_task", "gpus_per_node", "partition", "account", "mem")} == \
+        {"time": 90, "cpus_per_task": 16, "gpus_per_node": 2, "partition": "gpu", "account": "lab", "mem": "32G"}
+    assert parameters["job_name"] == "pretrain-ast-full"
+    assert parameters["additional_parameters"] == {"chdir": str(REPO), "qos": "high", "exclusive": True,
+                                                   "dependency": "afterok:12_0:12_1", "kill-on-invalid-dep": "yes"}
+    on_cpu = slurm._executor(slurm.Resources(time=5, gpus=0, cpus=1), [wide, wide], [], tmp_path).parameters
+    assert on_cpu["gpus_per_node"] is None and "dependency" not in on_cpu["additional_parameters"]
+
+
+@pytest.mark.parametrize("options,says", [
+    (["--slurm-partition", "gpu"], "--slurm-partition is an option of --executor slurm"),
+    (["--status"], "--status is an option of --executor slurm"),
+    (["--slurm-cpus", "2"], "--slurm-cpus is an option of --executor slurm"),
+    (["--executor", "slurm", "--jobs", "2"], "--jobs chooses this machine's devices"),
+    (["--executor", "slurm", "--plan"], "--plan times the steps on this machine"),
+    (["--executor", "slurm", "--device", "cpu", "--slurm-gpus", "1"], "--device cpu with --slurm-gpus 1")])
+def test_options_of_the_other_executor_are_refused(monkeypatch, options, says):
+    with pytest.raises(UserError, match=says):
+        quick_graph(monkeypatch, *options)

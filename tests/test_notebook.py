@@ -1,5 +1,9 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -11,7 +15,7 @@ from nbclient import NotebookClient
 
 from common.models import checkpoints
 
-pytestmark = pytest.mark.slow  # the notebook and the study behind it
+pytestmark = pytest.mark.slow  # the notebook, and the study behind it run by each executor
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,17 +108,22 @@ def test_two_steps_at_once_give_the_results_of_one_after_another(quick_study, tm
     assert sorted(p.stem for p in jobs.glob("*.log")) == sorted(
         ["pretrain-tmae-1", "pretrain-tmae-5", "pretrain-tmae-20", "extract-tmae-pitch", "extract-handcrafted-pitch",
          "probes-tmae-pitch", "probes-handcrafted-pitch"])
+    assert_same_study(root, first, together, printed)
+
+
+def assert_same_study(root, printed, other, other_printed):
+    """Two studies' weights, features, result tables and summary line are equal."""
     for run in sorted((root / "runs" / "demo" / "tmae").glob("*/seed0")):
         for name in ("untrained.pt", "last.pt"):
             a, b = (checkpoints.load(r / run.relative_to(root / "runs") / name)["model"] for r in (root / "runs",
-                                                                                                  together / "runs"))
+                                                                                                  other / "runs"))
             assert all(torch.equal(a[k], b[k]) for k in a), (run, name)
     arrays = sorted(p.relative_to(root) for p in (root / "features").rglob("*.npy"))
-    assert arrays and arrays == sorted(p.relative_to(together) for p in (together / "features").rglob("*.npy"))
-    assert all(np.array_equal(np.load(root / a), np.load(together / a)) for a in arrays)
+    assert arrays and arrays == sorted(p.relative_to(other) for p in (other / "features").rglob("*.npy"))
+    assert all(np.array_equal(np.load(root / a), np.load(other / a)) for a in arrays)
     tables = sorted(p.relative_to(root) for p in (root / "results" / "demo" / "pitch").glob("*.csv"))
-    assert tables and all((root / t).read_text() == (together / t).read_text() for t in tables)
-    assert printed.split("summary (demo")[1].splitlines()[2] == first.split("summary (demo")[1].splitlines()[2]
+    assert tables and all((root / t).read_text() == (other / t).read_text() for t in tables)
+    assert other_printed.split("summary (demo")[1].splitlines()[2] == printed.split("summary (demo")[1].splitlines()[2]
 
 
 def test_a_failed_step_stops_what_needs_it_and_the_same_command_then_finishes(quick_study, tmp_path_factory):
@@ -135,3 +144,102 @@ def test_a_failed_step_stops_what_needs_it_and_the_same_command_then_finishes(qu
     assert "1 step failed and 1 waited for them" in out.stdout and "summary (demo" not in out.stdout
     last.write_bytes(weights)
     assert "summary (demo" in reproduce(study)
+
+
+# The same study through --executor slurm, on a single-node cluster of this machine
+# (.ci/start-slurm starts one); where no Slurm answers, these tests say so and skip.
+
+def slurm_or_skip():
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+        why = out.stderr.strip().splitlines()[-1] if out.returncode else (None if out.stdout.strip() else "no node")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        why = str(error)
+    if why:
+        pytest.skip(f"no Slurm answers here ({why}): bash .ci/start-slurm starts a single-node one, as root")
+
+
+def on_slurm(root, *options):
+    """reproduce.py as reproduce() runs it, through Slurm: the process, its output piped."""
+    dirs = [str(o) for name in ("runs", "features", "results", "figures") for o in (f"--{name}-dir", root / name)]
+    command = [sys.executable, "reproduce.py", "--demo", "--data-root", str(REPO / "data"), "--quick", "--models",
+               "tmae", "--tasks", "pitch", "--device", "cpu", "--executor", "slurm", "--slurm-cpus", "1", *options,
+               *dirs]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def until(condition, seconds, what):
+    ended = time.time() + seconds
+    while not (result := condition()):
+        assert time.time() < ended, f"waited {seconds} s for {what}"
+        time.sleep(0.2)
+    return result
+
+
+def job_state(job):
+    fields = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout.split()
+    return dict(f.split("=", 1) for f in fields if "=" in f)
+
+
+@pytest.fixture(scope="module")
+def slurm_study(quick_study, tmp_path_factory):
+    """The quick study through Slurm; the job of its first training run is sent Slurm's
+    warning of a time limit (SIGUSR2) halfway through its steps: (its folder, what it printed)."""
+    slurm_or_skip()
+    root = tmp_path_factory.mktemp("slurm")
+    process = on_slurm(root)
+    jobs = root / "runs" / "demo" / "_jobs"
+    log = jobs / "pretrain-tmae-1.log"
+    until(lambda: log.exists() and "| 6/20 [" in log.read_text(errors="replace"), 300, "the run's sixth step")
+    job = json.loads((jobs / "slurm.json").read_text())["pretrain-tmae-1"]
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    # Slurm holds a requeued job back for two minutes; the test lets it start at once
+    until(lambda: job_state(job).get("Restarts") == "1" and job_state(job)["JobState"] == "PENDING", 120,
+          "the requeue")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    printed, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, printed[-3000:]
+    return root, printed
+
+
+def test_slurm_gives_the_results_of_one_after_another(quick_study, slurm_study):
+    root, _, first = quick_study
+    other, printed = slurm_study
+    assert "submitted as job " in printed and " (an array): pretrain tmae on subset 1, pretrain tmae on subset 5, " \
+        "pretrain tmae on subset 20" in printed
+    assert "finished: fit probes on tmae features for pitch (job " in printed
+    submissions = "".join(p.read_text() for p in (other / "runs" / "demo" / "_jobs" / "slurm").glob("*.sh"))
+    assert "#SBATCH --dependency=afterok:" in submissions and "#SBATCH --kill-on-invalid-dep=yes" in submissions
+    assert_same_study(root, first, other, printed)
+
+
+def test_a_job_stopped_by_slurm_is_requeued_and_continues_from_its_last_checkpoint(slurm_study):
+    root, _ = slurm_study
+    attempts = [line for line in (root / "runs" / "demo" / "_jobs" / "pretrain-tmae-1.log").read_text(
+        errors="replace").splitlines() if line.startswith("--- ")]
+    assert len(attempts) == 2 and "--resume" not in attempts[0] and attempts[1].endswith("--resume")
+    run = root / "runs" / "demo" / "tmae" / "1" / "seed0"
+    assert json.loads((run / "finished.json").read_text())["step"] == 20
+
+
+def test_slurm_status_then_a_rerun_submits_nothing(slurm_study):
+    root, _ = slurm_study
+    status = on_slurm(root, "--status").communicate(timeout=120)[0]
+    assert "(7 done; logs in " in status and "pretrain-tmae-20" in status, status
+    again = on_slurm(root).communicate(timeout=600)[0]
+    assert "0 steps submitted, 7 done already" in again and "summary (demo" in again, again[-3000:]
+
+
+def test_a_failed_slurm_job_cancels_what_needs_it(slurm_study, tmp_path_factory):
+    root, _ = slurm_study
+    study = tmp_path_factory.mktemp("slurm-failing") / "study"
+    shutil.copytree(root, study)
+    (study / "runs" / "demo" / "tmae" / "20" / "seed0" / "last.pt").write_bytes(b"not a checkpoint")
+    process = on_slurm(study)
+    printed = process.communicate(timeout=600)[0]
+    assert process.returncode == 1, printed[-3000:]
+    log = study / "runs" / "demo" / "_jobs" / "extract-tmae-pitch.log"
+    assert "FAILED: extract tmae features for pitch (job " in printed and f", exit code 2): {log}" in printed
+    assert "not run: fit probes on tmae features for pitch (after extract-tmae-pitch, which did not finish)" in printed
+    assert "1 step failed and 1 waited for them" in printed and "summary (demo" not in printed

@@ -118,6 +118,12 @@ def bad_values(action, tmp_path):
         return [("bogus", "choose from auto, cpu, cuda"), (past, "CUDA device")]
     if kind == "device_list":
         return [("gpu0", "devices separated by commas"), ("0", "devices separated by commas")]
+    if option in ("--slurm-partition", "--slurm-account"):
+        return [("two words", "a Slurm name")]
+    if option == "--slurm-mem":
+        return [("lots", "a size as sbatch --mem takes it")]
+    if option == "--sbatch":
+        return [("qos high", "an sbatch option without its dashes")]
     if option == "--runs-data":
         return [("nowhere", "no checkpoints")]
     if option == "--checkpoints":
