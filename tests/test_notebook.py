@@ -183,7 +183,7 @@ def job_state(job):
 
 
 @pytest.fixture(scope="module")
-def slurm_study(quick_study, tmp_path_factory):
+def slurm_study(tmp_path_factory):
     """The quick study through Slurm; the job of its first training run is sent Slurm's
     warning of a time limit (SIGUSR2) halfway through its steps: (its folder, what it printed)."""
     slurm_or_skip()
@@ -203,7 +203,7 @@ def slurm_study(quick_study, tmp_path_factory):
     return root, printed
 
 
-def test_slurm_gives_the_results_of_one_after_another(quick_study, slurm_study):
+def test_slurm_gives_the_results_of_one_after_another(slurm_study, quick_study):
     root, _, first = quick_study
     other, printed = slurm_study
     assert "submitted as job " in printed and " (an array): pretrain tmae on subset 1, pretrain tmae on subset 5, " \
