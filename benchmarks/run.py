@@ -39,6 +39,7 @@ from common.training.distributed import (  # noqa: E402
     autocast,
     resolve_device,
     resolve_precision,
+    synchronize,
     to_device,
 )
 
@@ -50,8 +51,7 @@ def finished(fn):
     """`fn` that returns once the device has done what it queued (a GPU runs behind the host)."""
     def call():
         fn()
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize(DEVICE)
+        synchronize(DEVICE)
     return call
 
 

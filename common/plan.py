@@ -34,7 +34,7 @@ from .data.subsets import select, training_set_name
 from .evaluation import handcrafted, probes
 from .evaluation.extraction import sample_per_split, window_count
 from .models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
-from .training.distributed import World, autocast, resolve_precision
+from .training.distributed import World, autocast, resolve_precision, synchronize
 from .training.epochs import Batch, epoch_plan, items_per_clip
 from .training.options import parse_args
 
@@ -69,8 +69,7 @@ def train_step_seconds(model_id, batch_size, device, precision):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
     return _seconds_per_call(step) * batch_size / timed
 
 
@@ -82,8 +81,7 @@ def window_seconds(model_id, device, precision, windows=8):
     def forward():
         with autocast(device, precision):
             model.embed(audio)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
     return _seconds_per_call(forward, repeats=1) / windows
 
 

@@ -111,6 +111,13 @@ def _device_option(text):
     return text
 
 
+def synchronize(device):
+    """Return once `device` has done what it was given: a GPU runs behind the host, so a
+    timing ends here."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def add_device_option(parser):
     parser.add_argument("--device", default="auto", type=_device_option,
                         help="auto (cuda if there is one, else cpu), cpu, cuda or cuda:N (default: auto)")
