@@ -412,7 +412,8 @@ def main():
     started = time.time()
     graph, jobs_dir = steps(args, grid), args.runs_dir / ("demo" if args.demo else "MTAT") / "_jobs"
     if args.status:
-        print(slurm.status(slurm.Jobs(graph, jobs_dir)))
+        jobs = slurm.Jobs(graph, jobs_dir)
+        print(slurm.status(jobs, jobs.queue()))
         return
     outcomes = (on_slurm if args.executor == "slurm" else on_this_machine)(args, graph, jobs_dir)
     stop_if_unfinished(graph, outcomes)

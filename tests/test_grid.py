@@ -176,3 +176,34 @@ def test_a_slurm_job_asks_for_what_the_options_say(tmp_path):
 def test_options_of_the_other_executor_are_refused(monkeypatch, options, says):
     with pytest.raises(UserError, match=says):
         quick_graph(monkeypatch, *options)
+
+
+def test_each_slurm_job_is_read_from_its_exit_code_and_the_queue(tmp_path):
+    """a finished, b failed (exit code 2), c cancelled by Slurm for needing b, d running, e
+    gone from the queue without an exit code (killed), f not submitted."""
+    steps = [Step(("pretrain", "a", "1"), "a", "", None), Step(("extract", "b", "t"), "b", "", None,
+                                                                after=("pretrain-a-1",)),
+             Step(("probes", "c", "t"), "c", "", None, after=("extract-b-t",)),
+             Step(("pretrain", "d", "1"), "d", "", None), Step(("pretrain", "e", "1"), "e", "", None),
+             Step(("pretrain", "f", "1"), "f", "", None)]
+    jobs = slurm.Jobs(steps, tmp_path)
+    jobs.ids = {"pretrain-a-1": "5_0", "extract-b-t": "6", "probes-c-t": "7", "pretrain-d-1": "5_1",
+                "pretrain-e-1": "5_2"}
+    for step, code in ((steps[0], 0), (steps[1], 2)):
+        jobs.exit_file(step).write_text(json.dumps({"code": code, "options": [], "seconds": 3.0}))
+    queue = {"5_0": "COMPLETED", "6": "FAILED", "7": "CANCELLED", "5_1": "RUNNING"}
+    outcomes = {}
+    for step in steps[:5]:
+        if (outcome := slurm._ended(jobs, step, queue.get(jobs.ids[step.name]), outcomes)) is not None:
+            outcomes[step.name] = outcome
+    assert {n: (o.status, o.code) for n, o in outcomes.items()} == {
+        "pretrain-a-1": ("finished", 0), "extract-b-t": ("failed", 2), "probes-c-t": ("not run", None),
+        "pretrain-e-1": ("failed", None)}  # d is still running
+    assert outcomes["probes-c-t"].why == "after extract-b-t, which did not finish"
+    assert str(tmp_path / "slurm" / "5_2_0_log.err") in outcomes["pretrain-e-1"].why
+    printed = slurm.status(jobs, queue).splitlines()
+    assert printed[0].startswith("the study's steps on Slurm (1 done, 2 failed, 1 cancelled, 1 running, "
+                                 "1 not submitted; logs in ")
+    assert [line.split(None, 2)[1:] for line in printed[1:]] == [
+        ["5_0", "done"], ["6", "failed (exit code 2)"], ["7", "cancelled"], ["5_1", "running"],
+        ["5_2", "failed (gone from the queue, no exit code)"], ["-", "not submitted"]]

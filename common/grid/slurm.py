@@ -289,22 +289,24 @@ def _report(step, outcome, job):
         print(f"not run: {step.description} ({outcome.why})", flush=True)
 
 
-def status(jobs):
-    """A line per step: done, failed, queued or running (its job), or not submitted; then the counts."""
-    queue = jobs.queue()
+def status(jobs, queue):
+    """A line per step: its job, and done, failed, running, queued, cancelled or not
+    submitted; then the counts. `queue`: Jobs.queue()'s states."""
     counts, lines = {}, []
     for step in jobs.steps:
         job = jobs.ids.get(step.name)
-        state, record = queue.get(job), jobs.record(step)
-        if job is None:
-            what = "not submitted"
-        elif record is not None:
-            what = "done" if record["code"] == 0 else f"failed (exit code {record['code']})"
-        elif state is None or state in ENDED:
-            what = f"failed ({state or 'left the queue'} without an exit code)"
-        else:
-            what = "running" if state == "RUNNING" else "queued"
+        what = _state(jobs.record(step), queue.get(job)) if job else "not submitted"
         counts[what.split(" (")[0]] = counts.get(what.split(" (")[0], 0) + 1
         lines.append(f"  {step.name:<40} {job or '-':>10}  {what}")
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     return f"the study's steps on Slurm ({summary}; logs in {jobs.dir}):\n" + "\n".join(lines)
+
+
+def _state(record, state):
+    if record is not None:
+        return "done" if record["code"] == 0 else f"failed (exit code {record['code']})"
+    if state == "CANCELLED":
+        return "cancelled"
+    if state is None or state in ENDED:
+        return f"failed ({state or 'gone from the queue'}, no exit code)"
+    return "running" if state == "RUNNING" else "queued"
