@@ -438,8 +438,10 @@ def on_slurm(args, graph, jobs_dir):
     resources = slurm.Resources(args.slurm_time, args.slurm_gpus, args.slurm_cpus, args.slurm_partition,
                                 args.slurm_account, args.slurm_mem, args.sbatch)
     submitted, done = jobs.submit(resources, "cuda" if args.slurm_gpus else "cpu")
-    print(f"{len(submitted)} step{'s' * (len(submitted) != 1)} submitted, {len(done)} done already; waiting for "
-          f"the jobs (Ctrl-C stops the waiting, not the jobs; --status shows them)", flush=True)
+    before = len(graph) - len(submitted) - len(done)
+    print(f"{len(submitted)} step{'s' * (len(submitted) != 1)} submitted, {len(done)} done already, {before} queued "
+          f"or running from before; waiting for the jobs (Ctrl-C stops the waiting, not the jobs; --status shows "
+          f"them)", flush=True)
     return slurm.wait(jobs, submitted, done)
 
 

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -184,11 +185,17 @@ def job_state(job):
 
 @pytest.fixture(scope="module")
 def slurm_study(tmp_path_factory):
-    """The quick study through Slurm; the job of its first training run is sent Slurm's
-    warning of a time limit (SIGUSR2) halfway through its steps: (its folder, what it printed)."""
+    """The quick study through Slurm: submitted, Ctrl-C, then waited for by the same command
+    again; the job of its first training run is sent Slurm's warning of a time limit (SIGUSR2)
+    halfway through its steps. (Its folder, what both commands printed.)"""
     slurm_or_skip()
     root = tmp_path_factory.mktemp("slurm")
-    process = on_slurm(root)
+    submitting = on_slurm(root)
+    submitted = "".join(until_printed(submitting, "waiting for the jobs"))
+    submitting.send_signal(signal.SIGINT)  # stops the waiting, not the jobs
+    submitted += submitting.communicate(timeout=60)[0]
+    assert submitting.returncode == 130 and "stopped waiting; the jobs go on in Slurm" in submitted, submitted
+    process = on_slurm(root)  # waits for the same jobs
     jobs = root / "runs" / "demo" / "_jobs"
     log = jobs / "pretrain-tmae-1.log"
     until(lambda: log.exists() and "| 6/20 [" in log.read_text(errors="replace"), 300, "the run's sixth step")
@@ -200,7 +207,16 @@ def slurm_study(tmp_path_factory):
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     printed, _ = process.communicate(timeout=900)
     assert process.returncode == 0, printed[-3000:]
-    return root, printed
+    assert "0 steps submitted, 0 done already, 7 queued or running from before" in printed
+    return root, submitted + printed
+
+
+def until_printed(process, text):
+    """The lines `process` prints up to the first that holds `text`."""
+    for line in process.stdout:
+        yield line
+        if text in line:
+            return
 
 
 def test_slurm_gives_the_results_of_one_after_another(slurm_study, quick_study):
@@ -228,7 +244,7 @@ def test_slurm_status_then_a_rerun_submits_nothing(slurm_study):
     status = on_slurm(root, "--status").communicate(timeout=120)[0]
     assert "(7 done; logs in " in status and "pretrain-tmae-20" in status, status
     again = on_slurm(root).communicate(timeout=600)[0]
-    assert "0 steps submitted, 7 done already" in again and "summary (demo" in again, again[-3000:]
+    assert "0 steps submitted, 7 done already, 0 queued" in again and "summary (demo" in again, again[-3000:]
 
 
 def test_a_failed_slurm_job_cancels_what_needs_it(slurm_study, tmp_path_factory):
