@@ -162,15 +162,10 @@ def parse_args():
     return args
 
 
-SLURM_OPTIONS = ("status", "slurm_partition", "slurm_account", "slurm_gpus", "slurm_mem", "sbatch")
-
-
 def check_executor_options(parser, args):
     """No option of one executor is given to the other, nor to --plan."""
     if args.executor == "local":
-        given = [name for name in SLURM_OPTIONS if getattr(args, name)] + \
-            [name for name in ("slurm_time", "slurm_cpus") if getattr(args, name) != parser.get_default(name)]
-        if given:
+        if given := [name for name in slurm.OPTIONS if getattr(args, name) != parser.get_default(name)]:
             raise UserError(f"--{given[0].replace('_', '-')} is an option of --executor slurm")
         return
     if args.plan:

@@ -49,6 +49,10 @@ def _matching(pattern, requirement):
     return parse
 
 
+OPTIONS = ("status", "slurm_partition", "slurm_account", "slurm_time", "slurm_gpus", "slurm_cpus", "slurm_mem",
+           "sbatch")  # add_options' destinations: of --executor slurm only
+
+
 def add_options(parser):
     group = parser.add_argument_group("with --executor slurm")
     group.add_argument("--status", action="store_true",
