@@ -33,6 +33,12 @@ class Outcome:
     why: str = ""
 
 
+def not_run_after_failure(step, outcomes):
+    """The "not run" Outcome of a step after one that failed or did not run, else None."""
+    blocked = [a for a in step.after if a in outcomes and outcomes[a].status in ("failed", "not run")]
+    return Outcome("not run", why=f"after {blocked[0]}, which did not finish") if blocked else None
+
+
 def slots(devices, jobs, device):
     """The device slots steps run on: --devices (a list), --jobs N on the CPU, else --device."""
     if devices and jobs:
@@ -117,10 +123,9 @@ class _Executor:
         """In the study's order, every step whose inputs are ready and that fits in the free
         slots starts; a step after one that failed or did not run is not run."""
         for step in list(self.waiting):
-            blocked = [a for a in step.after if a in self.outcomes and self.outcomes[a].status in ("failed", "not run")]
-            if blocked:
+            if blocked := not_run_after_failure(step, self.outcomes):
                 self.waiting.remove(step)
-                self.outcomes[step.name] = Outcome("not run", why=f"after {blocked[0]}, which did not finish")
+                self.outcomes[step.name] = blocked
                 print(f"not run: {step.description} ({self.outcomes[step.name].why})", flush=True)
             elif all(a in self.outcomes for a in step.after) and step.processes <= len(self.free):
                 self.waiting.remove(step)

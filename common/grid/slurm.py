@@ -33,7 +33,7 @@ import submitit
 from ..atomic import write_json
 from ..cli import REPO_ROOT, UserError, non_negative_int, positive_int
 from .graph import check, shell_line
-from .local import Outcome
+from .local import Outcome, not_run_after_failure
 
 POLL_SECONDS = 5
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
@@ -272,9 +272,8 @@ def _ended(jobs, step, state, outcomes):
         return Outcome(status, record["seconds"], record["code"], log)
     if state is not None and state not in ENDED:
         return None
-    blocked = [a for a in step.after if a in outcomes and outcomes[a].status in ("failed", "not run")]
-    if blocked:
-        return Outcome("not run", why=f"after {blocked[0]}, which did not finish")
+    if blocked := not_run_after_failure(step, outcomes):
+        return blocked
     if any(a not in outcomes for a in step.after):
         return None  # an earlier step's end is not read yet
     job = jobs.ids[step.name]
