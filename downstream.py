@@ -24,10 +24,11 @@ metric): model, checkpoint, layer (empty for the model's embedding; K for the fe
 draw (0 is the study's subset), budget (steps<N> for a run of train.py --budget, else empty),
 train_steps and train_flops (the optimizer steps and FLOPs that made the weights), minutes,
 labels (the labelled train examples the probe learned from), label_budget (all, labels<F>
-or shots<K>), label_draw, probe, seed, split (valid or test), snr (the condition: clean, an
-SNR in dB, deform_0..2), metric, value; and prints, per checkpoint,
-the probe kind with the best validation score and its clean test score (never a choice
-made on test scores: common/evaluation/selection.py). Every feature set extracted for the model is
+or shots<K>), label_draw, adaptation ("probe": finetune.py writes the same columns for an
+encoder adapted on the task), probe, seed, split (valid or test), snr (the condition:
+clean, an SNR in dB, deform_0..2), metric, value; and prints, per checkpoint, the probe
+kind with the best validation score and its clean test score (never a choice made on test
+scores: common/evaluation/selection.py). Every feature set extracted for the model is
 probed: the weights a run kept along the way too (checkpoint names such as 5@1000).
 
 Beside the CSV, <model>.provenance.json records what it was fitted on: the task's clips,
@@ -37,15 +38,12 @@ one line), or with --overwrite. A feature set without its clean features (an int
 extraction) or extracted for other clips is named and left out.
 """
 import csv
-import io
 import json
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
-from common.atomic import write_json, write_text
 from common.cli import (
     REPO_ROOT,
     ArgumentParser,
@@ -58,21 +56,27 @@ from common.cli import (
     run,
 )
 from common.data.subsets import checkpoint_order
-from common.evaluation import labels, predictions, tasks
+from common.evaluation import labels, predictions
 from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
 from common.evaluation.predictions import Predictions
 from common.evaluation.probes import MAX_EPOCHS, PROBES, RECIPES, ProbeSpec, fit, predict
-from common.evaluation.selection import best_probes
+from common.evaluation.results import (
+    COLUMNS,
+    FLOAT16_RANGE,
+    PROBED,
+    described,
+    print_summary,
+    read_index,
+    sidecar,
+    summary,
+    write_results,
+)
 from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models.registry import model_argument
 from common.provenance import changes, clips_digest, digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
-
-FLOAT16_RANGE = (float(np.finfo(np.float16).min), float(np.finfo(np.float16).max))
-COLUMNS = ("model", "checkpoint", "layer", "subset", "draw", "budget", "train_steps", "train_flops", "minutes",
-           "labels", "label_budget", "label_draw", "probe", "seed", "split", "snr", "metric", "value")
 
 
 def parse_args():
@@ -105,48 +109,6 @@ def parse_args():
     if args.label_draws > 1 and not args.label_budgets:
         raise UserError("--label-draws draws the examples of a --label-fraction below 1 or of --shots: give one")
     return args
-
-
-def read_index(path, task):
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    unknown = {label for r in rows for label in (r["label"].split(";") if task.multilabel else [r["label"]])
-               if label} - set(task.classes)
-    if unknown:
-        raise UserError(f"{path} has labels {task.name} does not ({', '.join(sorted(unknown)[:5])}): the task changed "
-                        f"since its features were extracted; run extract_features.py again")
-    if task.multilabel:
-        targets = np.array([[t in r["label"].split(";") for t in task.classes] for r in rows], dtype=np.float32)
-    else:
-        targets = np.array([task.classes.index(r["label"]) for r in rows])
-    splits = {s: np.array([i for i, r in enumerate(rows) if r["split"] == s]) for s in ("train", "valid", "test")}
-    return targets, splits, np.array([r["clip_id"] for r in rows])
-
-
-def summary(rows, task):
-    """Per checkpoint: the probe kind chosen on validation, its clean test score, and every
-    kind's clean test score beside it (probes on the whole train split's labels)."""
-    df = pd.DataFrame(rows).astype({"value": float})
-    df = df[df.label_budget.astype(str) == WHOLE_SPLIT]
-    chosen = best_probes(df, task.name)
-    test = df[(df.split == "test") & (df.snr == CLEAN) & (df.metric == task.primary)]
-    means = test.groupby(["checkpoint", "probe"]).value.agg(["mean", "std"])
-    kinds = [p for p in PROBES if p in set(test.probe)]
-    width = max(12, *map(len, chosen))
-    lines = [f"{'checkpoint':<{width}} {'minutes':>8}  chosen on valid  {task.primary} on test (mean over seeds)   "
-             + "".join(f"{k:>8}" for k in kinds)]
-    for checkpoint in sorted(chosen, key=checkpoint_order):
-        probe, minutes = chosen[checkpoint], df[df.checkpoint == checkpoint].minutes.iloc[0]
-        mean, std = means.loc[(checkpoint, probe)]
-        kinds_means = "".join(f"{means.loc[(checkpoint, k), 'mean']:>8.3f}" for k in kinds)
-        lines.append(f"{checkpoint:<{width}} {minutes or '-':>8}  {probe:<15}  {mean:.4f} "
-                     f"(+/- {np.nan_to_num(std):.4f}){'':<17}{kinds_means}")
-    return "\n".join(lines)
-
-
-def _print_summary(results, task):
-    with open(results, newline="") as f:
-        print(summary(list(csv.DictReader(f)), task))
 
 
 def _extract_command(args):
@@ -203,7 +165,7 @@ def main():
     # reuse: results up to date with their features are printed, not fitted again
     names, provenance = checked_feature_sets(args, task, task_dir, target, precision)
     if names is None:
-        return _print_summary(target, task)
+        return print_summary(target, task)
     # features: each usable set, standardised; the conditions every one of them has
     targets, splits, clip_ids = read_index(task_dir / "index.csv", task)
     empty = [split for split, rows in splits.items() if len(rows) == 0]
@@ -248,9 +210,9 @@ def checked_feature_sets(args, task, task_dir, target, precision):
     if not names:
         raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
-    sidecar = _sidecar(target)
+    record = sidecar(target)
     if target.exists() and not args.overwrite:
-        before = json.loads(sidecar.read_text()) if sidecar.exists() else None
+        before = json.loads(record.read_text()) if record.exists() else None
         kept = predictions.path_for(target)
         if before == provenance and kept.exists():
             print(f"{target} is up to date with its features (--overwrite to fit again)")
@@ -268,16 +230,7 @@ def load_feature_set(path, splits):
     mean, std = features[splits["train"]].mean(0), features[splits["train"]].std(0) + 1e-8
     degraded = {p.stem: (np.load(p) - mean) / std for p in sorted(path.glob("*.npy")) if p.stem != CLEAN}
     meta = json.loads((path / "meta.json").read_text())
-    described = {"layer": meta.get("layer") or "", "subset": meta.get("subset") or "",
-                 "draw": _blank_if_none(meta.get("draw")),
-                 "budget": f"steps{meta['budget']}" if meta.get("budget") else "",
-                 "train_steps": meta.get("step", ""), "train_flops": _blank_if_none(meta.get("train_flops")),
-                 "minutes": "" if meta["minutes"] is None else f"{meta['minutes']:.2f}"}
-    return FeatureSet(path.name, (features - mean) / std, degraded, described)
-
-
-def _blank_if_none(value):
-    return "" if value is None else value
+    return FeatureSet(path.name, (features - mean) / std, degraded, described(meta))
 
 
 def shared_conditions(sets):
@@ -330,31 +283,10 @@ def probe_rows(args, task, sets, conditions, targets, splits, device, precision,
                 scores = task_metrics(task.kind, targets[splits[split]], outputs[g].astype(np.float32))
                 for metric, value in scores.items():
                     rows.append({"model": args.model, "checkpoint": feature_set.name + suffix,
-                                 **feature_set.described, **trained_on, "probe": kind, "seed": seed, "split": split,
+                                 **feature_set.described, **trained_on, "adaptation": PROBED, "probe": kind,
+                                 "seed": seed, "split": split,
                                  "snr": condition, "metric": metric, "value": f"{value:.6f}"})
     return rows, kept
-
-
-def write_results(target, rows, provenance, own_task, save_predictions):
-    """The CSV (rows in checkpoint, probe, seed, split, condition and metric order), the task of
-    one's own and the test predictions before it and the provenance after it: results are
-    never without what the figures and statistics read them by, and a run killed between the
-    CSV and its record fits again."""
-    rows.sort(key=lambda r: (checkpoint_order(r["checkpoint"]), PROBES.index(r["probe"]), r["seed"],
-                             r["split"] == "test", condition_order(r["snr"]), r["metric"]))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    if own_task:
-        tasks.save(own_task, target.parent)
-    save_predictions(predictions.path_for(target))
-    write_text(target, buffer.getvalue())
-    write_json(_sidecar(target), provenance)
-
-
-def _sidecar(target):
-    return target.with_name(f"{target.stem}.provenance.json")
 
 
 if __name__ == "__main__":

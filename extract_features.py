@@ -55,7 +55,6 @@ from common.cli import (
     run,
 )
 from common.data.dataset import SPLIT_SCHEMES, SPLITS, load_dataset
-from common.data.subsets import checkpoint_order
 from common.evaluation import handcrafted, tasks
 from common.evaluation.extraction import (
     BFLOAT16_CHECK_CLIPS,
@@ -78,7 +77,7 @@ from common.evaluation.noise import (
 from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models import checkpoints
 from common.models.pretrained import Pretrained
-from common.models.registry import build, model_argument, model_class, train_command
+from common.models.registry import build, model_argument, model_class
 from common.provenance import changes, clips_digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
@@ -132,46 +131,6 @@ def layer_number(text):
     if text != "all" and not (text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"{text!r} is not a layer: all, or a block number from 1")
     return text
-
-
-def find_checkpoints(model, runs_dir, runs_data, wanted):
-    """{name: path} of the model's checkpoints: untrained, then each trained subset (and draw and
-    seed) at its last step; and, when `wanted` names them, the weights a run kept along the way:
-    <name>@<step>, or <name>@all for every one of them."""
-    root = runs_dir / runs_data / model
-    found, kept = {}, {}
-    runs = {run_dir: "" if run_dir.name == "seed0" else f"-{run_dir.name}" for run_dir in root.glob("*/seed*")}
-    for run_dir in sorted(runs, key=lambda run_dir: checkpoint_order(run_dir.parent.name + runs[run_dir])):
-        suffix = runs[run_dir]
-        name = f"{run_dir.parent.name}{suffix}"
-        if (run_dir / "untrained.pt").exists():
-            found.setdefault(f"untrained{suffix}", run_dir / "untrained.pt")
-        if (run_dir / "last.pt").exists():
-            found[name] = run_dir / "last.pt"
-        for path in sorted((run_dir / "checkpoints").glob("step*.pt")):
-            kept[f"{name}@{int(path.stem[4:])}"] = path
-    if not found:
-        demo = " --demo" if runs_data == "demo" else ""
-        script, options = train_command(model)
-        raise UserError(f"no checkpoints of {model} under {root}: pretrain one first, e.g. "
-                        f"python {' '.join([script, *options])}{demo} --subset 1")
-    if not wanted:
-        return found
-    chosen, missing = {}, []
-    for name in wanted:
-        if name.endswith("@all"):
-            along = {k: v for k, v in kept.items() if k.rsplit("@", 1)[0] == name[:-4]}
-            chosen.update(along)
-            missing += [] if along else [name]
-        elif name in found or name in kept:
-            chosen[name] = found.get(name) or kept[name]
-        else:
-            missing.append(name)
-    if missing:
-        also = f"; kept along the way: {', '.join(kept)} (or <name>@all)" if kept else ""
-        raise UserError(f"no checkpoint {', '.join(missing)} of {model} under {root}: "
-                        f"choose from {', '.join(found)}{also}")
-    return chosen
 
 
 def copy_from_sibling_task(target, task_dir, task, model, checkpoint, provenance):
@@ -348,7 +307,7 @@ def checkpoint_sources(args):
                             f"checkpoint (leave out --checkpoints and --runs-data)")
         return {"none": None}, handcrafted.SAMPLE_RATE
     runs_data = args.runs_data or ("demo" if args.demo else "MTAT")
-    return (find_checkpoints(args.model, args.runs_dir, runs_data, args.checkpoints),
+    return (checkpoints.find(args.model, args.runs_dir, runs_data, args.checkpoints),
             model_class(args.model).sample_rate)
 
 

@@ -116,7 +116,7 @@ def _validation_scores(task_kind, outputs, targets):
     return (guesses == targets[None]).double().mean(1)
 
 
-def _losses(task_kind, outputs, targets):
+def losses(task_kind, outputs, targets):
     """Each probe's mean loss on its batch: (G,) from outputs (G, B, C) and targets (G, B[, C])."""
     if task_kind == "tags":
         return F.binary_cross_entropy_with_logits(outputs, targets.float(), reduction="none").mean(dim=(1, 2))
@@ -229,7 +229,7 @@ def _train_epoch(data, live, optimizer, batch_size, precision):
             for t in live:
                 rows = data.train[t.epoch_order[:, b * batch_size:(b + 1) * batch_size]]  # (G, B)
                 outputs = t.probes.module(_rows(data.x, t.probes.sets, rows))
-                loss = loss + _losses(data.task_kind, outputs, data.y[rows]).sum()
+                loss = loss + losses(data.task_kind, outputs, data.y[rows]).sum()
         loss.backward()
         optimizer.step()
 
@@ -245,7 +245,7 @@ def _validate(data, t, recipe, patience):
     for saved, current in zip(t.best_state, t.probes.module.parameters()):
         saved[improved] = current[improved]
     watched = scores if recipe.stop_on == "metric" else \
-        -_losses(data.task_kind, outputs, y_valid[None].expand(len(outputs), *y_valid.shape))
+        -losses(data.task_kind, outputs, y_valid[None].expand(len(outputs), *y_valid.shape))
     better = watched > t.watched
     t.watched = torch.where(better, watched, t.watched)
     t.waited = torch.where(better, 0, t.waited + 1)

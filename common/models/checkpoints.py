@@ -15,6 +15,8 @@ import torch
 
 from ..atomic import write_serialised
 from ..cli import UserError
+from ..data.subsets import checkpoint_order
+from .registry import train_command
 
 
 def save(path, payload):
@@ -52,3 +54,43 @@ def load_weights(module, path, weights):
         module.load_state_dict(weights)
     except RuntimeError as error:
         raise UserError(f"{path}: its weights do not fit the model ({str(error).strip().splitlines()[0]})") from None
+
+
+def find(model, runs_dir, runs_data, wanted):
+    """{name: path} of the model's checkpoints: untrained, then each trained subset (and draw and
+    seed) at its last step; and, when `wanted` names them, the weights a run kept along the way:
+    <name>@<step>, or <name>@all for every one of them."""
+    root = runs_dir / runs_data / model
+    found, kept = {}, {}
+    runs = {run_dir: "" if run_dir.name == "seed0" else f"-{run_dir.name}" for run_dir in root.glob("*/seed*")}
+    for run_dir in sorted(runs, key=lambda run_dir: checkpoint_order(run_dir.parent.name + runs[run_dir])):
+        suffix = runs[run_dir]
+        name = f"{run_dir.parent.name}{suffix}"
+        if (run_dir / "untrained.pt").exists():
+            found.setdefault(f"untrained{suffix}", run_dir / "untrained.pt")
+        if (run_dir / "last.pt").exists():
+            found[name] = run_dir / "last.pt"
+        for path in sorted((run_dir / "checkpoints").glob("step*.pt")):
+            kept[f"{name}@{int(path.stem[4:])}"] = path
+    if not found:
+        demo = " --demo" if runs_data == "demo" else ""
+        script, options = train_command(model)
+        raise UserError(f"no checkpoints of {model} under {root}: pretrain one first, e.g. "
+                        f"python {' '.join([script, *options])}{demo} --subset 1")
+    if not wanted:
+        return found
+    chosen, missing = {}, []
+    for name in wanted:
+        if name.endswith("@all"):
+            along = {k: v for k, v in kept.items() if k.rsplit("@", 1)[0] == name[:-4]}
+            chosen.update(along)
+            missing += [] if along else [name]
+        elif name in found or name in kept:
+            chosen[name] = found.get(name) or kept[name]
+        else:
+            missing.append(name)
+    if missing:
+        also = f"; kept along the way: {', '.join(kept)} (or <name>@all)" if kept else ""
+        raise UserError(f"no checkpoint {', '.join(missing)} of {model} under {root}: "
+                        f"choose from {', '.join(found)}{also}")
+    return chosen
