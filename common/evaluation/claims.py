@@ -41,6 +41,7 @@ from ..data.subsets import checkpoint_order
 from . import reference, tasks
 from .noise import CLEAN, DEFORMATIONS
 from .probes import STUDY_PROBES
+from .results import is_probed
 from .stats import (
     ALPHA,
     MARGINS,
@@ -131,7 +132,7 @@ def our_checks(results_dir, margins, device="cpu"):
     checks = []
     for folder in task_dirs(results_dir):
         numbers = TaskNumbers(folder, device=device)
-        for model in sorted({key[0] for key in numbers.units} - {"handcrafted"}):
+        for model in sorted({key[0] for key in numbers.units if is_probed(key[0])} - {"handcrafted"}):
             checks += checks_for(_model_numbers(numbers, model), numbers.task,
                                  lambda a, b, numbers=numbers: numbers.difference(a, b, numbers.task.primary))
     return verdicts(checks, margins)

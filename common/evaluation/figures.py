@@ -17,7 +17,9 @@ Shared by notebooks/results.ipynb and reproduce.py, so both draw exactly the sam
   6. (when the checkpoints record their FLOPs) metric against pretraining FLOPs, a line per
      model and step budget (the study's epochs, train.py --budget) through its subsets;
   7. (when probes were fitted on fewer labels) metric against pretraining minutes, a panel
-     per model and task, a line per label budget.
+     per model and task, a line per label budget;
+  8. (when encoders were fine-tuned: finetune.py) metric against pretraining minutes,
+     fine-tuned and probed, a panel per task (finetuned_vs_probed.png).
 Figure 1 draws the scaling fits (scaling.py) through each model's subsets with their bands.
 Every point is the task's primary metric on the test split, the mean over probe seeds, with
 its 95% bootstrap interval (stats.py: probe seeds, subset draws and test clips resampled)
@@ -45,6 +47,7 @@ from . import scaling, stats, tasks  # noqa: E402
 from .labels import WHOLE_SPLIT  # noqa: E402
 from .noise import DEFORMATIONS  # noqa: E402
 from .probes import PROBES, STUDY_PROBES  # noqa: E402
+from .results import PROBED  # noqa: E402
 from .selection import best_probe  # noqa: E402
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "weighted_score": "MIREX weighted score"}
@@ -55,12 +58,13 @@ CONDITION_TITLES = {name: f"{name}: {'noise' if kind == 'noise' else 'gain'} {am
 STYLES = {"slp": "-", "mlp": ":"}
 
 
-def load(results_dir, layers=False, label_budgets=False):
+def load(results_dir, layers=False, label_budgets=False, adaptations=False):
     """Every results CSV under results_dir as one frame (valid and test rows), keeping only
     each task's primary metric; the feature sets of single layers (extract_features.py
-    --layers) and the probes trained on fewer labels (downstream.py --label-fraction, --shots)
-    only when asked for: every other figure and summary reads a model's embedding probed with
-    every train label. Tasks of one's own are read from the task.json beside their results."""
+    --layers), the probes trained on fewer labels (downstream.py --label-fraction, --shots)
+    and the encoders fine-tuned on the task (finetune.py) only when asked for: every other
+    figure and summary reads a model's embedding probed with every train label. Tasks of
+    one's own are read from the task.json beside their results."""
     frames = []
     for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir()):
         task = tasks.read_saved(folder)
@@ -72,7 +76,13 @@ def load(results_dir, layers=False, label_budgets=False):
         raise FileNotFoundError(f"no results CSVs under {results_dir}")
     df = pd.concat(frames, ignore_index=True)
     df = df if layers else df[df.layer.isna()]
+    df = df if adaptations else probed(df)
     return df if label_budgets else whole_labels(df)
+
+
+def probed(frame):
+    """The rows of probes on frozen features (downstream.py's), not of fine-tuned encoders."""
+    return frame[frame.adaptation == PROBED]
 
 
 def whole_labels(frame):
@@ -120,10 +130,12 @@ def _label(ax, title, xlabel, task):
     ax.grid(alpha=0.3)
 
 
-def intervals(results_dir):
+def intervals(results_dir, adaptations=False):
     """Every number's 95% bootstrap interval (stats.py, computed when its predictions changed),
-    the tasks' primary metric only, minutes and step as numbers."""
+    the tasks' primary metric only, minutes and step as numbers; the fine-tuned encoders'
+    (finetune.py) only when asked for."""
     table = stats.compute(results_dir)[0]
+    table = table if adaptations else probed(table)
     table = table[table.metric == table.task.map(lambda t: tasks.get(t).primary)]
     return table.assign(**{column: pd.to_numeric(table[column], errors="coerce")
                            for column in ("minutes", "train_steps", "train_flops", "labels")})
@@ -446,6 +458,41 @@ def compute_figure(df, ci):
     return fig
 
 
+ADAPTATION_STYLES = {PROBED: "-", "finetune-all": "--", "finetune-none": ":"}  # finetune-lastK: "-."
+
+
+def adaptation_figure(ci):
+    """Figure 8: a model's score fine-tuned (finetune.py, dashed; --unfreeze last:K dash-dot,
+    none dotted) and probed (solid) against pretraining minutes, a panel per task, clean test
+    split, the head or probe kind slp where it was fitted (else the first of both)."""
+    clean = _embeddings(ci[ci.condition == "clean"])
+    clean = clean[(clean.model != "handcrafted") & ~clean.checkpoint.str.contains("-seed")
+                  & clean.draw.isin(["0", ""])]
+    fig, panels = _panels(_tasks(clean))
+    for ax, task in panels:
+        cells = clean[clean.task == task]
+        left = cells[cells.minutes > 0].minutes.min() / 3 if (cells.minutes > 0).any() else 0.1
+        for (model, adaptation), mine in cells.groupby(["model", "adaptation"], sort=False):
+            probe = "slp" if "slp" in set(mine.probe) else sorted(set(mine.probe))[0]
+            mine = mine[mine.probe == probe].sort_values("minutes")
+            trained, untrained = mine[mine.subset != "untrained"], mine[mine.subset == "untrained"]
+            style = ADAPTATION_STYLES.get(adaptation, "-.")
+            ax.errorbar(trained.minutes, trained.value, yerr=_errors(trained), marker=_marker(model), ms=4,
+                        capsize=2, ls=style, color=_colour(model), label=f"{model} {adaptation} ({probe})")
+            if len(untrained):
+                ax.errorbar([left], untrained.value, yerr=_errors(untrained), marker=_marker(model), mfc="white",
+                            ms=6, capsize=2, color=_colour(model))
+        ax.set_xscale("log")
+        _label(ax, tasks.get(task).title, "pretraining minutes (hollow: untrained)", task)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def has_adaptations(ci):
+    return bool((ci.adaptation != PROBED).any())
+
+
 def has_flops(ci):
     return bool((ci.train_flops > 0).any())
 
@@ -460,9 +507,10 @@ def render_all(results_dir, figures_dir):
     The training-time figure is drawn only when kept weights along the way were probed, the
     layers figure only when layers were, the labels figure only when probes were fitted on
     fewer labels, the compute figure when the checkpoints record their FLOPs."""
-    every, all_intervals = load(results_dir, layers=True, label_budgets=True), intervals(results_dir)
+    every, adapted = load(results_dir, layers=True, label_budgets=True), intervals(results_dir, adaptations=True)
+    all_intervals = probed(adapted)
     ci = whole_labels(all_intervals)
-    curves = scaling.compute(results_dir)[1]
+    curves = probed(scaling.compute(results_dir)[1])
     df = whole_labels(every[every.layer.isna()])
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     paths = []
@@ -477,9 +525,14 @@ def render_all(results_dir, figures_dir):
             fig = draw(every[every.layer.isna()], all_intervals)
         else:
             fig = draw(whole_labels(every) if name == "metric_by_layer" else df, ci)
-        path = Path(figures_dir) / f"{name}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, Path(figures_dir) / f"{name}.png"))
+    if has_adaptations(adapted):
+        paths.append(_save(adaptation_figure(whole_labels(adapted)), Path(figures_dir) / "finetuned_vs_probed.png"))
     return paths
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path

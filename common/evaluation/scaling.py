@@ -39,16 +39,17 @@ from ..training.distributed import add_device_option, resolve_device
 from . import stats, tasks
 from .noise import condition_order
 from .probes import PROBES
+from .results import model_and_adaptation, source
 
 ALPHAS = np.geomspace(0.02, 4.0, 241)
 TARGET = 0.95  # of the largest subset's score
 CURVE_POINTS = 40
-COLUMNS = ("task", "model", "budget", "probe", "condition", "metric", "subsets", "form", "s_inf", "s_inf_low",
-           "s_inf_high", "alpha", "alpha_low", "alpha_high", "slope_per_decade", "slope_low", "slope_high",
+COLUMNS = ("task", "model", "adaptation", "budget", "probe", "condition", "metric", "subsets", "form", "s_inf",
+           "s_inf_low", "s_inf_high", "alpha", "alpha_low", "alpha_high", "slope_per_decade", "slope_low", "slope_high",
            "minutes_95", "minutes_95_low", "minutes_95_high", "largest_minutes", "smallest_above_untrained",
            "method")
-CURVE_COLUMNS = ("task", "model", "budget", "probe", "condition", "minutes", "value", "low", "high")
-TEXT_COLUMNS = ("task", "model", "budget", "probe", "condition", "form", "smallest_above_untrained")
+CURVE_COLUMNS = ("task", "model", "adaptation", "budget", "probe", "condition", "minutes", "value", "low", "high")
+TEXT_COLUMNS = ("task", "model", "adaptation", "budget", "probe", "condition", "form", "smallest_above_untrained")
 
 
 def power_law_fits(minutes, scores):
@@ -172,8 +173,8 @@ def curve_rows(numbers, method):
         for budget, points in subset_numbers(numbers, model, probe, condition, metric).items():
             minutes = np.array([p[0] for p in points])
             curve = fit(minutes, np.array([p[2].value for p in points]), np.stack([p[2].resamples for p in points]))
-            cell = {"task": numbers.task.name, "model": model, "budget": budget, "probe": probe,
-                    "condition": condition}
+            cell = {"task": numbers.task.name, **dict(zip(("model", "adaptation"), model_and_adaptation(model))),
+                    "budget": budget, "probe": probe, "condition": condition}
             rows.append({**cell, "metric": metric, "subsets": len(points), "form": curve.form,
                          **_quantities(curve), "largest_minutes": minutes.max(),
                          "smallest_above_untrained": smallest_above_untrained(numbers, points, model, probe,
@@ -236,12 +237,13 @@ def report(fits, chosen):
     clean = fits[fits.condition == "clean"]
     for task in dict.fromkeys(clean.task):
         mine = clean[clean.task == task]
-        mine = mine[[chosen.get((task, r.model)) == r.probe for r in mine.itertuples()]]
+        mine = mine[[chosen.get((task, source(r.model, r.adaptation))) == r.probe for r in mine.itertuples()]]
         lines += [f"\n{task}: {tasks.get(task).primary} against pretraining minutes, the probe chosen on valid, "
                   f"clean test split (95% intervals)",
                   f"  {'model':<14} {'budget':<11} {'probe':<6} {'n':>2} {'form':<10} {'s_inf':>22} {'alpha':>19} "
                   f"{'per 10x minutes':>24} {'minutes to 95%':>26} {'beats untrained from':>20}"]
-        lines += [f"  {r.model:<14} {r.budget or 'epochs':<11} {r.probe:<6} {r.subsets:>2} {r.form:<10} "
+        lines += [f"  {source(r.model, r.adaptation):<14} {r.budget or 'epochs':<11} {r.probe:<6} {r.subsets:>2} "
+                  f"{r.form:<10} "
                   f"{_cell(r.s_inf, r.s_inf_low, r.s_inf_high):>22} {_cell(r.alpha, r.alpha_low, r.alpha_high):>19} "
                   f"{_cell(r.slope_per_decade, r.slope_low, r.slope_high, '+.3f'):>24} "
                   f"{_cell(r.minutes_95, r.minutes_95_low, r.minutes_95_high, '.3g'):>26} "

@@ -44,7 +44,7 @@ from ..atomic import write_json, write_text
 from ..cli import ArgumentParser, UserError, existing_dir, positive_int, run
 from ..data.subsets import CHECKPOINT_NAME, checkpoint_order
 from ..training.distributed import add_device_option, resolve_device
-from . import predictions, tasks
+from . import predictions, results, tasks
 from .labels import WHOLE_SPLIT
 from .metrics import METRICS
 from .noise import CLEAN, DEFORMATIONS, condition_order
@@ -59,16 +59,17 @@ MARGINS = {"roc_auc": 0.01, "pr_auc": 0.02, "accuracy": 0.02, "f1_macro": 0.02, 
 SEED = 0
 LARGER_PROBE = {"slp": "mlp", "linear": "mlp1", "mlp1": "mlp2"}
 FAMILIES = ("trained vs untrained", "trained vs hand-crafted", "subset vs next larger", "probe vs larger probe",
-            "clean vs condition")
+            "clean vs condition", "fine-tuned vs probed")
 METHOD = (f"percentile bootstrap, {CONFIDENCE:.0%}: subset draws, then probe seeds, then test clips; "
           f"{{resamples}} resamples")
 DESCRIBED = ("layer", "subset", "draw", "budget", "train_steps", "train_flops", "minutes", "labels", "label_budget",
              "label_draw")  # the results' columns that say what a checkpoint's number was made from
-INTERVAL_COLUMNS = ("task", "model", "checkpoint", *DESCRIBED, "probe", "condition", "metric", "value", "low", "high",
-                    "seeds", "draws", "clips", "method")
-COMPARISON_COLUMNS = ("task", "family", "model", "budget", "label_budget", "model_a", "checkpoint_a", "probe_a",
-                      "condition_a", "model_b", "checkpoint_b", "probe_b", "condition_b", "metric", "difference",
-                      "low", "high", "p", "p_holm", "significant", "margin", "p_tost", "equivalent", "method")
+INTERVAL_COLUMNS = ("task", "model", "adaptation", "checkpoint", *DESCRIBED, "probe", "condition", "metric", "value",
+                    "low", "high", "seeds", "draws", "clips", "method")
+COMPARISON_COLUMNS = ("task", "family", "model", "adaptation", "budget", "label_budget", "model_a", "adaptation_a",
+                      "checkpoint_a", "probe_a", "condition_a", "model_b", "adaptation_b", "checkpoint_b", "probe_b",
+                      "condition_b", "metric", "difference", "low", "high", "p", "p_holm", "significant", "margin",
+                      "p_tost", "equivalent", "method")
 POOLED = " (draws)"  # the name of a limited subset's number pooled over its draws: "5 (draws)"
 
 
@@ -311,6 +312,8 @@ def pairs(numbers):
         if condition != CLEAN:
             yield "clean vs condition", model, (model, checkpoint, probe, CLEAN), key
         elif model != "handcrafted":
+            if not results.is_probed(model):
+                yield "fine-tuned vs probed", model, key, (results.model_and_adaptation(model)[0], *key[1:])
             if not checkpoint.startswith("untrained"):
                 yield "trained vs untrained", model, key, (model, twin(names, checkpoint, "untrained"), probe, CLEAN)
             yield "trained vs hand-crafted", model, key, ("handcrafted", twin(names, checkpoint, "none"), probe, CLEAN)
@@ -330,12 +333,14 @@ def interval_rows(numbers, method):
     rows = []
     for key in sorted(numbers.units, key=lambda k: (k[0], checkpoint_order(k[1].removesuffix(POOLED)),
                                                      k[1], PROBES.index(k[2]), condition_order(k[3]))):
-        model, checkpoint, probe, condition = key
-        described = numbers.described.get((model, checkpoint.removesuffix(POOLED)), {})
+        name, checkpoint, probe, condition = key
+        described = numbers.described.get((name, checkpoint.removesuffix(POOLED)), {})
+        model, adaptation = results.model_and_adaptation(name)
         for metric in numbers.metrics:
             number = numbers.number(key, metric)
             low, high = number.interval()
-            rows.append({"task": numbers.task.name, "model": model, "checkpoint": checkpoint, **described,
+            rows.append({"task": numbers.task.name, "model": model, "adaptation": adaptation, "checkpoint": checkpoint,
+                         **described,
                          **({"draw": "all"} if checkpoint.endswith(POOLED) else {}), "probe": probe,
                          "condition": condition, "metric": metric, "value": number.value, "low": low, "high": high,
                          "seeds": number.seeds, "draws": number.draws, "clips": len(numbers.clip_ids),
@@ -362,15 +367,18 @@ def comparison_rows(numbers, margins, method):
             compared = numbers.compare(a, b, metric, margins)
             if compared is not None:
                 budget, label_budget = budgets_of(a[1])
-                rows.append({"task": numbers.task.name, "family": family, "model": model, "budget": budget,
-                             "label_budget": label_budget,
+                rows.append({"task": numbers.task.name, "family": family,
+                             **dict(zip(("model", "adaptation"), results.model_and_adaptation(model))),
+                             "budget": budget, "label_budget": label_budget,
                              **{f"{field}_{side}": value for side, key in (("a", a), ("b", b))
-                                for field, value in zip(("model", "checkpoint", "probe", "condition"), key)},
+                                for field, value in zip(("model", "adaptation", "checkpoint", "probe", "condition"),
+                                                        (*results.model_and_adaptation(key[0]), *key[1:]))},
                              "metric": metric, **compared, "method": method})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["p_holm"] = frame.groupby(["family", "model", "metric", "budget", "label_budget"]).p.transform(holm)
+    frame["p_holm"] = frame.groupby(["family", "model", "adaptation", "metric", "budget", "label_budget"]).p.transform(
+        holm)
     frame["significant"] = frame.p_holm < ALPHA
     frame["equivalent"] = frame.p_tost < ALPHA
     return frame
@@ -431,7 +439,8 @@ def compute(results_dir, resamples=RESAMPLES, margins=MARGINS, device="cpu"):
     return read_tables(paths, TEXT_COLUMNS)
 
 
-TEXT_COLUMNS = ("checkpoint", *DESCRIBED, "checkpoint_a", "checkpoint_b", "condition", "condition_a", "condition_b")
+TEXT_COLUMNS = ("adaptation", "adaptation_a", "adaptation_b", "checkpoint", *DESCRIBED, "checkpoint_a", "checkpoint_b",
+                "condition", "condition_a", "condition_b")
 
 
 def read_tables(paths, text_columns):
@@ -467,7 +476,8 @@ def report(results_dir, intervals, comparisons):
     for task in dict.fromkeys(intervals.task):
         primary = tasks.get(task).primary
         mine = intervals[(intervals.task == task) & (intervals.metric == primary) & (intervals.condition == CLEAN)]
-        shown = mine[[chosen.get((task, r.model, r.checkpoint.removesuffix(POOLED))) == r.probe
+        shown = mine[[chosen.get((task, results.source(r.model, r.adaptation), r.checkpoint.removesuffix(POOLED)))
+                      == r.probe
                       and _embedding_last_weights(r.checkpoint) and r.label_budget == WHOLE_SPLIT
                       for r in mine.itertuples()]]
         if shown.empty:
@@ -475,8 +485,8 @@ def report(results_dir, intervals, comparisons):
         lines += [f"\n{task}: {primary} on the clean test split with its 95% interval "
                   f"({shown.method.iloc[0]}; {shown.clips.iloc[0]} clips), the probe chosen on valid",
                   f"  {'model':<14} {'checkpoint':<16} {'probe':<7} {'seeds':>5} {'value':>7}  interval"]
-        lines += [f"  {r.model:<14} {r.checkpoint:<16} {r.probe:<7} {r.seeds:>5} {r.value:>7.3f}  "
-                  f"[{r.low:.3f}, {r.high:.3f}]" for r in shown.itertuples()]
+        lines += [f"  {results.source(r.model, r.adaptation):<14} {r.checkpoint:<16} {r.probe:<7} {r.seeds:>5} "
+                  f"{r.value:>7.3f}  [{r.low:.3f}, {r.high:.3f}]" for r in shown.itertuples()]
         lines += _comparison_lines(comparisons[(comparisons.task == task) & (comparisons.metric == primary)], chosen)
     return "\n".join(lines)
 
@@ -484,7 +494,8 @@ def report(results_dir, intervals, comparisons):
 def _comparison_lines(compared, chosen):
     if compared.empty:
         return []
-    shown = compared[[chosen.get((r.task, r.model_a, r.checkpoint_a.removesuffix(POOLED))) in (r.probe_a, r.probe_b)
+    shown = compared[[chosen.get((r.task, results.source(r.model_a, r.adaptation_a),
+                                  r.checkpoint_a.removesuffix(POOLED))) in (r.probe_a, r.probe_b)
                       and r.label_budget == WHOLE_SPLIT for r in compared.itertuples()]]
     lines = [f"  comparisons: a - b with its 95% interval, p Holm-adjusted within each family and model; "
              f"* significant, = equivalent within +/- {compared.margin.iloc[0]:g} (TOST); "
@@ -492,10 +503,11 @@ def _comparison_lines(compared, chosen):
              f"equivalent (comparisons.csv holds them all)"]
     for r in shown.itertuples():
         a = f"{r.checkpoint_a} {r.probe_a} {condition_text(r.condition_a)}"
-        b = f"{'' if r.model_b == r.model_a else r.model_b + ' '}{r.checkpoint_b} {r.probe_b} " \
-            f"{condition_text(r.condition_b)}"
-        lines.append(f"  {r.family:<24} {r.model:<10} {a:<26} - {b:<30} {r.difference:>+7.3f} "
-                     f"[{r.low:+.3f}, {r.high:+.3f}]  p {r.p_holm:.3f} {_mark(r)}")
+        model_b = results.source(r.model_b, r.adaptation_b)
+        b = f"{'' if (r.model_b, r.adaptation_b) == (r.model_a, r.adaptation_a) else model_b + ' '}{r.checkpoint_b} " \
+            f"{r.probe_b} {condition_text(r.condition_b)}"
+        lines.append(f"  {r.family:<24} {results.source(r.model, r.adaptation):<10} {a:<26} - {b:<30} "
+                     f"{r.difference:>+7.3f} [{r.low:+.3f}, {r.high:+.3f}]  p {r.p_holm:.3f} {_mark(r)}")
     return lines
 
 
