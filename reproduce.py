@@ -56,10 +56,11 @@ from common.cli import (
     run,
 )
 from common.data.dataset import load_dataset
-from common.data.subsets import SUBSETS, training_set_name
+from common.data.subsets import SUBSETS, checkpoint_order, training_set_name
 from common.evaluation import claims, figures, labels, reference, scaling, stats, task_csv, tasks
 from common.evaluation.noise import DEFORMATIONS
 from common.evaluation.selection import best_probes, validation
+from common.evaluation.unfreezing import adaptation_name, unfreeze_option
 from common.grid import local, slurm
 from common.grid.graph import Step, critical_path, wall_clock
 from common.models.registry import STUDY_MODELS, base_name, model_argument, model_ids, train_command
@@ -81,19 +82,25 @@ DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--b
               "tune": ["--batch-size", "16"], "mulap": ["--batch-size", "8"]}
 DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20, "mulap": 20}
 NO_LABEL_BUDGETS = {"fractions": [], "shots": [], "draws": 1}
+# --finetune on the demo: the slp head, one seed, a few epochs, and not AST, whose backward
+# pass on a CPU would take most of the demo's time (docs/finetuning.md)
+DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1", "--epochs", "8"]
+NOT_FINETUNED_ON_DEMO = ("ast",)
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
-             "labels": NO_LABEL_BUDGETS},
+             "labels": NO_LABEL_BUDGETS, "finetune": []},
     "real-quick": {"subsets": {"*": ("1", "10", "100")}, "train": {"*": ["--epochs", "10"]},
-                   "snr": ["clean", *DEFORMATIONS], "seeds": 2, "labels": NO_LABEL_BUDGETS},
+                   "snr": ["clean", *DEFORMATIONS], "seeds": 2, "labels": NO_LABEL_BUDGETS,
+                   "finetune": ["--seeds", "2", "--epochs", "10"]},
     "demo": {"subsets": {"*": ("1", "5", "20")},
              "train": {m: [*o, "--max-steps", str(DEMO_STEPS[m])] for m, o in DEMO_TRAIN.items()},
              "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
-             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}},
+             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}, "finetune": DEMO_FINETUNE},
     "demo-quick": {"subsets": {"*": ("1", "5", "20"), "ast": ("5",)},
                    "train": {m: [*o, "--max-steps", str(max(2, DEMO_STEPS[m] // 3))] for m, o in DEMO_TRAIN.items()},
                    "snr": ["clean", "0", "deform_2"], "seeds": 2, "clips_per_split": 48,
-                   "labels": {"fractions": [0.25], "shots": [], "draws": 1}},
+                   "labels": {"fractions": [0.25], "shots": [], "draws": 1},
+                   "finetune": [*DEMO_FINETUNE, "--epochs", "4"]},
 }
 
 
@@ -129,6 +136,9 @@ def parse_args():
                         help="examples per class the probes are also fitted on (the grid's by default)")
     parser.add_argument("--label-draws", type=positive_int,
                         help="draws of the labelled examples of each label budget (the grid's by default)")
+    parser.add_argument("--finetune", nargs="+", type=unfreeze_option, default=[], metavar="UNFREEZE",
+                        help="also fine-tune every model's checkpoints on every task (finetune.py --unfreeze: all, "
+                             "last:K, none), beside the probes; on the demo not AST")
     parser.add_argument("--layers", action="store_true",
                         help="also extract and probe every block of every model (extract_features.py --layers all), "
                              "drawn in figures/<data>/metric_by_layer.png; the summary stays on the embeddings")
@@ -256,7 +266,21 @@ def steps(args, grid):
             # downstream.py itself fits again only what its features' provenance says changed
             probing.append(Step(("probes", model, task), f"fit probes on {model} features for {task}",
                                 "downstream.py", _on_device(data, options), after=(extraction[-1].name,)))
+            probing += _finetuning_steps(args, grid, data, model, task, task_option, extraction[-1].name)
     return pretraining + extraction + probing
+
+
+def _finetuning_steps(args, grid, data, model, task, task_option, extraction):
+    """A step per --finetune for the model and task, after the extraction that lists its clips
+    and checkpoints."""
+    if model == "handcrafted" or (args.demo and base_name(model) in NOT_FINETUNED_ON_DEMO):
+        return []
+    options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
+               *task_option, *grid["finetune"]]
+    return [Step(("finetune", model, task, adaptation_name(unfreeze)),
+                 f"fine-tune {model} on {task} ({unfreeze})", "finetune.py",
+                 _on_device(data, [*options, "--unfreeze", unfreeze]), after=(extraction,))
+            for unfreeze in args.finetune]
 
 
 def _pretraining_steps(args, grid, data):
@@ -342,6 +366,29 @@ def summary_table(results_dir, task_names):
         cells = [_with_interval(numbers.number(k, primary) if k else None) + mark for k, mark in zip(keys, marks)]
         lines.append(f"{task:<11} {primary:<15} {f'{best[0]} {best[1]} ({keys[0][2]}): ' + cells[0]:<44} "
                      f"{cells[1]:>24} {cells[2]:>24}")
+    return "\n".join(lines)
+
+
+def finetuned_table(intervals, comparisons):
+    """Per task, model and adaptation: each checkpoint fine-tuned (finetune.py) and probed with
+    the same head on the clean test split, and their paired difference ("" when nothing was
+    fine-tuned)."""
+    primary = comparisons.task.map(lambda task: tasks.get(task).primary)
+    rows = comparisons[(comparisons.family == "fine-tuned vs probed") & (comparisons.condition_a == "clean")
+                       & (comparisons.metric == primary)]
+    rows = rows[[stats.study_checkpoint(c) for c in rows.checkpoint_a]]
+    if rows.empty:
+        return ""
+    value = intervals.set_index(["task", "model", "adaptation", "checkpoint", "probe", "condition", "metric"]).value
+    lines = [f"{'task':<11} {'model':<8} {'adaptation':<15} {'checkpoint':<10} {'head':<5} {'fine-tuned':>10} "
+             f"{'probed':>7}  difference [95% interval], p (Holm)"]
+    for r in sorted(rows.itertuples(), key=lambda r: (r.task, r.model, r.adaptation, checkpoint_order(r.checkpoint_a))):
+        tuned, probed = (value[(r.task, r.model_a, adaptation, r.checkpoint_a, r.probe_a, "clean", r.metric)]
+                         for adaptation in (r.adaptation_a, r.adaptation_b))
+        mark = "=" if r.equivalent else "*" if r.significant else ""
+        lines.append(f"{r.task:<11} {r.model:<8} {r.adaptation:<15} {r.checkpoint_a:<10} {r.probe_a:<5} "
+                     f"{tuned:>10.3f} {probed:>7.3f}  {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], "
+                     f"p {r.p_holm:.3f} {mark}")
     return "\n".join(lines)
 
 
@@ -466,7 +513,7 @@ def stop_if_unfinished(graph, outcomes):
 def conclude(args, data_name, grid_name, grid, plan_file, measured, started):
     """Statistics, scaling fits, figures, the summary and the study's claims checked."""
     results_dir = args.results_dir / data_name
-    stats.compute(results_dir, device=resolve_device(args.device))
+    intervals, comparisons = stats.compute(results_dir, device=resolve_device(args.device))
     fits, _ = scaling.compute(results_dir, device=resolve_device(args.device))
     paths = figures.render_all(results_dir, args.figures_dir / data_name)
     summary = summary_table(results_dir, task_names(args))
@@ -475,6 +522,9 @@ def conclude(args, data_name, grid_name, grid, plan_file, measured, started):
           f"seeds [its 95% bootstrap interval over seeds and test clips]; ~ not significantly different from the best "
           f"trained; {(time.time() - started) / 60:.1f} min in all):\n{summary}"
           f"{estimate_beside_measured(plan_file, grid_name, grid, args, measured)}")
+    if finetuned := finetuned_table(intervals, comparisons):
+        print(f"\nfine-tuned beside probed (finetune.py; the clean test split, the mean over seeds; * a significant "
+              f"difference, = equivalent within the margin; figures/{data_name}/finetuned_vs_probed.png):\n{finetuned}")
     print(f"\nevery number's interval and every paired comparison: {results_dir / 'intervals.csv'}, "
           f"{results_dir / 'comparisons.csv'} (python -m common.evaluation.stats {results_dir})")
     print(f"\nscore against pretraining minutes, fitted (python -m common.evaluation.scaling {results_dir}):"

@@ -42,9 +42,13 @@ class Unfrozen:
         return [p for m in self.trained for p in m.parameters(recurse=False)]
 
     def set_modes(self, training):
-        """Train mode for the trained modules when `training`, eval mode for every other one."""
+        """Train mode for the trained modules when `training`, eval mode for every other one
+        and for BatchNorm layers, whose scale and shift train but whose statistics stay the
+        pretrained ones: batches of a few windows estimate them poorly, and a first step in
+        train mode would move every embedding away from the statistics the head's input is
+        standardised with (finetuning.py)."""
         for module in self.trained:
-            module.training = training
+            module.training = training and not isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
         for module in self.frozen:
             module.training = False
 
