@@ -39,7 +39,7 @@ class Unfrozen:
     frozen: list
 
     def parameters(self):
-        return [p for m in self.trained for p in m.parameters(recurse=False)]
+        return [p for m in self.trained for p in m.parameters(recurse=False) if p.requires_grad]
 
     def set_modes(self, training):
         """Train mode for the trained modules when `training`, eval mode for every other one
@@ -67,6 +67,9 @@ def unfreeze(encoder, how):
     for module in modules:
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(module in trains)
+    for name, parameter in encoder.named_parameters():  # pretraining's own heads, when held by the root
+        if name.split(".")[0] in encoder.HEADS:
+            parameter.requires_grad_(False)
     return Unfrozen(trained, [m for m in modules if m not in trains])
 
 
