@@ -74,7 +74,6 @@ from common.models.pretrained import Pretrained
 from common.models.registry import model_argument, model_class
 from common.provenance import changes, digest
 from common.training import distributed
-from common.training.global_batch import sync_batchnorm
 
 
 def parse_args():
@@ -131,16 +130,13 @@ def main():
     world.batch_share(args.batch_size)
     names, provenance = feature_sets(args, task, task_dir, precision)
     if _up_to_date(target, provenance, args.overwrite):
-        return print_summary(target, task) if world.is_main else None
+        if world.is_main:
+            print_summary(target, task)
+        return
     targets, splits, clip_ids = read_index(task_dir / "index.csv", task)
-    dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo)
-    work = _work_folder(target, provenance, world)
-    cache = dataset.audio(model_class(args.model).sample_rate)
-    missing = [c for c in clip_ids if c not in cache]
-    if missing:
-        raise UserError(f"{len(missing)} clips of {task_dir / 'index.csv'} are not in the audio cache "
-                        f"({missing[0]}, ...): run extract_features.py again")
+    cache = task_audio(args, task, own_dataset, clip_ids, task_dir)
     job = Job(args, task, task_dir, cache, targets, splits, clip_ids, world, precision)
+    work = _work_folder(target, provenance, world)
     print(f"fine-tuning {args.model} ({args.unfreeze}) on {task.name}: {len(names)} checkpoints x {len(args.heads)} "
           f"heads x {args.seeds} seeds ...", flush=True)
     for name in names:
@@ -148,12 +144,23 @@ def main():
     world.barrier()
     if world.is_main:
         rows, kept = collect(job, names, work)
-        test = splits["test"]
         write_results(target, rows, provenance, task if own_dataset else None,
-                      lambda path: kept.save(path, clip_ids[test], targets[test]))
+                      lambda path: kept.save(path, clip_ids[splits["test"]], targets[splits["test"]]))
         shutil.rmtree(work)
         print(f"{len(rows)} rows -> {target}\n{summary(rows, task)}")
     world.close()
+
+
+def task_audio(args, task, own_dataset, clip_ids, task_dir):
+    """The decoded audio of the index's clips at the model's rate (the cache extraction read)."""
+    dataset = own_dataset or load_dataset(task.dataset, args.data_root, demo=args.demo)
+    # the index fixes the clips: an incomplete dataset's missing clips are named below, not refused as a whole
+    cache = dataset.audio(model_class(args.model).sample_rate, partial=True)
+    missing = [c for c in clip_ids if c not in cache]
+    if missing:
+        raise UserError(f"{len(missing)} clips of {task_dir / 'index.csv'} are not in the audio cache "
+                        f"({missing[0]}, ...): run extract_features.py again")
+    return cache
 
 
 @dataclass
@@ -239,30 +246,42 @@ def _work_folder(target, provenance, world):
 
 def finetune_checkpoint(job, name, work):
     """Every head and seed of one checkpoint not fitted yet: trained, then scored."""
-    args = job.args
-    todo = [(head, seed) for head in args.heads for seed in range(args.seeds)
-            if not (work / f"{name}-{head}-seed{seed}.npz").exists()]
+    todo = [(head, seed) for head in job.args.heads for seed in range(job.args.seeds)
+            if not _fit_file(work, name, head, seed, "npz").exists()]
     if not todo:
         return
-    folder = job.task_dir / args.model / name
+    encoder, precision, mean, std = _starting_point(job, name)
+    for head, seed in todo:
+        adapted = _adapted(job, encoder, mean, std, head, _seed(name, head, seed))
+        outputs = fit_and_score(job, name, head, seed, adapted, _fit_file(work, name, head, seed, "pt"), precision)
+        if job.world.is_main:  # the outputs, then the progress they make needless
+            write_serialised(_fit_file(work, name, head, seed, "npz"), lambda f, o=outputs: np.savez(f, **o))
+            _fit_file(work, name, head, seed, "pt").unlink(missing_ok=True)
+
+
+def _fit_file(work, name, head, seed, kind):
+    """A fit's progress (pt) or finished outputs (npz) in the work folder."""
+    return work / f"{name}-{head}-seed{seed}.{kind}"
+
+
+def _starting_point(job, name):
+    """(a checkpoint's encoder, the precision it trains in, its train clips' embedding mean
+    and deviation): the weights its features were extracted from, or a one-line error."""
+    folder = job.task_dir / job.args.model / name
     meta = json.loads((folder / "meta.json").read_text())
-    pretrained = Pretrained(meta["source"], job.world.device, args.model)
+    pretrained = Pretrained(meta["source"], job.world.device, job.args.model)
     if pretrained.save_id != meta["provenance"]["weights"]:
         raise UserError(f"{meta['source']} holds other weights than {name}'s features were extracted from: run "
                         f"extract_features.py again")
+
     def first_windows():
         return [windows(job.cache.clip(job.clip_ids[r]), pretrained.encoder.input_samples)[0]
                 for r in job.splits["train"][:BFLOAT16_CHECK_CLIPS]]
-    precision, why = checked_precision(args.precision, pretrained.encoder, first_windows, job.world.device)
+    precision, why = checked_precision(job.args.precision, pretrained.encoder, first_windows, job.world.device)
     if why:
-        print(f"{args.model} {name}: {why}")
+        print(f"{job.args.model} {name}: {why}")
     train = np.load(folder / "clean.npy")[job.splits["train"]]
-    mean, std = train.mean(0), train.std(0) + 1e-8
-    for head, seed in todo:
-        adapted = _adapted(job, pretrained.encoder, mean, std, head, _seed(name, head, seed))
-        outputs = fit_and_score(job, name, head, seed, adapted, work, precision)
-        if job.world.is_main:
-            write_serialised(work / f"{name}-{head}-seed{seed}.npz", lambda f, o=outputs: np.savez(f, **o))
+    return pretrained.encoder, precision, train.mean(0), train.std(0) + 1e-8
 
 
 def _seed(name, head, seed):
@@ -273,13 +292,11 @@ def _seed(name, head, seed):
 def _adapted(job, encoder, mean, std, head, seed):
     """A copy of the pretrained encoder with a freshly drawn head of kind `head`."""
     encoder = copy.deepcopy(encoder)
-    if job.world.size > 1:
-        encoder = sync_batchnorm(encoder, job.world.device)
     sizes = (encoder.emb_dim, *hidden_sizes(head, encoder.emb_dim, len(job.task.classes)), len(job.task.classes))
     return finetuning.Adapted(encoder, mean, std, StackedMLP([seed], sizes)).to(job.world.device)
 
 
-def fit_and_score(job, name, head, seed, adapted, work, precision):
+def fit_and_score(job, name, head, seed, adapted, state_path, precision):
     """Train one fit (or continue it) and score its best epoch: {valid, test-<condition>: outputs}."""
     args, task = job.args, job.task
     unfrozen = unfreeze(adapted.encoder, args.unfreeze)
@@ -291,19 +308,17 @@ def fit_and_score(job, name, head, seed, adapted, work, precision):
     with tqdm(total=args.epochs, desc=f"{args.model} {name} {head} seed{seed}", unit="epoch", leave=False,
               disable=not job.world.is_main) as bar:
         finetuning.fit(adapted, unfrozen, items, job.targets[job.splits["train"]], lambda m: score(
-            job.outputs(m, valid)), recipe, _seed(name, head, seed), work / f"{name}-{head}-seed{seed}.pt",
-            job.world, precision, bar)
+            job.outputs(m, valid)), recipe, _seed(name, head, seed), state_path, job.world, precision, bar)
     test = job.splits["test"]
     outputs = {"valid": job.outputs(adapted, valid)}
     for condition in [CLEAN, *_conditions(job.task_dir / args.model / name)]:
         outputs[f"test {condition}"] = job.outputs(adapted, test, parse_snr(condition))
-    (work / f"{name}-{head}-seed{seed}.pt").unlink(missing_ok=True)
     return outputs
 
 
 def collect(job, names, work):
     """(the results rows, the test Predictions) of every fit in `work`."""
-    args, task = job.args, job.task
+    args = job.args
     rows, kept = [], Predictions()
     for name in names:
         meta = json.loads((job.task_dir / args.model / name / "meta.json").read_text())
@@ -311,18 +326,22 @@ def collect(job, names, work):
                    "label_budget": WHOLE_SPLIT, "label_draw": "", "adaptation": adaptation_name(args.unfreeze)}
         for head in args.heads:
             for seed in range(args.seeds):
-                with np.load(work / f"{name}-{head}-seed{seed}.npz") as outputs:
+                with np.load(_fit_file(work, name, head, seed, "npz")) as outputs:
                     for key in outputs.files:
-                        split, _, condition = key.partition(" ")
-                        scored = outputs[key]
-                        if split == "test":  # kept as float16, and scored from what is kept
-                            scored = np.clip(scored, *FLOAT16_RANGE).astype(np.float16)
-                            kept.add(name, head, seed, condition, scored)
-                        for metric, value in task_metrics(task.kind, job.targets[job.splits[split]],
-                                                          scored.astype(np.float32)).items():
-                            rows.append({**columns, "probe": head, "seed": seed, "split": split,
-                                         "snr": condition or CLEAN, "metric": metric, "value": f"{value:.6f}"})
+                        rows += _scored(job, {**columns, "probe": head, "seed": seed}, key, outputs[key], kept)
     return rows, kept
+
+
+def _scored(job, columns, key, outputs, kept):
+    """The rows of one fit's outputs on a split ("valid", or "test <condition>"); test outputs
+    are kept as float16, and scored from what is kept, as downstream.py does."""
+    split, _, condition = key.partition(" ")
+    if split == "test":
+        outputs = np.clip(outputs, *FLOAT16_RANGE).astype(np.float16)
+        kept.add(columns["checkpoint"], columns["probe"], columns["seed"], condition, outputs)
+    scores = task_metrics(job.task.kind, job.targets[job.splits[split]], outputs.astype(np.float32))
+    return [{**columns, "split": split, "snr": condition or CLEAN, "metric": metric, "value": f"{value:.6f}"}
+            for metric, value in scores.items()]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
     python reproduce.py --demo --budget steps:40          # also every subset trained for 40 steps
     python reproduce.py --demo --label-fraction 0.1 0.5   # also probes on a tenth and half of the labels
     python reproduce.py --demo --task-csv ~/moods.csv   # also a task of one's own (docs/own-data.md)
+    python reproduce.py --demo --finetune all last:2      # also every encoder fine-tuned (docs/finetuning.md)
     python reproduce.py --plan             # nothing runs: the grid's work and its estimated time here
     python reproduce.py --devices cuda:0,cuda:1   # independent steps at once, one per GPU
     python reproduce.py --demo --jobs 2    # two steps at once on the CPU
@@ -20,7 +21,8 @@
 2. extraction: extract_features.py for every model and task, clean and noisy, plus the
    hand-crafted features (with --layers, every block's features too);
 3. probes: downstream.py for every model and task, on every train label and on the grid's
-   label budgets (--label-fraction, --shots);
+   label budgets (--label-fraction, --shots); with --finetune, finetune.py for every model
+   and task too, once per way of unfreezing (on the demo not AST);
 4. figures: every number's bootstrap interval and the paired comparisons
    (common/evaluation/stats.py), the scaling fits of score against pretraining minutes
    (common/evaluation/scaling.py), the figures of common/evaluation/figures.py in
@@ -34,7 +36,8 @@ each is a job of the cluster (common/grid/slurm.py). A step that fails is named
 with its log; the steps that need it wait for the next run, the others go on. Every step
 skips what is already finished, so a stopped study resumes where it stopped (and a run
 trained further since is extracted and probed again). The grids (subsets,
-training budgets, SNRs, probe seeds, label budgets, clips per split) are the GRIDS table below.
+training budgets, SNRs, probe seeds, label budgets, clips per split, fine-tuning's settings)
+are the GRIDS table below.
 """
 import json
 import time
@@ -84,7 +87,7 @@ DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tu
 NO_LABEL_BUDGETS = {"fractions": [], "shots": [], "draws": 1}
 # --finetune on the demo: the slp head, one seed, a few epochs, and not AST, whose backward
 # pass on a CPU would take most of the demo's time (docs/finetuning.md)
-DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1", "--epochs", "8"]
+DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1"]
 NOT_FINETUNED_ON_DEMO = ("ast",)
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
@@ -95,7 +98,7 @@ GRIDS = {
     "demo": {"subsets": {"*": ("1", "5", "20")},
              "train": {m: [*o, "--max-steps", str(DEMO_STEPS[m])] for m, o in DEMO_TRAIN.items()},
              "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
-             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}, "finetune": DEMO_FINETUNE},
+             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}, "finetune": [*DEMO_FINETUNE, "--epochs", "8"]},
     "demo-quick": {"subsets": {"*": ("1", "5", "20"), "ast": ("5",)},
                    "train": {m: [*o, "--max-steps", str(max(2, DEMO_STEPS[m] // 3))] for m, o in DEMO_TRAIN.items()},
                    "snr": ["clean", "0", "deform_2"], "seeds": 2, "clips_per_split": 48,
