@@ -2,7 +2,8 @@
 
     python -m common.evaluation.scaling results/demo        # the fits; scaling.csv and scaling_curves.csv
 
-For each model, task, probe kind and test condition, the test score of the task's primary
+For each model (and each way finetune.py adapted it: the adaptation column), task, probe
+kind and test condition, the test score of the task's primary
 metric at each pretraining subset (the study's draw, or the draws pooled where there are
 several) is fitted with a saturating power law in the minutes D of pretraining audio,
 
