@@ -1,5 +1,7 @@
 """Fine-tuning beside probing (finetune.py): what trains, that it learns, resume, the results' flow."""
 import csv
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -158,6 +160,25 @@ def test_finetune_writes_the_probes_columns_and_flows_into_statistics_figures_an
     drawn = figures.render_all(results / "demo", pitch / "figures")
     assert "finetuned_vs_probed.png" in {p.name for p in drawn}
     assert set(figures.load(results / "demo").adaptation) == {"probe"}  # the other figures: probes only
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_fine_tune_as_one(pitch, monkeypatch):
+    """Each process takes half of every batch of 4 windows: the mean of their gradients is the
+    batch's, so both runs end with the same outputs (to float32 rounding)."""
+    import finetune
+    options = ["--demo", "--data-root", str(REPO / "data"), "--task", "pitch", "--model", "tmae", "--features-dir",
+               str(pitch / "features"), "--seeds", "1", "--epochs", "1", "--heads", "slp", "--batch-size", "4",
+               "--precision", "float32", "--device", "cpu"]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "finetune.py", *options, "--results-dir", str(pitch / "two")], cwd=REPO,
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    monkeypatch.setattr(sys, "argv", ["finetune.py", *options, "--results-dir", str(pitch / "one")])
+    finetune.main()
+    two, one = (predictions.read(pitch / folder / "demo" / "pitch" / "tmae.finetune-all.predictions.npz")[3]
+                for folder in ("two", "one"))
+    assert np.allclose(two.astype(np.float32), one.astype(np.float32), atol=2e-2)
 
 
 @pytest.mark.parametrize("options,message", [
