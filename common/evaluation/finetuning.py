@@ -3,9 +3,11 @@
 The encoder's embedding of a window is standardised with the train split's statistics of
 the clip embeddings its features hold (as downstream.py standardises them for the probes)
 and fed to a head of a probe's kind (probes.py: slp, mlp, ...). Training items are the
-windows extract_features.py cuts (extraction.py), each labelled with its clip's label; a
-clip's output is the mean of its windows' outputs, as a clip's embedding is the mean of
-its windows'. The parts --unfreeze names train with the encoder's learning rate, the head
+windows extract_features.py cuts (extraction.py), each labelled with its clip's label: an
+epoch is one window of each train clip, drawn anew every epoch, so that an epoch is the
+clips, as a probe's is, and a long clip does not weigh more than a short one. A clip's
+output is the mean of its windows' outputs, as a clip's embedding is the mean of its
+windows'. The parts --unfreeze names train with the encoder's learning rate, the head
 with the head's (Recipe); gradients are clipped to a norm of 1. Each epoch ends with the
 valid split's primary metric: the weights of the best epoch are kept, and training stops
 once it has not improved for `patience` epochs.
@@ -68,12 +70,19 @@ class ClipWindows:
 
     def __init__(self, cache, clip_ids, length):
         self.cache, self.clip_ids, self.length = cache, list(clip_ids), length
-        counts = [window_count(len(cache.clip(c)), length) for c in self.clip_ids]
-        self.owner = np.repeat(np.arange(len(self.clip_ids)), counts)  # each window's clip
-        self.index = np.concatenate([np.arange(n) for n in counts])   # its place in the clip
+        self.counts = np.array([window_count(len(cache.clip(c)), length) for c in self.clip_ids])
+        self.owner = np.repeat(np.arange(len(self.clip_ids)), self.counts)  # each window's clip
+        self.index = np.concatenate([np.arange(n) for n in self.counts])   # its place in the clip
+        self.first = np.cumsum(self.counts) - self.counts                  # each clip's first window
 
     def __len__(self):
         return len(self.owner)
+
+    def one_per_clip(self, generator):
+        """An epoch's items: one window of each clip, drawn with `generator`, in a shuffled order."""
+        drawn = (torch.rand(len(self.counts), generator=generator, dtype=torch.float64).numpy()
+                 * self.counts).astype(np.int64)
+        return (self.first + drawn)[torch.randperm(len(self.counts), generator=generator).numpy()]
 
     def read(self, items):
         """(len(items), length) float32 windows."""
@@ -138,9 +147,9 @@ def fit(adapted, unfrozen, items, targets, valid, recipe, seed, state_path, worl
 
 
 def _epoch(trainer, optimizer, items, targets, recipe, seed, epoch, world, precision):
-    """One pass over the training windows in the fit's shuffle for this epoch; each process
-    takes its share of every batch."""
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).numpy()
+    """One window of every training clip, in the fit's draw for this epoch; each process takes
+    its share of every batch."""
+    order = items.one_per_clip(torch.Generator().manual_seed(seed * 100_003 + epoch))
     device = next(trainer.parameters()).device
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     for start in range(0, len(order), recipe.batch_size):
