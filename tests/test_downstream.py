@@ -118,8 +118,9 @@ def test_tagging_rows_for_every_checkpoint_and_condition_and_no_refit(study):
         results_dir=study / "results")
     rows = results(target)
     assert list(rows[0]) == ["model", "checkpoint", "layer", "subset", "draw", "budget", "train_steps", "train_flops",
-                             "minutes", "labels", "label_budget", "label_draw", "probe", "seed", "split", "snr",
-                             "metric", "value"]
+                             "minutes", "labels", "label_budget", "label_draw", "adaptation", "probe", "seed",
+                             "split", "snr", "metric", "value"]
+    assert {r["adaptation"] for r in rows} == {"probe"}
     assert {(r["checkpoint"], r["labels"], r["label_budget"]) for r in rows} == {("untrained", "12", "all"),
                                                                                 ("1", "12", "all")}
     conditions = ("clean", "20", "10", "0", "deform_0", "deform_1", "deform_2")
@@ -169,7 +170,8 @@ def write_results(path, scores):
                     writer.writerow({"model": "vggish", "checkpoint": checkpoint, "subset": subset,
                                      "draw": "" if subset == "untrained" else 0, "train_steps": 10,
                                      "minutes": "0.00" if subset == "untrained" else "4.33", "labels": 40,
-                                     "label_budget": "all", "probe": probe, "seed": seed, "split": split,
+                                     "label_budget": "all", "adaptation": "probe", "probe": probe, "seed": seed,
+                                     "split": split,
                                      "snr": "clean", "metric": "accuracy", "value": value})
                     if split == "test":
                         guesses = np.where(np.arange(20) < round(20 * value), targets, (targets + 1) % 12)

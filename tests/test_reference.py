@@ -55,7 +55,7 @@ def write_results(folder, task, model, rows):
         writer.writerow(downstream.COLUMNS)
         # rows as (model, checkpoint, layer, subset, draw, train_steps, minutes, probe, seed, split, snr, metric,
         # value), of runs trained for the study's epochs and probed with every train label
-        writer.writerows([*r[:5], "", r[5], "", r[6], "", "all", "", *r[7:]] for r in rows)
+        writer.writerows([*r[:5], "", r[5], "", r[6], "", "all", "", "probe", *r[7:]] for r in rows)
 
 
 @pytest.mark.slow

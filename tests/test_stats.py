@@ -161,7 +161,8 @@ def write_study(folder, seed, subsets=("5",), label_budgets=()):
             name = checkpoint + (f"+{budget}" if budget else "")
             described = {"model": model, "checkpoint": name, "subset": "" if checkpoint == "none" else checkpoint,
                          "draw": "0", "minutes": MINUTES[checkpoint], "labels": 10 if budget else 40,
-                         "label_budget": budget or "all", "probe": "linear", "metric": "accuracy", "value": 0.5}
+                         "label_budget": budget or "all", "adaptation": "probe", "probe": "linear",
+                         "metric": "accuracy", "value": 0.5}
             for probe_seed in range(2):
                 for condition in ("clean", "0"):
                     rng = np.random.default_rng([seed, zlib.crc32(name.encode()), probe_seed, condition == "0"])

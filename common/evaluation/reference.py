@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cli import ArgumentParser, UserError, run
 from ..data.subsets import SUBSETS
+from .results import PROBED
 
 SOURCE = Path(__file__).resolve().parent.parent / "resources" / "study_results.csv.gz"
 SOURCE_SHA256 = "11c92655ae20bdc64c8766a2f84c691a2d6fcdd7cad5cebc9cd860b9d7a62ffc"
@@ -104,7 +105,7 @@ def compare(path):
     for csv_path in sorted(folder.glob("*/*.csv")):
         with open(csv_path, newline="") as f:
             for r in csv.DictReader(f):
-                if r["split"] == "test" and r["snr"] in CONDITIONS:
+                if r["split"] == "test" and r["snr"] in CONDITIONS and r["adaptation"] == PROBED:
                     key = (csv_path.parent.name, r["model"], r["checkpoint"], r["probe"], r["snr"], r["metric"])
                     ours.setdefault(key, []).append(float(r["value"]))
     if not ours:
