@@ -56,7 +56,8 @@ from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, apply_condition, condition_label, condition_order, parse_snr
 from common.evaluation.predictions import Predictions
-from common.evaluation.probes import KINDS, PROBES, RECIPES, STUDY_PROBES, StackedMLP, hidden_sizes
+from common.evaluation.probes import KINDS, PROBES, RECIPES, STUDY_PROBES, ProbeSpec, StackedMLP, hidden_sizes
+from common.evaluation.probes import fit as fit_probes
 from common.evaluation.results import (
     COLUMNS,
     FLOAT16_RANGE,
@@ -91,6 +92,9 @@ def parse_args():
                              "after them) or none")
     parser.add_argument("--heads", nargs="+", choices=PROBES, default=list(STUDY_PROBES),
                         help="the probe kinds used as heads (default: the study's, slp mlp)")
+    parser.add_argument("--head-start", choices=("probe", "random"), default="probe",
+                        help="the head's starting weights: probe, the probe fitted on the checkpoint's features as "
+                             "downstream.py fits it (default), or random")
     parser.add_argument("--seeds", type=positive_int, default=3, help="fits per checkpoint and head (default 3)")
     parser.add_argument("--epochs", type=positive_int, default=30, help="most epochs per fit (default 30)")
     parser.add_argument("--patience", type=positive_int, default=5,
@@ -201,8 +205,8 @@ def feature_sets(args, task, task_dir, precision):
         raise UserError(f"--checkpoints {' '.join(unknown)}: extracted for {task.name}: "
                         f"{', '.join(sorted(found, key=checkpoint_order)) or 'none'}")
     names = sorted(args.checkpoints or found, key=checkpoint_order)
-    settings = {k: getattr(args, k) for k in ("unfreeze", "heads", "seeds", "epochs", "patience", "batch_size",
-                                               "encoder_lr", "head_lr")}
+    settings = {k: getattr(args, k) for k in ("unfreeze", "heads", "head_start", "seeds", "epochs", "patience",
+                                               "batch_size", "encoder_lr", "head_lr")}
     provenance = {"index": digest((task_dir / "index.csv").read_text()), **settings, "precision": str(precision),
                   "columns": list(COLUMNS),
                   **{f"features {n}": digest([found[n]["provenance"], _conditions(model_dir / n)]) for n in names}}
@@ -250,9 +254,9 @@ def finetune_checkpoint(job, name, work):
             if not _fit_file(work, name, head, seed, "npz").exists()]
     if not todo:
         return
-    encoder, precision, mean, std = _starting_point(job, name)
+    encoder, precision, features = _starting_point(job, name)
     for head, seed in todo:
-        adapted = _adapted(job, encoder, mean, std, head, _seed(name, head, seed))
+        adapted = _adapted(job, encoder, features, _head(job, name, head, seed, features, precision))
         outputs = fit_and_score(job, name, head, seed, adapted, _fit_file(work, name, head, seed, "pt"), precision)
         if job.world.is_main:  # the outputs, then the progress they make needless
             write_serialised(_fit_file(work, name, head, seed, "npz"), lambda f, o=outputs: np.savez(f, **o))
@@ -265,8 +269,8 @@ def _fit_file(work, name, head, seed, kind):
 
 
 def _starting_point(job, name):
-    """(a checkpoint's encoder, the precision it trains in, its train clips' embedding mean
-    and deviation): the weights its features were extracted from, or a one-line error."""
+    """(a checkpoint's encoder, the precision it trains in, its clean features): the weights
+    its features were extracted from, or a one-line error."""
     folder = job.task_dir / job.args.model / name
     meta = json.loads((folder / "meta.json").read_text())
     pretrained = Pretrained(meta["source"], job.world.device, job.args.model)
@@ -280,8 +284,7 @@ def _starting_point(job, name):
     precision, why = checked_precision(job.args.precision, pretrained.encoder, first_windows, job.world.device)
     if why:
         print(f"{job.args.model} {name}: {why}")
-    train = np.load(folder / "clean.npy")[job.splits["train"]]
-    return pretrained.encoder, precision, train.mean(0), train.std(0) + 1e-8
+    return pretrained.encoder, precision, np.load(folder / "clean.npy")
 
 
 def _seed(name, head, seed):
@@ -289,11 +292,29 @@ def _seed(name, head, seed):
     return (seed * 1_000_003 + zlib.crc32(name.encode()) * 101 + PROBES.index(head)) % 2**31
 
 
-def _adapted(job, encoder, mean, std, head, seed):
-    """A copy of the pretrained encoder with a freshly drawn head of kind `head`."""
-    encoder = copy.deepcopy(encoder)
-    sizes = (encoder.emb_dim, *hidden_sizes(head, encoder.emb_dim, len(job.task.classes)), len(job.task.classes))
-    return finetuning.Adapted(encoder, mean, std, StackedMLP([seed], sizes)).to(job.world.device)
+def _head(job, name, kind, seed, features, precision):
+    """A head of kind `kind`: with --head-start probe, a probe fitted on the checkpoint's
+    features as downstream.py fits seed `seed`'s (linear probing, then fine-tuning: Kumar et
+    al., ICLR 2022); with random, freshly drawn."""
+    n_classes = len(job.task.classes)
+    if job.args.head_start == "random":
+        sizes = (features.shape[1], *hidden_sizes(kind, features.shape[1], n_classes), n_classes)
+        return StackedMLP([_seed(name, kind, seed)], sizes)
+    spec = ProbeSpec(kind, 0, seed, zlib.crc32(name.encode()))
+    fitted = fit_probes(job.task.kind, [spec], [_standardised(features, job.splits["train"])], job.targets,
+                        job.splits, n_classes, job.world.device, precision=precision)
+    return fitted[kind].module
+
+
+def _standardised(features, train):
+    return (features - features[train].mean(0)) / (features[train].std(0) + 1e-8)
+
+
+def _adapted(job, encoder, features, head):
+    """A copy of the pretrained encoder with `head` on its embedding, standardised with the
+    train split's statistics of the checkpoint's clean features (as downstream.py does)."""
+    train = features[job.splits["train"]]
+    return finetuning.Adapted(copy.deepcopy(encoder), train.mean(0), train.std(0) + 1e-8, head).to(job.world.device)
 
 
 def fit_and_score(job, name, head, seed, adapted, state_path, precision):

@@ -85,9 +85,9 @@ DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--b
               "tune": ["--batch-size", "16"], "mulap": ["--batch-size", "8"]}
 DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20, "mulap": 20}
 NO_LABEL_BUDGETS = {"fractions": [], "shots": [], "draws": 1}
-# --finetune on the demo: the slp head, one seed, a few epochs, and not AST, whose backward
-# pass on a CPU would take most of the demo's time (docs/finetuning.md)
-DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1"]
+# --finetune on the demo: the slp head, one seed, two epochs from the probe, and not AST, whose
+# backward pass on a CPU would take most of the demo's time (docs/finetuning.md)
+DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1", "--epochs", "2"]
 NOT_FINETUNED_ON_DEMO = ("ast",)
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
@@ -98,12 +98,12 @@ GRIDS = {
     "demo": {"subsets": {"*": ("1", "5", "20")},
              "train": {m: [*o, "--max-steps", str(DEMO_STEPS[m])] for m, o in DEMO_TRAIN.items()},
              "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
-             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}, "finetune": [*DEMO_FINETUNE, "--epochs", "8"]},
+             "labels": {"fractions": [0.25], "shots": [2], "draws": 2}, "finetune": DEMO_FINETUNE},
     "demo-quick": {"subsets": {"*": ("1", "5", "20"), "ast": ("5",)},
                    "train": {m: [*o, "--max-steps", str(max(2, DEMO_STEPS[m] // 3))] for m, o in DEMO_TRAIN.items()},
                    "snr": ["clean", "0", "deform_2"], "seeds": 2, "clips_per_split": 48,
                    "labels": {"fractions": [0.25], "shots": [], "draws": 1},
-                   "finetune": [*DEMO_FINETUNE, "--epochs", "4"]},
+                   "finetune": DEMO_FINETUNE},
 }
 
 
