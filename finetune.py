@@ -6,16 +6,18 @@
 
 For every checkpoint whose features extract_features.py made for the task (untrained
 included; not single layers), the encoder is trained end to end with a probe's head (the
-study's slp and mlp by default) on the train split's clips, from their audio in the
+study's slp and mlp by default, starting from the probe fitted on the checkpoint's features
+unless --head-start random) on the train split's clips, from their audio in the
 decoded-audio cache, and scored as the probes are: on the clean valid split, and on the
 clean test split and every test condition the checkpoint's features were extracted for
 (the audio degraded as extract_features.py degrades it). The recipe is
-common/evaluation/finetuning.py's: the windows extraction cuts, each with its clip's label;
-a clip's output the mean of its windows'; the encoder at a lower learning rate than the
+common/evaluation/finetuning.py's: the windows extraction cuts, each with its clip's label,
+one window of each clip an epoch; a clip's output the mean of its windows'; the encoder at
+a lower learning rate than the
 head (1e-5 and 1e-3: MusicFM's fine-tuning and mir_ref's probes); the best epoch on the
 valid split's primary metric, with early stopping. --unfreeze chooses what trains
 (common/evaluation/unfreezing.py): all, last:K (the last K blocks and what runs after
-them) or none (a probe trained on the windows' embeddings: a check against downstream.py).
+them) or none (the head alone, trained further on the windows' embeddings).
 
 Writes results/<data>/<task>/<model>.finetune-<all|lastK|none>.csv in downstream.py's
 columns (adaptation says which), its test predictions and provenance beside it, so that the
