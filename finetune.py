@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from common.atomic import write_json, write_serialised
@@ -141,7 +140,7 @@ def main():
         return
     targets, splits, clip_ids = read_index(task_dir / "index.csv", task)
     cache = task_audio(args, task, own_dataset, clip_ids, task_dir)
-    job = Job(args, task, task_dir, cache, targets, splits, clip_ids, world, precision)
+    job = Job(args, task, task_dir, cache, targets, splits, clip_ids, world)
     work = _work_folder(target, provenance, world)
     print(f"fine-tuning {args.model} ({args.unfreeze}) on {task.name}: {len(names)} checkpoints x {len(args.heads)} "
           f"heads x {args.seeds} seeds ...", flush=True)
@@ -180,15 +179,14 @@ class Job:
     splits: dict            # {split: index rows}
     clip_ids: np.ndarray
     world: distributed.World
-    precision: torch.dtype
 
     def audio(self, rows, condition=CLEAN):
         """audio_of(i) for extraction.embed_clips: the clip at index row rows[i], degraded by `condition`."""
         return lambda i: apply_condition(self.cache.clip(self.clip_ids[rows[i]]), condition, self.clip_ids[rows[i]])
 
-    def outputs(self, adapted, rows, condition=CLEAN):
+    def outputs(self, adapted, rows, precision, condition=CLEAN):
         return finetuning.clip_outputs(adapted, self.audio(rows, condition), len(rows), len(self.task.classes),
-                                       self.args.batch_size, self.world.device, self.precision)
+                                       self.args.batch_size, self.world.device, precision)
 
 
 def feature_sets(args, task, task_dir, precision):
@@ -314,9 +312,9 @@ def _standardised(features, train):
 
 def _adapted(job, encoder, features, head):
     """A copy of the pretrained encoder with `head` on its embedding, standardised with the
-    train split's statistics of the checkpoint's clean features (as downstream.py does)."""
-    train = features[job.splits["train"]]
-    return finetuning.Adapted(copy.deepcopy(encoder), train.mean(0), train.std(0) + 1e-8, head).to(job.world.device)
+    train split's statistics of the checkpoint's clean features (finetuning.standardisation)."""
+    mean, std = finetuning.standardisation(features[job.splits["train"]])
+    return finetuning.Adapted(copy.deepcopy(encoder), mean, std, head).to(job.world.device)
 
 
 def fit_and_score(job, name, head, seed, adapted, state_path, precision):
@@ -331,11 +329,11 @@ def fit_and_score(job, name, head, seed, adapted, state_path, precision):
     with tqdm(total=args.epochs, desc=f"{args.model} {name} {head} seed{seed}", unit="epoch", leave=False,
               disable=not job.world.is_main) as bar:
         finetuning.fit(adapted, unfrozen, items, job.targets[job.splits["train"]], lambda m: score(
-            job.outputs(m, valid)), recipe, _seed(name, head, seed), state_path, job.world, precision, bar)
+            job.outputs(m, valid, precision)), recipe, _seed(name, head, seed), state_path, job.world, precision, bar)
     test = job.splits["test"]
-    outputs = {"valid": job.outputs(adapted, valid)}
+    outputs = {"valid": job.outputs(adapted, valid, precision)}
     for condition in [CLEAN, *_conditions(job.task_dir / args.model / name)]:
-        outputs[f"test {condition}"] = job.outputs(adapted, test, parse_snr(condition))
+        outputs[f"test {condition}"] = job.outputs(adapted, test, precision, parse_snr(condition))
     return outputs
 
 

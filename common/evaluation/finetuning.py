@@ -65,6 +65,17 @@ class Adapted(torch.nn.Module):
         return self(x)
 
 
+def standardisation(train_features):
+    """(mean, deviation) the head's input is standardised with: the train clips' embedding
+    statistics, as downstream.py's (deviation + 1e-8), except for dimensions constant over
+    the train clips (half of CLMR's 512 are, ReLUs that never fire), which take the median
+    deviation instead: divided by 1e-8, the first step that woke one would send the head an
+    input of millions. A probe sees those dimensions as 0 either way."""
+    mean, std = train_features.mean(0), train_features.std(0)
+    moving = std[std > 0]
+    return mean, np.where(std > 0, std + 1e-8, np.median(moving) if len(moving) else 1.0)
+
+
 class ClipWindows:
     """Every window of some clips (the decoded-audio cache's), in clip order: the training items."""
 
