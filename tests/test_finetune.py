@@ -43,6 +43,15 @@ def test_more_blocks_than_the_model_has_is_one_line():
         unfreeze(build("tmae"), "last:9")
 
 
+def test_constant_embedding_dimensions_are_standardised_by_the_median_deviation():
+    train = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 2.0], [5.0, 5.0, 4.0]])
+    mean, std = finetuning.standardisation(train)
+    assert mean.tolist() == [3.0, 5.0, 2.0]
+    # as downstream.py's where the clips differ; the constant one's the others' median, not 1e-8
+    assert std == pytest.approx([np.std([1, 3, 5]) + 1e-8, np.median([np.std([1, 3, 5]), np.std([0, 2, 4])]),
+                                 np.std([0, 2, 4]) + 1e-8])
+
+
 @pytest.fixture(scope="module")
 def pitch(tmp_path_factory, data_root):
     """An untrained tmae's pitch features on 8 clips per split, probed; and its encoder."""
