@@ -462,15 +462,16 @@ ADAPTATION_STYLES = {PROBED: "-", "finetune-all": "--", "finetune-none": ":"}  #
 
 
 def adaptation_figure(ci):
-    """Figure 8: a model's score fine-tuned (finetune.py, dashed; --unfreeze last:K dash-dot,
-    none dotted) and probed (solid) against pretraining minutes, a panel per task, clean test
-    split, the head or probe kind slp where it was fitted (else the first of both)."""
+    """Figure 8: the score of each model fine-tuned (finetune.py, dashed; --unfreeze last:K
+    dash-dot, none dotted) and probed (solid) against pretraining minutes, a panel per task,
+    clean test split, the head or probe kind slp where it was fitted (else the first of both)."""
     clean = _embeddings(ci[ci.condition == "clean"])
     clean = clean[(clean.model != "handcrafted") & ~clean.checkpoint.str.contains("-seed")
                   & clean.draw.isin(["0", ""])]
     fig, panels = _panels(_tasks(clean))
     for ax, task in panels:
         cells = clean[clean.task == task]
+        cells = cells[cells.model.isin(set(cells[cells.adaptation != PROBED].model))]  # the models fine-tuned
         left = cells[cells.minutes > 0].minutes.min() / 3 if (cells.minutes > 0).any() else 0.1
         for (model, adaptation), mine in cells.groupby(["model", "adaptation"], sort=False):
             probe = "slp" if "slp" in set(mine.probe) else sorted(set(mine.probe))[0]
