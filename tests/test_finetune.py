@@ -190,6 +190,7 @@ def test_two_processes_under_torchrun_fine_tune_as_one(pitch, monkeypatch):
     assert np.allclose(two.astype(np.float32), one.astype(np.float32), atol=2e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options,message", [
     (["--unfreeze", "last:0"], "argument --unfreeze: invalid value 'last:0'"),
     (["--encoder-lr", "2"], "argument --encoder-lr: invalid value '2': a learning rate between 0 and 1"),

@@ -330,7 +330,7 @@ def test_the_new_paradigms_resume_exactly_and_their_checkpoints_extract_and_prob
     objective, learns_from, views = pretraining_objective(name)
     straight, halves, features, results = (tmp_path / d for d in ("straight", "halves", "features", "results"))
 
-    def train(runs, steps, *resume):  # in this process: three launches of train.py cost seconds each
+    def train(runs, steps, *resume):  # in this process, as extraction and probes below: a launch costs seconds
         monkeypatch.setattr(sys, "argv", ["train.py", "--demo", "--subset", "1", "--batch-size", "2", *options,
                                           "--max-steps", str(steps), "--runs-dir", str(runs), *resume])
         training.pretrain(name, objective, train_script(name).DEFAULTS, "test", learns_from, views)
@@ -348,11 +348,17 @@ def test_the_new_paradigms_resume_exactly_and_their_checkpoints_extract_and_prob
     for name in ("untrained.pt", "last.pt"):
         a, b = torch.load(straight / run / name, weights_only=True), torch.load(halves / run / name, weights_only=True)
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
-    run_demo_script("extract_features.py", "--model", model, "--task", "pitch", "--snr", "clean", "--checkpoints",
-                    "untrained", "1", "--clips-per-split", "6", "--runs-dir", straight, "--features-dir", features)
+    import downstream
+    import extract_features
+    data = ["--demo", "--data-root", str(data_root), "--model", model, "--task", "pitch"]
+    monkeypatch.setattr(sys, "argv", ["extract_features.py", *data, "--snr", "clean", "--checkpoints", "untrained",
+                                      "1", "--clips-per-split", "6", "--runs-dir", str(straight), "--features-dir",
+                                      str(features)])
+    extract_features.main()
     assert np.load(features / "demo" / "pitch" / model / "1" / "clean.npy").shape == (18, model_class(model).emb_dim)
-    run_demo_script("downstream.py", "--model", model, "--task", "pitch", "--seeds", "1", "--epochs", "2",
-                    "--features-dir", features, "--results-dir", results)
+    monkeypatch.setattr(sys, "argv", ["downstream.py", *data, "--seeds", "1", "--epochs", "2", "--features-dir",
+                                      str(features), "--results-dir", str(results)])
+    downstream.main()
     with open(results / "demo" / "pitch" / f"{model}.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["model"] for r in rows} == {model} and {r["checkpoint"] for r in rows} >= {"untrained", "1"}
