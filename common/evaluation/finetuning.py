@@ -135,6 +135,8 @@ def fit(adapted, unfrozen, items, targets, valid, recipe, seed, state_path, worl
     optimizer = torch.optim.Adam(groups)
     progress = _restore(state_path, adapted, optimizer) if state_path.exists() else Progress()
     trainer = adapted if world.size == 1 else torch.nn.parallel.DistributedDataParallel(adapted)
+    if bar is not None:
+        bar.update(progress.epoch)  # a fit that continues shows the epochs it did before
     while progress.epoch < recipe.epochs and progress.waited < recipe.patience:
         torch.manual_seed(seed * 100_003 + progress.epoch)  # dropout's draws, the same when a fit continues
         unfrozen.set_modes(True)
