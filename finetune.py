@@ -202,7 +202,7 @@ def feature_sets(args, task, task_dir, precision):
     found = {name: meta for name, meta in found.items() if meta.get("layer") is None}
     unknown = sorted(set(args.checkpoints or []) - set(found))
     if unknown or not found:
-        raise UserError(f"--checkpoints {' '.join(unknown)}: extracted for {task.name}: "
+        raise UserError(f"--checkpoints {' '.join(unknown)}: choose from the checkpoints extracted for {task.name}: "
                         f"{', '.join(sorted(found, key=checkpoint_order)) or 'none'}")
     names = sorted(args.checkpoints or found, key=checkpoint_order)
     settings = {k: getattr(args, k) for k in ("unfreeze", "heads", "head_start", "seeds", "epochs", "patience",

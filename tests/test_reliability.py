@@ -31,7 +31,7 @@ from common.models.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPTS = [f"{model}/train.py" for model in MODELS]
-COMMANDS = [*TRAIN_SCRIPTS, "extract_features.py", "downstream.py", "reproduce.py", "benchmarks/run.py",
+COMMANDS = [*TRAIN_SCRIPTS, "extract_features.py", "downstream.py", "finetune.py", "reproduce.py", "benchmarks/run.py",
             "common.data.subsets", "common.evaluation.reference", "common.models.registry"]
 
 
@@ -128,6 +128,10 @@ def bad_values(action, tmp_path):
         return [("nowhere", "no checkpoints")]
     if option == "--checkpoints":
         return [("bogus", "choose from")]
+    if kind == "unfreeze_option":
+        return [("last:0", "all, none, or last:K"), ("some", "all, none, or last:K")]
+    if kind == "_learning_rate":
+        return [("2", "a learning rate between 0 and 1"), ("x", "a learning rate between 0 and 1")]
     raise AssertionError(f"no bad value known for {option} ({action}): add one to bad_values")
 
 
@@ -139,6 +143,14 @@ def _context(command, tmp_path):
     if command == "extract_features.py":
         return [*demo, "--model", "tmae", "--task", "pitch", "--features-dir", str(tmp_path / "features"),
                 "--runs-dir", str(tmp_path / "runs")]
+    if command == "finetune.py":  # the features of one tmae checkpoint, which --checkpoints names
+        features = tmp_path / "features" / "demo" / "pitch"
+        (features / "tmae" / "untrained").mkdir(parents=True, exist_ok=True)
+        (features / "index.csv").write_text("clip_id,label,split\n")
+        (features / "tmae" / "untrained" / "meta.json").write_text('{"layer": null, "provenance": {}}')
+        np.save(features / "tmae" / "untrained" / "clean.npy", np.zeros((0, 256), np.float32))
+        return [*demo, "--model", "tmae", "--task", "pitch", "--features-dir", str(tmp_path / "features"),
+                "--results-dir", str(tmp_path / "results")]
     if command == "downstream.py":
         return [*demo, "--model", "handcrafted", "--task", "pitch", "--features-dir", str(tmp_path / "features"),
                 "--results-dir", str(tmp_path / "results")]
