@@ -487,10 +487,9 @@ def on_slurm(args, graph, jobs_dir):
                                 args.slurm_account, args.slurm_mem, args.sbatch)
     submitted, done = jobs.submit(resources, "cuda" if args.slurm_gpus else "cpu")
     before = len(graph) - len(submitted) - len(done)
-    print(f"{len(submitted)} step{'s' * (len(submitted) != 1)} submitted, {len(done)} done already, {before} queued "
-          f"or running from before; waiting for the jobs (Ctrl-C stops the waiting, not the jobs; --status shows "
-          f"them)", flush=True)
-    return slurm.wait(jobs, submitted, done)
+    return slurm.wait(jobs, submitted, done, f"{len(submitted)} step{'s' * (len(submitted) != 1)} submitted, "
+                      f"{len(done)} done already, {before} queued or running from before; waiting for the jobs "
+                      f"(Ctrl-C stops the waiting, not the jobs; --status shows them)")
 
 
 def fetch_datasets(args):

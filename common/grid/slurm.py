@@ -233,13 +233,15 @@ def _executor(resources, group, waits_for, folder):
     return executor
 
 
-def wait(jobs, submitted, done):
+def wait(jobs, submitted, done, announce=""):
     """Wait for the submitted steps and those queued before: their Outcomes by name, each end
-    printed as it comes. Ctrl-C stops the waiting, not the jobs."""
+    printed as it comes. Ctrl-C stops the waiting, not the jobs, from the moment `announce`
+    (what was submitted) is printed."""
     outcomes = {step.name: Outcome("done already") for step in done}
     pending = {s.name: s for s in jobs.steps if s.name not in outcomes}
     shown_running, started = set(), time.time()
     try:
+        print(announce, flush=True)
         while pending:
             queue = jobs.queue()
             for step in list(pending.values()):
