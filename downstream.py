@@ -56,7 +56,7 @@ from common.cli import (
     run,
 )
 from common.data.subsets import checkpoint_order
-from common.evaluation import labels, predictions
+from common.evaluation import labels
 from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, condition_label, condition_order
@@ -69,13 +69,13 @@ from common.evaluation.results import (
     described,
     print_summary,
     read_index,
-    sidecar,
     summary,
+    up_to_date,
     write_results,
 )
 from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.models.registry import model_argument
-from common.provenance import changes, clips_digest, digest
+from common.provenance import clips_digest, digest
 from common.training.distributed import add_device_option, add_precision_option, resolve_device, resolve_precision
 
 
@@ -210,17 +210,8 @@ def checked_feature_sets(args, task, task_dir, target, precision):
     if not names:
         raise UserError(f"no complete features of {args.model} for {task.name} under {model_dir}: make them with "
                         f"{_extract_command(args)}")
-    record = sidecar(target)
-    if target.exists() and not args.overwrite:
-        before = json.loads(record.read_text()) if record.exists() else None
-        kept = predictions.path_for(target)
-        if before == provenance and kept.exists():
-            print(f"{target} is up to date with its features (--overwrite to fit again)")
-            return None, None
-        why = (f"its test predictions ({kept.name}) are gone" if before == provenance else
-               f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
-               else "no record of what it was fitted on")
-        print(f"{target}: {why}: fitting again")
+    if up_to_date(target, provenance, args.overwrite):
+        return None, None
     return names, provenance
 
 

@@ -10,6 +10,7 @@ a model adapted one way.
 """
 import csv
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from ..atomic import write_json, write_text
 from ..cli import UserError
 from ..data.subsets import checkpoint_order
+from ..provenance import changes
 from . import predictions, tasks
 from .labels import WHOLE_SPLIT
 from .noise import CLEAN, condition_order
@@ -121,3 +123,21 @@ def write_results(target, rows, provenance, own_task, save_predictions):
 def sidecar(target):
     """The provenance record beside a results CSV."""
     return target.with_name(f"{target.stem}.provenance.json")
+
+
+def up_to_date(target, provenance, overwrite, what="its features"):
+    """Whether the results at `target` were fitted from what `provenance` describes and keep
+    their test predictions (said in one line); else why they are fitted again (said too)."""
+    if not target.exists() or overwrite:
+        return False
+    record = sidecar(target)
+    before = json.loads(record.read_text()) if record.exists() else None
+    kept = predictions.path_for(target)
+    if before == provenance and kept.exists():
+        print(f"{target} is up to date with {what} (--overwrite to fit again)")
+        return True
+    why = (f"its test predictions ({kept.name}) are gone" if before == provenance else
+           f"{', '.join(changes(before, provenance))} changed since it was fitted" if before
+           else "no record of what it was fitted on")
+    print(f"{target}: {why}: fitting again")
+    return False
