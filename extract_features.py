@@ -57,12 +57,11 @@ from common.cli import (
 from common.data.dataset import SPLIT_SCHEMES, SPLITS, load_dataset
 from common.evaluation import handcrafted, tasks
 from common.evaluation.extraction import (
-    BFLOAT16_CHECK_CLIPS,
     checked_precision,
     default_batch_size,
     embed_clips,
+    first_windows,
     sample_per_split,
-    windows,
 )
 from common.evaluation.folder_features import embed_folder
 from common.evaluation.noise import (
@@ -374,9 +373,8 @@ def load_encoder(args, job, name, source, state, device, precision):
     if source is None:
         return None, {"model": args.model, "checkpoint": name, "minutes": None}, precision
     model = Pretrained(source, device, args.model, state)  # loads the file when weights_id did not
-    def first_windows():
-        return [windows(job.cache.clip(c.id), model.encoder.input_samples)[0] for c in job.clips[:BFLOAT16_CHECK_CLIPS]]
-    precision, why = checked_precision(args.precision, model.encoder, first_windows, device)
+    precision, why = checked_precision(args.precision, model.encoder, lambda: first_windows(
+        job.cache, [c.id for c in job.clips], model.encoder.input_samples), device)
     if why:
         print(f"{args.model} {name}: {why}")
     untrained = name.startswith("untrained")

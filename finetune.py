@@ -51,8 +51,8 @@ from common.cli import (
 )
 from common.data.dataset import load_dataset
 from common.data.subsets import checkpoint_order
-from common.evaluation import finetuning, predictions
-from common.evaluation.extraction import BFLOAT16_CHECK_CLIPS, checked_precision, default_batch_size, windows
+from common.evaluation import finetuning
+from common.evaluation.extraction import checked_precision, default_batch_size, first_windows
 from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
 from common.evaluation.noise import CLEAN, apply_condition, condition_label, condition_order, parse_snr
@@ -65,16 +65,16 @@ from common.evaluation.results import (
     described,
     print_summary,
     read_index,
-    sidecar,
     source,
     summary,
+    up_to_date,
     write_results,
 )
 from common.evaluation.task_arguments import add_task_options, task_from_args
 from common.evaluation.unfreezing import adaptation_name, unfreeze, unfreeze_option
 from common.models.pretrained import Pretrained
 from common.models.registry import model_argument, model_class
-from common.provenance import changes, digest
+from common.provenance import digest
 from common.training import distributed
 
 
@@ -134,7 +134,7 @@ def main():
     args.batch_size = args.batch_size or default_batch_size(world.device)
     world.batch_share(args.batch_size)
     names, provenance = feature_sets(args, task, task_dir, precision)
-    if _up_to_date(target, provenance, args.overwrite):
+    if up_to_date(target, provenance, args.overwrite, "its features and settings"):
         if world.is_main:
             print_summary(target, task)
         return
@@ -222,19 +222,6 @@ def _conditions(folder):
     return sorted((condition_label(p.stem) for p in folder.glob("*.npy") if p.stem != CLEAN), key=condition_order)
 
 
-def _up_to_date(target, provenance, overwrite):
-    record = sidecar(target)
-    if not target.exists() or overwrite:
-        return False
-    before = json.loads(record.read_text()) if record.exists() else None
-    if before == provenance and predictions.path_for(target).exists():
-        print(f"{target} is up to date with its features and settings (--overwrite to fit again)")
-        return True
-    why = f"{', '.join(changes(before, provenance))} changed since it was fitted" if before else "no record"
-    print(f"{target}: {why}: fitting again")
-    return False
-
-
 def _work_folder(target, provenance, world):
     """Where the fits keep their progress: emptied when it holds another provenance's."""
     work = target.with_name(f"{target.stem}.work")
@@ -277,11 +264,8 @@ def _starting_point(job, name):
     if pretrained.save_id != meta["provenance"]["weights"]:
         raise UserError(f"{meta['source']} holds other weights than {name}'s features were extracted from: run "
                         f"extract_features.py again")
-
-    def first_windows():
-        return [windows(job.cache.clip(job.clip_ids[r]), pretrained.encoder.input_samples)[0]
-                for r in job.splits["train"][:BFLOAT16_CHECK_CLIPS]]
-    precision, why = checked_precision(job.args.precision, pretrained.encoder, first_windows, job.world.device)
+    precision, why = checked_precision(job.args.precision, pretrained.encoder, lambda: first_windows(
+        job.cache, job.clip_ids[job.splits["train"]], pretrained.encoder.input_samples), job.world.device)
     if why:
         print(f"{job.args.model} {name}: {why}")
     return pretrained.encoder, precision, np.load(folder / "clean.npy")

@@ -56,6 +56,12 @@ def bfloat16_keeps_differences(encoder, batch, device, tolerance=0.2):
     return bool((exact - rounded).norm() <= tolerance * exact.norm())
 
 
+def first_windows(cache, clip_ids, length):
+    """The first window of each of the first BFLOAT16_CHECK_CLIPS clips in the decoded-audio
+    cache: what checked_precision compares."""
+    return [windows(cache.clip(c), length)[0] for c in clip_ids[:BFLOAT16_CHECK_CLIPS]]
+
+
 def checked_precision(requested, encoder, first_windows, device):
     """(the precision a checkpoint's features are made in, why it is not the one asked for or
     None): --precision auto keeps bfloat16 only where it keeps the differences between the
