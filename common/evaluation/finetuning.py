@@ -26,7 +26,7 @@ import torch
 
 from ..atomic import write_serialised
 from ..training.distributed import autocast, to_device
-from .extraction import embed_clips, window_count, windows
+from .extraction import embed_clips, window_count
 from .metrics import task_metrics
 from .probes import losses
 
@@ -81,7 +81,7 @@ class ClipWindows:
 
     def __init__(self, cache, clip_ids, length):
         self.cache, self.clip_ids, self.length = cache, list(clip_ids), length
-        self.counts = np.array([window_count(len(cache.clip(c)), length) for c in self.clip_ids])
+        self.counts = np.array([window_count(int(cache.lengths[cache.position(c)]), length) for c in self.clip_ids])
         self.owner = np.repeat(np.arange(len(self.clip_ids)), self.counts)  # each window's clip
         self.index = np.concatenate([np.arange(n) for n in self.counts])   # its place in the clip
         self.first = np.cumsum(self.counts) - self.counts                  # each clip's first window
@@ -96,9 +96,11 @@ class ClipWindows:
         return (self.first + drawn)[torch.randperm(len(self.counts), generator=generator).numpy()]
 
     def read(self, items):
-        """(len(items), length) float32 windows."""
-        return np.stack([windows(self.cache.clip(self.clip_ids[self.owner[i]]), self.length)[self.index[i]]
-                         for i in items])
+        """(len(items), length) float32 windows, as extraction.windows cuts them (a clip shorter
+        than one window zero-padded), read from the cache without decoding the whole clips."""
+        items = np.asarray(items)
+        return self.cache.crops([self.clip_ids[o] for o in self.owner[items]], self.index[items] * self.length,
+                                self.length)
 
 
 @dataclass
@@ -128,7 +130,7 @@ def fit(adapted, unfrozen, items, targets, valid, recipe, seed, state_path, worl
     its best epoch's weights; `valid(adapted)` scores an epoch. Progress goes to `state_path`
     (process 0 writes it) and is read back from there when a fit continues."""
     names = trained_names(adapted, unfrozen)
-    groups = [{"params": [p for p in adapted.head.parameters()], "lr": recipe.head_lr,
+    groups = [{"params": list(adapted.head.parameters()), "lr": recipe.head_lr,
                "weight_decay": recipe.weight_decay}]
     if unfrozen.trained:
         groups.append({"params": unfrozen.parameters(), "lr": recipe.encoder_lr, "weight_decay": 0.0})
