@@ -55,13 +55,11 @@ class Unfrozen:
 
 def unfreeze(encoder, how):
     """Unfrozen(encoder, how): requires_grad set on every parameter of the encoder."""
-    order, start = _forward_order(encoder, _first_trained_block(encoder, how))
     modules = list(encoder.modules())
-    if how == "all":
-        trained = [m for m in modules if m in order]
-    elif how == "none":
+    if how == "none":
         trained = []
-    else:
+    else:  # the modules the embedding runs, from where the trained part starts
+        order, start = _forward_order(encoder, _first_trained_block(encoder, how))
         trained = [m for m in modules if order.get(m, -1) >= start]
     trains = set(trained)
     for module in modules:
