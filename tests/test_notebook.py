@@ -170,12 +170,21 @@ def on_slurm(root, *options):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def until(condition, seconds, what):
+def until(condition, seconds, what, seen=lambda: ""):
     ended = time.time() + seconds
     while not (result := condition()):
-        assert time.time() < ended, f"waited {seconds} s for {what}"
+        assert time.time() < ended, f"waited {seconds} s for {what}{seen()}"
         time.sleep(0.2)
     return result
+
+
+def slurm_seen(process, log):
+    """What a wait that failed saw: the queue, the job's log, whether the waiting command ended."""
+    queue = subprocess.run(["squeue", "-o", "%i %j %T %r %M"], capture_output=True, text=True).stdout
+    ended = "" if process.poll() is None else f"\nreproduce.py ended (exit code {process.returncode}):\n" \
+                                              f"{process.communicate()[0][-2000:]}"
+    text = log.read_text(errors="replace")[-2000:] if log.exists() else "(none yet)"
+    return f"\nsqueue:\n{queue}\n{log.name}:\n{text}{ended}"
 
 
 def job_state(job):
@@ -198,7 +207,10 @@ def slurm_study(tmp_path_factory):
     process = on_slurm(root)  # waits for the same jobs
     jobs = root / "runs" / "demo" / "_jobs"
     log = jobs / "pretrain-tmae-1.log"
-    until(lambda: log.exists() and "| 6/20 [" in log.read_text(errors="replace"), 300, "the run's sixth step")
+    until(lambda: process.poll() is not None or "| 6/20 [" in (log.read_text(errors="replace") if log.exists()
+                                                             else ""), 300, "the run's sixth step",
+          lambda: slurm_seen(process, log))
+    assert process.poll() is None, slurm_seen(process, log)
     job = json.loads((jobs / "slurm.json").read_text())["pretrain-tmae-1"]
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     until(lambda: job_state(job).get("Restarts") == "1", 120, "the requeue")
