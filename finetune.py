@@ -9,8 +9,8 @@ included; not single layers), the encoder is trained end to end with a probe's h
 study's slp and mlp by default, starting from the probe fitted on the checkpoint's features
 unless --head-start random) on the train split's clips, from their audio in the
 decoded-audio cache, and scored as the probes are: on the clean valid split, and on the
-clean test split and every test condition the checkpoint's features were extracted for
-(the audio degraded as extract_features.py degrades it). The recipe is
+clean test split and every test condition the checkpoint's features were extracted for, or
+those --snr names (the audio degraded as extract_features.py degrades it). The recipe is
 common/evaluation/finetuning.py's: the windows extraction cuts, each with its clip's label,
 one window of each clip an epoch; a clip's output the mean of its windows'; the encoder at
 a lower learning rate than the
@@ -55,7 +55,7 @@ from common.evaluation import finetuning
 from common.evaluation.extraction import checked_precision, default_batch_size, first_windows
 from common.evaluation.labels import WHOLE_SPLIT
 from common.evaluation.metrics import task_metrics
-from common.evaluation.noise import CLEAN, apply_condition, condition_label, condition_order, parse_snr
+from common.evaluation.noise import CLEAN, apply_condition, condition_label, condition_order, parse_snr, snr_name
 from common.evaluation.predictions import Predictions
 from common.evaluation.probes import KINDS, PROBES, RECIPES, STUDY_PROBES, ProbeSpec, StackedMLP, hidden_sizes
 from common.evaluation.probes import fit as fit_probes
@@ -88,6 +88,9 @@ def parse_args():
     parser.add_argument("--results-dir", type=folder, default=REPO_ROOT / "results")
     parser.add_argument("--checkpoints", nargs="+", metavar="NAME",
                         help="only these of the checkpoints extracted for the task (untrained, 5, full, ...)")
+    parser.add_argument("--snr", nargs="+", type=parse_snr, metavar="CONDITION",
+                        help="the test conditions to score, of those the features were extracted for: clean and "
+                             "these (default: all of them)")
     parser.add_argument("--unfreeze", type=unfreeze_option, default="all",
                         help="what trains besides the head: all (default), last:K (the last K blocks and what runs "
                              "after them) or none")
@@ -208,8 +211,8 @@ def feature_sets(args, task, task_dir, precision):
     settings = {k: getattr(args, k) for k in ("unfreeze", "heads", "head_start", "seeds", "epochs", "patience",
                                                "batch_size", "encoder_lr", "head_lr")}
     provenance = {"index": digest((task_dir / "index.csv").read_text()), **settings, "precision": str(precision),
-                  "columns": list(COLUMNS),
-                  **{f"features {n}": digest([found[n]["provenance"], _conditions(model_dir / n)]) for n in names}}
+                  "columns": list(COLUMNS), **{f"features {n}": digest([found[n]["provenance"], _test_conditions(
+                      args, model_dir / n)]) for n in names}}
     return names, provenance
 
 
@@ -217,9 +220,18 @@ def _task_option(args):
     return f"--task-csv {args.task_csv}" if args.task_csv else f"--task {args.task}"
 
 
-def _conditions(folder):
-    """The test conditions a feature set was extracted for, in the figures' order."""
-    return sorted((condition_label(p.stem) for p in folder.glob("*.npy") if p.stem != CLEAN), key=condition_order)
+def _test_conditions(args, folder):
+    """The test conditions to score a checkpoint under, in the figures' order: clean and --snr's,
+    or every one its feature set was extracted for."""
+    extracted = sorted((condition_label(p.stem) for p in folder.glob("*.npy")), key=condition_order)
+    if args.snr is None:
+        return extracted
+    asked = [condition_label(snr_name(snr)) for snr in args.snr]
+    missing = [label for label in asked if label not in extracted]
+    if missing:
+        raise UserError(f"--snr {' '.join(missing)}: the features of {folder} were extracted for "
+                        f"{', '.join(extracted)} only")
+    return sorted({CLEAN, *asked}, key=condition_order)
 
 
 def _work_folder(target, provenance, world):
@@ -316,7 +328,7 @@ def fit_and_score(job, name, head, seed, adapted, state_path, precision):
             job.outputs(m, valid, precision)), recipe, _seed(name, head, seed), state_path, job.world, precision, bar)
     test = job.splits["test"]
     outputs = {"valid": job.outputs(adapted, valid, precision)}
-    for condition in [CLEAN, *_conditions(job.task_dir / args.model / name)]:
+    for condition in _test_conditions(args, job.task_dir / args.model / name):
         outputs[f"test {condition}"] = job.outputs(adapted, test, precision, parse_snr(condition))
     return outputs
 

@@ -85,12 +85,13 @@ DEMO_TRAIN = {"vggish": ["--batch-size", "16", "--lr", "1e-4"], "musicnn": ["--b
               "tune": ["--batch-size", "16"], "mulap": ["--batch-size", "8"]}
 DEMO_STEPS = {"vggish": 20, "musicnn": 20, "ast": 8, "clmr": 20, "tmae": 60, "tune": 20, "mulap": 20}
 NO_LABEL_BUDGETS = {"fractions": [], "shots": [], "draws": 1}
-# --finetune on the demo: the slp head, one seed, two epochs from the probe, and not AST, whose
-# backward pass on a CPU would take most of the demo's time. The demo encoders' clips differ by
-# a few percent of their embeddings' size, and at finetune.py's 1e-5 two epochs of Adam moved
-# them further than that (vggish's pitch accuracy 0.59 -> 0.29 on the quick demo): 1e-6
+# --finetune on the demo: the untrained and the largest subset's checkpoints, the slp head, one
+# seed, two epochs from the probe, scored on the clean test clips, and not AST, whose backward
+# pass on a CPU would take most of the demo's time. The demo encoders' clips differ by a few
+# percent of their embeddings' size, and at finetune.py's 1e-5 two epochs of Adam moved them
+# further than that (vggish's pitch accuracy 0.59 -> 0.29 on the quick demo): 1e-6
 # (docs/finetuning.md).
-DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1", "--epochs", "2", "--encoder-lr", "1e-6"]
+DEMO_FINETUNE = ["--heads", "slp", "--seeds", "1", "--epochs", "2", "--encoder-lr", "1e-6", "--snr", "clean"]
 NOT_FINETUNED_ON_DEMO = ("ast",)
 GRIDS = {
     "real": {"subsets": {"*": SUBSETS}, "train": {}, "snr": ["clean", "20", "10", "0", *DEFORMATIONS], "seeds": 3,
@@ -283,6 +284,8 @@ def _finetuning_steps(args, grid, data, model, task, task_option, extraction):
         return []
     options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
                *task_option, *grid["finetune"]]
+    if args.demo:
+        options += ["--checkpoints", "untrained", grid["subsets"].get(base_name(model), grid["subsets"]["*"])[-1]]
     return [Step(("finetune", model, task, adaptation_name(unfreeze)),
                  f"fine-tune {model} on {task} ({unfreeze})", "finetune.py",
                  _on_device(data, [*options, "--unfreeze", unfreeze]), after=(extraction,))

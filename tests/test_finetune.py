@@ -1,4 +1,5 @@
 """Fine-tuning beside probing (finetune.py): what trains, that it learns, resume, the results' flow."""
+import argparse
 import csv
 import os
 import subprocess
@@ -171,6 +172,21 @@ def test_finetune_writes_the_probes_columns_and_flows_into_statistics_figures_an
     assert set(figures.load(results / "demo").adaptation) == {"probe"}  # the other figures: probes only
 
 
+@pytest.mark.parametrize("snr,scored", [(None, ["clean", "deform_2"]), (["clean"], ["clean"]),
+                                       (["deform_2"], ["clean", "deform_2"])])
+def test_snr_scores_clean_and_the_conditions_named(pitch, snr, scored):
+    import finetune
+    folder = pitch / "features" / "demo" / "pitch" / "tmae" / "untrained"
+    assert finetune._test_conditions(argparse.Namespace(snr=snr), folder) == scored
+
+
+def test_snr_refuses_a_condition_the_features_lack_in_one_line(pitch):
+    import finetune
+    folder = pitch / "features" / "demo" / "pitch" / "tmae" / "untrained"
+    with pytest.raises(UserError, match=r"^--snr 20: the features of .* were extracted for clean, deform_2 only$"):
+        finetune._test_conditions(argparse.Namespace(snr=[20.0, "deform_2"]), folder)
+
+
 @pytest.mark.slow
 def test_two_processes_under_torchrun_fine_tune_as_one(pitch, monkeypatch):
     """Each process takes half of every batch of 4 windows: the mean of their gradients is the
@@ -210,4 +226,5 @@ def test_reproduce_fine_tunes_each_model_after_its_extraction_and_not_ast_on_the
     tuned = [s for s in graph if s.stage == "finetune"]
     assert [s.name for s in tuned] == ["finetune-tmae-pitch-finetune-all", "finetune-tmae-pitch-finetune-last2"]
     assert all(s.after == ("extract-tmae-pitch",) for s in tuned)
-    assert "--unfreeze last:2" in " ".join(map(str, tuned[1].prepare("cpu")))
+    options = " ".join(map(str, tuned[1].prepare("cpu")))
+    assert "--unfreeze last:2" in options and "--checkpoints untrained 20" in options and "--snr clean" in options
