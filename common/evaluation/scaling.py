@@ -239,11 +239,12 @@ def report(fits, chosen):
     for task in dict.fromkeys(clean.task):
         mine = clean[clean.task == task]
         mine = mine[[chosen.get((task, source(r.model, r.adaptation))) == r.probe for r in mine.itertuples()]]
+        width = max([14, *(len(source(r.model, r.adaptation)) for r in mine.itertuples())])
         lines += [f"\n{task}: {tasks.get(task).primary} against pretraining minutes, the probe chosen on valid, "
                   f"clean test split (95% intervals)",
-                  f"  {'model':<14} {'budget':<11} {'probe':<6} {'n':>2} {'form':<10} {'s_inf':>22} {'alpha':>19} "
+                  f"  {'model':<{width}} {'budget':<11} {'probe':<6} {'n':>2} {'form':<10} {'s_inf':>22} {'alpha':>19} "
                   f"{'per 10x minutes':>24} {'minutes to 95%':>26} {'beats untrained from':>20}"]
-        lines += [f"  {source(r.model, r.adaptation):<14} {r.budget or 'epochs':<11} {r.probe:<6} {r.subsets:>2} "
+        lines += [f"  {source(r.model, r.adaptation):<{width}} {r.budget or 'epochs':<11} {r.probe:<6} {r.subsets:>2} "
                   f"{r.form:<10} "
                   f"{_cell(r.s_inf, r.s_inf_low, r.s_inf_high):>22} {_cell(r.alpha, r.alpha_low, r.alpha_high):>19} "
                   f"{_cell(r.slope_per_decade, r.slope_low, r.slope_high, '+.3f'):>24} "

@@ -482,10 +482,11 @@ def report(results_dir, intervals, comparisons):
                       for r in mine.itertuples()]]
         if shown.empty:
             continue
+        width = max([14, *(len(results.source(r.model, r.adaptation)) for r in shown.itertuples())])
         lines += [f"\n{task}: {primary} on the clean test split with its 95% interval "
                   f"({shown.method.iloc[0]}; {shown.clips.iloc[0]} clips), the probe chosen on valid",
-                  f"  {'model':<14} {'checkpoint':<16} {'probe':<7} {'seeds':>5} {'value':>7}  interval"]
-        lines += [f"  {results.source(r.model, r.adaptation):<14} {r.checkpoint:<16} {r.probe:<7} {r.seeds:>5} "
+                  f"  {'model':<{width}} {'checkpoint':<16} {'probe':<7} {'seeds':>5} {'value':>7}  interval"]
+        lines += [f"  {results.source(r.model, r.adaptation):<{width}} {r.checkpoint:<16} {r.probe:<7} {r.seeds:>5} "
                   f"{r.value:>7.3f}  [{r.low:.3f}, {r.high:.3f}]" for r in shown.itertuples()]
         lines += _comparison_lines(comparisons[(comparisons.task == task) & (comparisons.metric == primary)], chosen)
     return "\n".join(lines)
