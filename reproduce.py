@@ -227,9 +227,14 @@ def training_runs(args, grid):
         for budget in [None, *args.budget]:
             budget_options = options if budget is None else [*_without_length(options), "--budget", f"steps:{budget}"]
             for draw in range(args.draws):
-                for subset in grid["subsets"].get(base_name(model), grid["subsets"]["*"]):
+                for subset in grid_subsets(grid, model):
                     if not (draw and subset == "full"):  # full is the whole train split: it has no draws
                         yield model, subset, draw, budget, budget_options
+
+
+def grid_subsets(grid, model):
+    """The subsets the grid pretrains `model` on, smallest first."""
+    return grid["subsets"].get(base_name(model), grid["subsets"]["*"])
 
 
 def _without_length(options):
@@ -285,7 +290,7 @@ def _finetuning_steps(args, grid, data, model, task, task_option, extraction):
     options = ["--features-dir", args.features_dir, "--results-dir", args.results_dir, "--model", model,
                *task_option, *grid["finetune"]]
     if args.demo:
-        options += ["--checkpoints", "untrained", grid["subsets"].get(base_name(model), grid["subsets"]["*"])[-1]]
+        options += ["--checkpoints", "untrained", grid_subsets(grid, model)[-1]]
     return [Step(("finetune", model, task, adaptation_name(unfreeze)),
                  f"fine-tune {model} on {task} ({unfreeze})", "finetune.py",
                  _on_device(data, [*options, "--unfreeze", unfreeze]), after=(extraction,))
