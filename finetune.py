@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from common.atomic import write_json, write_serialised
@@ -322,12 +323,17 @@ def fit_and_score(job, name, head, seed, adapted, state_path, precision):
     items = finetuning.ClipWindows(job.cache, job.clip_ids[job.splits["train"]], adapted.input_samples)
     valid = job.splits["valid"]
     score = finetuning.valid_score(task, job.targets[valid])
+
+    def scored_on_valid(model):
+        outputs = job.outputs(model, valid, precision)
+        return score(outputs), torch.from_numpy(outputs)  # a tensor: the progress file loads weights only
+
     with tqdm(total=args.epochs, desc=f"{args.model} {name} {head} seed{seed}", unit="epoch", leave=False,
               disable=not job.world.is_main) as bar:
-        finetuning.fit(adapted, unfrozen, items, job.targets[job.splits["train"]], lambda m: score(
-            job.outputs(m, valid, precision)), recipe, _seed(name, head, seed), state_path, job.world, precision, bar)
+        progress = finetuning.fit(adapted, unfrozen, items, job.targets[job.splits["train"]], scored_on_valid, recipe,
+                                  _seed(name, head, seed), state_path, job.world, precision, bar)
     test = job.splits["test"]
-    outputs = {"valid": job.outputs(adapted, valid, precision)}
+    outputs = {"valid": progress.best_outputs.numpy()}
     for condition in _test_conditions(args, job.task_dir / args.model / name):
         outputs[f"test {condition}"] = job.outputs(adapted, test, precision, parse_snr(condition))
     return outputs

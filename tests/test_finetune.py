@@ -95,15 +95,17 @@ def train_loss(adapted, items, targets):
     return float(losses("classes", outputs[None], torch.as_tensor(targets[items.owner])[None])[0])
 
 
-def fitted(pitch, how, tmp_path, epochs=3, state="state.pt"):
+def fitted(pitch, how, tmp_path, epochs=3, state="state.pt", valid=None):
+    """A fit of `how` on the fixture's train windows. By default validation is on the train
+    windows too: the best epoch is then the one that fits them best."""
     adapted, items, targets = adapted_and_windows(pitch)
     before = {k: v.clone() for k, v in adapted.encoder.state_dict().items()}
     unfrozen = unfreeze(adapted.encoder, how)
     recipe = finetuning.Recipe(epochs, patience=epochs, batch_size=4, encoder_lr=1e-4, head_lr=1e-3,
                                weight_decay=1e-5)
-    # validation on the train windows: the best epoch is then the one that fits them best
-    progress = finetuning.fit(adapted, unfrozen, items, targets, lambda m: -train_loss(m, items, targets), recipe,
-                              seed=1, state_path=tmp_path / state, world=World(), precision=torch.float32)
+    valid = valid or (lambda m: (-train_loss(m, items, targets), None))
+    progress = finetuning.fit(adapted, unfrozen, items, targets, valid, recipe, seed=1, state_path=tmp_path / state,
+                              world=World(), precision=torch.float32)
     return adapted, before, items, targets, progress
 
 
@@ -136,6 +138,22 @@ def test_a_fit_stopped_after_an_epoch_and_run_again_ends_as_a_fit_never_stopped(
     assert torch.load(tmp_path / "stopped.pt", weights_only=True)["epoch"] == 1
     resumed, *_ = fitted(pitch, "all", tmp_path, epochs=2, state="stopped.pt")
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_a_fit_keeps_the_valid_outputs_of_the_epoch_whose_weights_it_ends_with(pitch, tmp_path):
+    _, items, targets = adapted_and_windows(pitch)
+    seen = []
+
+    def valid(model):  # the worst fit of the train windows is the best epoch: not the last one
+        with torch.no_grad():
+            seen.append(model(torch.from_numpy(items.read(range(len(items))))))
+        return train_loss(model, items, targets), seen[-1]
+
+    adapted, *_, progress = fitted(pitch, "all", tmp_path, valid=valid)
+    assert len(seen) == 3 and not torch.equal(progress.best_outputs, seen[-1])
+    with torch.no_grad():
+        assert torch.equal(progress.best_outputs, adapted(torch.from_numpy(items.read(range(len(items))))))
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ clips, as a probe's is, and a long clip does not weigh more than a short one. A 
 output is the mean of its windows' outputs, as a clip's embedding is the mean of its
 windows'. The parts --unfreeze names train with the encoder's learning rate, the head
 with the head's (Recipe); gradients are clipped to a norm of 1. Each epoch ends with the
-valid split's primary metric: the weights of the best epoch are kept, and training stops
-once it has not improved for `patience` epochs.
+valid split's primary metric: the weights of the best epoch are kept, with its valid
+outputs, and training stops once it has not improved for `patience` epochs.
 
 A fit's progress is saved after every epoch (its trained weights, the optimizer, the best
 weights so far): a fit killed and run again continues from its last epoch and ends with
@@ -110,6 +110,7 @@ class Progress:
     best: float = -math.inf
     waited: int = 0
     best_state: dict | None = None
+    best_outputs: object = None  # what valid() returned beside the best epoch's score
 
 
 def trained_names(adapted, unfrozen):
@@ -127,8 +128,9 @@ def snapshot(adapted, names):
 
 def fit(adapted, unfrozen, items, targets, valid, recipe, seed, state_path, world, precision, bar=None):
     """Train `adapted` on the windows `items` (ClipWindows, targets per clip) and leave it with
-    its best epoch's weights; `valid(adapted)` scores an epoch. Progress goes to `state_path`
-    (process 0 writes it) and is read back from there when a fit continues."""
+    its best epoch's weights; `valid(adapted)` scores an epoch: (its score, its outputs to keep
+    when it is the best). Progress goes to `state_path` (process 0 writes it) and is read back
+    from there when a fit continues."""
     names = trained_names(adapted, unfrozen)
     groups = [{"params": list(adapted.head.parameters()), "lr": recipe.head_lr,
                "weight_decay": recipe.weight_decay}]
@@ -146,9 +148,11 @@ def fit(adapted, unfrozen, items, targets, valid, recipe, seed, state_path, worl
         _epoch(trainer, optimizer, items, targets, recipe, seed, progress.epoch, world, precision)
         unfrozen.set_modes(False)
         adapted.head.eval()
-        score = world.mean(valid(adapted))
+        score, outputs = valid(adapted)
+        score = world.mean(score)
         if score > progress.best:
-            progress.best, progress.waited, progress.best_state = score, 0, snapshot(adapted, names)
+            progress.best, progress.waited = score, 0
+            progress.best_state, progress.best_outputs = snapshot(adapted, names), outputs
         else:
             progress.waited += 1
         progress.epoch += 1
@@ -192,14 +196,15 @@ def _save(path, adapted, optimizer, progress, names):
     write_serialised(path, lambda f: torch.save({"trained": snapshot(adapted, names),
                                                  "optimizer": optimizer.state_dict(), "epoch": progress.epoch,
                                                  "best": progress.best, "waited": progress.waited,
-                                                 "best_state": progress.best_state}, f))
+                                                 "best_state": progress.best_state,
+                                                 "best_outputs": progress.best_outputs}, f))
 
 
 def _restore(path, adapted, optimizer):
     state = torch.load(path, map_location=next(adapted.parameters()).device, weights_only=True)
     adapted.load_state_dict(state["trained"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
-    return Progress(state["epoch"], state["best"], state["waited"], state["best_state"])
+    return Progress(state["epoch"], state["best"], state["waited"], state["best_state"], state["best_outputs"])
 
 
 def clip_outputs(adapted, audio_of, n_clips, n_outputs, batch_size, device, precision):
