@@ -236,10 +236,10 @@ def test_bad_finetune_options_are_one_line(tmp_path, options, message):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
 
 
-def test_reproduce_fine_tunes_each_model_after_its_extraction_and_not_ast_on_the_demo(monkeypatch):
+def test_reproduce_fine_tunes_each_model_after_its_extraction_and_not_ast_or_key_on_the_demo(monkeypatch):
     import reproduce
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "--demo", "--quick", "--models", "tmae", "ast", "--tasks",
-                                      "pitch", "--finetune", "all", "last:2"])
+                                      "pitch", "key", "--finetune", "all", "last:2"])
     graph = reproduce.steps(reproduce.parse_args(), reproduce.GRIDS["demo-quick"])
     tuned = [s for s in graph if s.stage == "finetune"]
     assert [s.name for s in tuned] == ["finetune-tmae-pitch-finetune-all", "finetune-tmae-pitch-finetune-last2"]
