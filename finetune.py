@@ -79,7 +79,8 @@ from common.provenance import digest
 from common.training import distributed
 
 
-def parse_args():
+def parse_args(argv=None):
+    """finetune.py's options, from the command line or `argv` (reproduce.py --plan reads its steps')."""
     parser = ArgumentParser(prog="python finetune.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=model_argument(), help="a model id (python -m "
                                                                               "common.models.registry)")
@@ -113,7 +114,7 @@ def parse_args():
     distributed.add_device_option(parser)
     distributed.add_precision_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="fit again even if the results are up to date")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _learning_rate(text):

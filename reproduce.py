@@ -43,6 +43,7 @@ import json
 import time
 from argparse import ArgumentTypeError
 
+import finetune
 from common import plan
 from common.atomic import write_json
 from common.cli import (
@@ -421,10 +422,13 @@ def write_plan(args, grid, grid_name, path):
     device = resolve_device(args.device)
     study_tasks = [(tasks.TASKS[name], None) for name in args.tasks] + \
         [task_csv.read(csv_file, args.data_root) for csv_file in args.task_csv]
-    rows, missing, per_step = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid,
-                                            args.data_root, args.demo, device, args.layers, label_fits(args, grid))
-    print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     graph = steps(args, grid)
+    finetuning = {s.key: finetune.parse_args(list(map(str, s.prepare("cpu")))) for s in graph
+                  if s.stage == "finetune"}
+    rows, missing, per_step = plan.estimate(list(training_runs(args, grid)), args.models, study_tasks, grid,
+                                            args.data_root, args.demo, device, args.layers, label_fits(args, grid),
+                                            finetuning)
+    print(f"plan of the {grid_name} grid on {device} (nothing has run; timed here just now):\n{plan.table(rows)}")
     seconds = {step.name: per_step.get(step.key, 0.0) for step in graph}
     devices = len(local.slots(args.devices, args.jobs, args.device))
     elapsed, chain = plan.duration(wall_clock(graph, seconds, devices)), plan.duration(critical_path(graph, seconds))
@@ -433,9 +437,9 @@ def write_plan(args, grid, grid_name, path):
     if missing:
         print(f"left out: {', '.join(missing)} (the dataset is not here yet; it downloads on the first run)")
     write_json(path, {"grid": grid_name, "models": args.models, "tasks": task_names(args),
-                      "draws": args.draws, "layers": args.layers, "budget": args.budget,
+                      "draws": args.draws, "layers": args.layers, "budget": args.budget, "finetune": args.finetune,
                       "label budgets": list(label_budgets(args, grid)),
-                      "device": str(device), "stages": {s: sum(r[3] for r in rows if r[0] == s) for s in plan.STAGES}})
+                      "device": str(device), "stages": plan.stage_seconds(rows)})
     print(f"\nkept in {path}: the run's summary will show these estimates beside its measured times")
 
 
@@ -445,14 +449,14 @@ def estimate_beside_measured(path, grid_name, grid, args, measured):
     if not path.exists():
         return ""
     saved = json.loads(path.read_text())
-    if [saved["grid"], saved["models"], saved["tasks"], saved["draws"], saved["layers"], saved["budget"],
-            saved["label budgets"]] != [grid_name, args.models, task_names(args), args.draws, args.layers,
-                                        args.budget, list(label_budgets(args, grid))]:
+    keys = ("grid", "models", "tasks", "draws", "layers", "budget", "finetune", "label budgets")
+    if [saved.get(k) for k in keys] != [grid_name, args.models, task_names(args), args.draws, args.layers,
+                                        args.budget, args.finetune, list(label_budgets(args, grid))]:
         return ""
     lines = [f"\ntime estimated by --plan (on {saved['device']}) and measured (the steps that ran now):",
              f"  {'stage':<9} {'estimated':>9} {'measured':>9}"]
-    lines += [f"  {stage:<9} {plan.duration(saved['stages'][stage]):>9} {plan.duration(measured[stage]):>9}"
-              for stage in plan.STAGES]
+    lines += [f"  {stage:<9} {plan.duration(seconds):>9} {plan.duration(measured[stage]):>9}"
+              for stage, seconds in saved["stages"].items()]
     return "\n".join(lines)
 
 

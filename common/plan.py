@@ -14,11 +14,17 @@ a grid, and its time on this device from a few timed steps of each model.
             early stopping ends most fits sooner; with --layers, a checkpoint's every block
             is one more feature set to probe (timed at the embedding's width), read in the
             same forward pass
+  finetune  fits per fine-tuning step (checkpoints x heads x seeds, as finetune.py's options
+            say), each --epochs of one train window per clip (a timed optimizer step of what
+            --unfreeze trains, per window) and of every valid window scored, then every test
+            window under each condition scored: an upper bound, as early stopping ends most
+            fits sooner
 
 Timed on random inputs of the real shapes: the estimate needs neither trained weights nor
 decoded audio, only the datasets' metadata (the clip lengths of TinySOL and Beatport are
 read from their files' headers; a dataset not yet downloaded is named and left out).
 """
+import functools
 import math
 import time
 
@@ -32,13 +38,15 @@ from .data.dataset import load_dataset
 from .data.mtat import TOP50, read_index
 from .data.subsets import select, training_set_name
 from .evaluation import handcrafted, probes
-from .evaluation.extraction import sample_per_split, window_count
+from .evaluation.extraction import default_batch_size, sample_per_split, window_count
+from .evaluation.noise import CLEAN, condition_label, snr_name
+from .evaluation.unfreezing import unfreeze
 from .models.registry import base_name, build, build_for, model_class, pretraining_objective, train_script
 from .training.distributed import World, autocast, resolve_precision, synchronize
 from .training.epochs import Batch, epoch_plan, items_per_clip
 from .training.options import parse_args
 
-STAGES = ("pretrain", "extract", "probes")
+STAGES = ("pretrain", "extract", "probes", "finetune")
 
 
 def _seconds_per_call(function, repeats=2):
@@ -73,6 +81,7 @@ def train_step_seconds(model_id, batch_size, device, precision):
     return _seconds_per_call(step) * batch_size / timed
 
 
+@functools.cache  # extraction's and fine-tuning's estimates time the same forward pass
 @torch.inference_mode()
 def window_seconds(model_id, device, precision, windows=8):
     model = build(model_id).to(device).eval()
@@ -83,6 +92,29 @@ def window_seconds(model_id, device, precision, windows=8):
             model.embed(audio)
         synchronize(device)
     return _seconds_per_call(forward, repeats=1) / windows
+
+
+def finetune_window_seconds(model_id, how, batch_size, device, precision):
+    """Seconds per window of a fine-tuning step: the embedding's forward pass, and where
+    `how` (--unfreeze) trains some of the encoder, its backward pass and Adam's step; on a CPU
+    timed at a batch of at most 4 and scaled per window."""
+    encoder = build(model_id).to(device)
+    unfrozen = unfreeze(encoder, how)
+    unfrozen.set_modes(True)
+    parameters = unfrozen.parameters()
+    optimizer = torch.optim.Adam(parameters, lr=1e-6) if parameters else None
+    timed = batch_size if device.type == "cuda" else min(batch_size, 4)
+    audio = torch.randn(timed, encoder.input_samples, device=device) * 0.1
+
+    def step():
+        with torch.set_grad_enabled(optimizer is not None), autocast(device, precision):
+            loss = encoder.embed(audio).float().square().mean()
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+    return _seconds_per_call(step, repeats=1) / timed
 
 
 def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, precision, kinds):
@@ -112,6 +144,25 @@ def _training_steps(model_id, options, clips):
     return args.budget or min(args.max_steps or math.inf, args.epochs * per_epoch), args.batch_size
 
 
+def finetuning_windows(options, clips, checkpoints, conditions, cls):
+    """(fits, windows each fit trains on, windows each scores) of finetune.py's parsed
+    `options` on a task's clips ({split: seconds of each clip}), where the model has
+    `checkpoints` and the grid `conditions` test conditions: every --epochs, one window of
+    each train clip and every valid window; then every test window under each condition."""
+    windows = _windows(clips, cls)
+    fits = (len(options.checkpoints) if options.checkpoints else checkpoints) * len(options.heads) * options.seeds
+    if options.snr is not None:
+        conditions = len({CLEAN, *(condition_label(snr_name(snr)) for snr in options.snr)})
+    return (fits, options.epochs * len(clips["train"]),
+            options.epochs * windows["valid"] + conditions * windows["test"])
+
+
+def _windows(clips, cls):
+    """{split: the windows extraction cuts from its clips ({split: seconds of each clip})}."""
+    return {split: sum(window_count(int(s * cls.sample_rate), cls.input_samples) for s in seconds)
+            for split, seconds in clips.items()}
+
+
 def _clip_seconds(dataset, clip):
     return clip.seconds if clip.seconds is not None else sf.info(dataset.root / clip.path).duration
 
@@ -130,13 +181,14 @@ def _dataset_clips(task, own_dataset, data_root, demo, clips_per_split):
         return None
 
 
-def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, label_fits=1):
+def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, label_fits=1, finetuning=None):
     """Rows (stage, model, work, seconds) for the training `jobs` ((model id, subset, draw,
-    step budget, options) per run) and the extraction and probes of `models` on `tasks` ((Task,
+    step budget, options) per run), the extraction and probes of `models` on `tasks` ((Task,
     the Dataset of a task of one's own or None) each; `layers`: of each block too;
-    `label_fits`: sets of train labels each probe is fitted on); the names of the tasks left
-    out; and the seconds of each step of reproduce.py's graph, by (stage, model, training set
-    or task)."""
+    `label_fits`: sets of train labels each probe is fitted on) and the fine-tuning steps
+    `finetuning` ({step key: finetune.py's parsed options}); the names of the tasks left out;
+    and the seconds of each step of reproduce.py's graph, by its key: (stage, model, training
+    set or task, ...)."""
     precision = resolve_precision("auto", device)
     rows, per_step = _pretraining(jobs, models, data_root, demo, device, precision)
     # tasks on one dataset share its features (extraction copies them from a sibling task)
@@ -167,7 +219,32 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, l
         count = len(present) * feature_sets * len(kinds) * grid["seeds"] * label_fits
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
                      sum(per_step["probes", model, t.name] for t in present)))
+    clips_of = {task.name: clips for task, clips in present.items()}
+    checkpoints = {model: 1 + sum(1 for m, *_ in jobs if m == model) for model in models}
+    rows += _finetuning(finetuning or {}, clips_of, checkpoints, conditions, device, precision, per_step)
     return rows, missing, per_step
+
+
+def _finetuning(finetuning, clips_of, checkpoints, conditions, device, precision, per_step):
+    """A row per model of the fine-tuning steps `finetuning` ({step key: finetune.py's parsed
+    options}) on the tasks whose clips are here (`clips_of`), each step's seconds put in
+    `per_step`."""
+    work = {}  # per model: fits, windows trained, windows scored, seconds
+    for key, options in finetuning.items():
+        _, model, task, _ = key
+        if task not in clips_of:
+            continue
+        fits, trained, scored = finetuning_windows(options, clips_of[task], checkpoints[model], conditions,
+                                                   model_class(model))
+        batch_size = options.batch_size or default_batch_size(device)
+        per_step[key] = fits * (trained * finetune_window_seconds(model, options.unfreeze, batch_size, device,
+                                                                  precision)
+                                + scored * window_seconds(model, device, precision))
+        totals = work.setdefault(model, [0, 0, 0, 0.0])
+        for i, value in enumerate((fits, fits * trained, fits * scored, per_step[key])):
+            totals[i] += value
+    return [("finetune", model, f"{fits:,} fits: {trained:,} windows trained, {scored:,} scored", seconds)
+            for model, (fits, trained, scored, seconds) in work.items()]
 
 
 def _pretraining(jobs, models, data_root, demo, device, precision):
@@ -201,8 +278,7 @@ def _extraction(model, checkpoints, datasets, conditions, device, precision):
     cls = model_class(model)
     windows = []  # of one checkpoint, per dataset
     for clips in datasets:
-        per_split = {split: sum(window_count(int(s * cls.sample_rate), cls.input_samples) for s in seconds)
-                     for split, seconds in clips.items()}
+        per_split = _windows(clips, cls)
         windows.append(per_split["train"] + per_split["valid"] + conditions * per_split["test"])
     per_window = window_seconds(model, device, precision)
     return (f"{checkpoints} checkpoints x {sum(windows):,} windows ({per_window * 1e3:.1f} ms/window)",
@@ -214,11 +290,16 @@ def duration(seconds):
     return f"{seconds / 60:.1f} m" if seconds < 7200 else f"{seconds / 3600:,.1f} h"
 
 
+def stage_seconds(rows):
+    """{stage: its rows' seconds}, for the stages the grid has."""
+    return {s: sum(r[3] for r in rows if r[0] == s) for s in STAGES if any(r[0] == s for r in rows)}
+
+
 def table(rows):
     lines = [f"{'stage':<9} {'model':<18} {'work':<58} {'estimate':>10}"]
     for stage, model, work, seconds in rows:
         lines.append(f"{stage:<9} {model:<18} {work:<58} {duration(seconds):>10}")
-    by_stage = {s: sum(r[3] for r in rows if r[0] == s) for s in STAGES}
+    by_stage = stage_seconds(rows)
     lines.append(f"{'total':<9} {'':<18} {', '.join(f'{s} {duration(v)}' for s, v in by_stage.items()):<58} "
                  f"{duration(sum(by_stage.values())):>10}")
     return "\n".join(lines)

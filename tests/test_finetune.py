@@ -190,6 +190,31 @@ def test_finetune_writes_the_probes_columns_and_flows_into_statistics_figures_an
     assert set(figures.load(results / "demo").adaptation) == {"probe"}  # the other figures: probes only
 
 
+@pytest.mark.slow
+def test_the_plan_counts_the_windows_finetune_py_trains_and_scores(pitch, monkeypatch, tmp_path):
+    """reproduce.py --plan's count, from the clips' metadata and a step's options, against the
+    windows that pass through the encoder with gradients (trained) and without (scored)."""
+    import finetune
+    from common import plan
+    from common.models.registry import model_class
+    counted = {True: 0, False: 0}
+    forward = finetuning.Adapted.forward
+
+    def counting(self, x):
+        counted[torch.is_grad_enabled()] += len(x)
+        return forward(self, x)
+    monkeypatch.setattr(finetuning.Adapted, "forward", counting)
+    options = ["--demo", "--data-root", str(REPO / "data"), "--task", "pitch", "--model", "tmae", "--features-dir",
+               str(pitch / "features"), "--results-dir", str(tmp_path), "--seeds", "2", "--epochs", "2",
+               "--patience", "2", "--heads", "slp", "--precision", "float32"]
+    monkeypatch.setattr(sys, "argv", ["finetune.py", *options])
+    finetune.main()
+    clips = plan._dataset_clips(tasks.TASKS["pitch"], None, REPO / "data", True, 8)
+    fits, trained, scored = plan.finetuning_windows(finetune.parse_args(options), clips, checkpoints=1,
+                                                    conditions=2, cls=model_class("tmae"))
+    assert (fits * trained, fits * scored) == (counted[True], counted[False]) and fits == 2 and trained == 16
+
+
 @pytest.mark.parametrize("snr,scored", [(None, ["clean", "deform_2"]), (["clean"], ["clean"]),
                                        (["deform_2"], ["clean", "deform_2"])])
 def test_snr_scores_clean_and_the_conditions_named(pitch, snr, scored):
