@@ -94,6 +94,7 @@ def window_seconds(model_id, device, precision, windows=8):
     return _seconds_per_call(forward, repeats=1) / windows
 
 
+@functools.cache  # timed once per model and way, whatever the tasks
 def finetune_window_seconds(model_id, how, batch_size, device, precision):
     """Seconds per window of a fine-tuning step: the embedding's forward pass, and where
     `how` (--unfreeze) trains some of the encoder, its backward pass and Adam's step; on a CPU
