@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import REPO, run_demo_script, save_untrained
@@ -187,6 +188,10 @@ def test_finetune_writes_the_probes_columns_and_flows_into_statistics_figures_an
     assert "tmae     finetune-all    untrained" in reproduce.finetuned_table(intervals, comparisons)
     drawn = figures.render_all(results / "demo", pitch / "figures")
     assert "finetuned_vs_probed.png" in {p.name for p in drawn}
+    drawn_from = figures.intervals(results / "demo", adaptations=True)
+    probed_only = drawn_from[drawn_from.adaptation == "probe"].assign(task="key")  # a task not fine-tuned on
+    figure = figures.adaptation_figure(figures.whole_labels(pd.concat([drawn_from, probed_only])))
+    assert [ax.get_title() for ax in figure.axes] == [tasks.TASKS["pitch"].title]
     assert set(figures.load(results / "demo").adaptation) == {"probe"}  # the other figures: probes only
 
 

@@ -463,12 +463,13 @@ ADAPTATION_STYLES = {PROBED: "-", "finetune-all": "--", "finetune-none": ":"}  #
 
 def adaptation_figure(ci):
     """Figure 8: the score of each model fine-tuned (finetune.py, dashed; --unfreeze last:K
-    dash-dot, none dotted) and probed (solid) against pretraining minutes, a panel per task,
-    clean test split, the head or probe kind slp where it was fitted (else the first of both)."""
+    dash-dot, none dotted) and probed (solid) against pretraining minutes, a panel per task
+    some model was fine-tuned on, clean test split, the head or probe kind slp where it was
+    fitted (else the first of both)."""
     clean = _embeddings(ci[ci.condition == "clean"])
     clean = clean[(clean.model != "handcrafted") & ~clean.checkpoint.str.contains("-seed")
                   & clean.draw.isin(["0", ""])]
-    fig, panels = _panels(_tasks(clean))
+    fig, panels = _panels(_tasks(clean[clean.adaptation != PROBED]))  # the tasks fine-tuned on
     for ax, task in panels:
         cells = clean[clean.task == task]
         cells = cells[cells.model.isin(set(cells[cells.adaptation != PROBED].model))]  # the models fine-tuned
