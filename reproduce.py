@@ -544,7 +544,8 @@ def conclude(args, data_name, grid_name, grid, plan_file, measured, started):
           f"{estimate_beside_measured(plan_file, grid_name, grid, args, measured)}")
     if finetuned := finetuned_table(intervals, comparisons):
         print(f"\nfine-tuned beside probed (finetune.py; the clean test split, the mean over seeds; * a significant "
-              f"difference, = equivalent within the margin; figures/{data_name}/finetuned_vs_probed.png):\n{finetuned}")
+              f"difference, = equivalent within the margin; {args.figures_dir / data_name / 'finetuned_vs_probed.png'})"
+              f":\n{finetuned}")
     print(f"\nevery number's interval and every paired comparison: {results_dir / 'intervals.csv'}, "
           f"{results_dir / 'comparisons.csv'} (python -m common.evaluation.stats {results_dir})")
     print(f"\nscore against pretraining minutes, fitted (python -m common.evaluation.scaling {results_dir}):"
