@@ -13,7 +13,7 @@ valid split's primary metric: the weights of the best epoch are kept, with its v
 outputs, and training stops once it has not improved for `patience` epochs.
 
 A fit's progress is saved after every epoch (its trained weights, the optimizer, the best
-weights so far): a fit killed and run again continues from its last epoch and ends with
+weights so far and their valid outputs): a fit killed and run again continues from its last epoch and ends with
 the very weights of a fit never stopped. Under torchrun the batches are shared among the
 processes (DistributedDataParallel); every process scores the valid split, and the
 processes agree on the mean score, so that all of them stop together.
