@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .allocator import keep_freed_memory
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT / "data"
 
@@ -87,8 +89,10 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 
 
 def run(main):
-    """Run `main()`; a UserError, a folder that cannot take a write, or Ctrl-C ends the program
-    with one line and exit code 2 (130 for Ctrl-C). Warnings print as one line each."""
+    """Run `main()`, with malloc keeping the memory it frees (allocator.py); a UserError, a
+    folder that cannot take a write, or Ctrl-C ends the program with one line and exit code 2
+    (130 for Ctrl-C). Warnings print as one line each."""
+    keep_freed_memory()
     warnings.formatwarning = _one_line_warning
     try:
         main()

@@ -18,6 +18,10 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common.allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as every command does (cli.run), for the tests that call their main() here
+
 
 def pytest_configure(config):
     """Before pytest-xdist starts its workers, compile in this one process the librosa functions
