@@ -57,10 +57,28 @@ def _seconds_per_call(function, repeats=2):
     return (time.perf_counter() - started) / repeats
 
 
+def _timed_batch(batch_size, device):
+    """The batch a step is timed at: on a CPU at most 4 items, the time then scaled per item."""
+    return batch_size if device.type == "cuda" else min(batch_size, 4)
+
+
+def _step_seconds(loss, optimizer, device, precision, repeats):
+    """Seconds of computing `loss()` and, with an `optimizer`, its backward pass and step."""
+    def step():
+        with torch.set_grad_enabled(optimizer is not None), autocast(device, precision):
+            value = loss()
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+        synchronize(device)
+    return _seconds_per_call(step, repeats)
+
+
 def train_step_seconds(model_id, batch_size, device, precision):
     """Seconds of one optimizer step of the model's own objective at `batch_size` items."""
     objective, learns_from, views = pretraining_objective(base_name(model_id))
-    timed = batch_size if device.type == "cuda" else min(batch_size, 4)
+    timed = _timed_batch(batch_size, device)
     torch.manual_seed(0)
     labels = (torch.rand(timed, len(TOP50)) < 0.1).float()
     texts = [captions.from_tags([t for t, on in zip(TOP50, row) if on], i) for i, row in enumerate(labels)]
@@ -70,15 +88,7 @@ def train_step_seconds(model_id, batch_size, device, precision):
     samples = model.input_samples * model.crop_windows
     audio = torch.randn(views * timed, samples, device=device) * 0.1
     batch = Batch(audio, labels.to(device), views, texts)
-
-    def step():
-        with autocast(device, precision):
-            loss = objective(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        synchronize(device)
-    return _seconds_per_call(step) * batch_size / timed
+    return _step_seconds(lambda: objective(model, batch), optimizer, device, precision, 2) * batch_size / timed
 
 
 @functools.cache  # extraction's and fine-tuning's estimates time the same forward pass
@@ -104,18 +114,9 @@ def finetune_window_seconds(model_id, how, batch_size, device, precision):
     unfrozen.set_modes(True)
     parameters = unfrozen.parameters()
     optimizer = torch.optim.Adam(parameters, lr=1e-6) if parameters else None
-    timed = batch_size if device.type == "cuda" else min(batch_size, 4)
-    audio = torch.randn(timed, encoder.input_samples, device=device) * 0.1
-
-    def step():
-        with torch.set_grad_enabled(optimizer is not None), autocast(device, precision):
-            loss = encoder.embed(audio).float().square().mean()
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        synchronize(device)
-    return _seconds_per_call(step, repeats=1) / timed
+    audio = torch.randn(_timed_batch(batch_size, device), encoder.input_samples, device=device) * 0.1
+    return _step_seconds(lambda: encoder.embed(audio).float().square().mean(), optimizer, device, precision,
+                         1) / len(audio)
 
 
 def probe_epoch_seconds(task, n_clips, n_inputs, n_probes_per_kind, device, precision, kinds):
@@ -204,8 +205,9 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, l
     for task in present:
         extracting.setdefault(task.dataset, task)
     conditions, kinds = len(grid["snr"]), list(probes.KINDS)
+    checkpoints_of = {model: 1 + sum(1 for m, *_ in jobs if m == model) for model in models}  # untrained too
     for model in [*models, "handcrafted"]:
-        checkpoints = 1 if model == "handcrafted" else 1 + sum(1 for m, *_ in jobs if m == model)
+        checkpoints = checkpoints_of.get(model, 1)  # the hand-crafted features are one feature set
         work, seconds = _extraction(model, checkpoints, [present[t] for t in extracting.values()], conditions,
                                     device, precision)
         for task in present:
@@ -221,8 +223,7 @@ def estimate(jobs, models, tasks, grid, data_root, demo, device, layers=False, l
         rows.append(("probes", model, f"{count:,} probes, at most {probes.MAX_EPOCHS} epochs",
                      sum(per_step["probes", model, t.name] for t in present)))
     clips_of = {task.name: clips for task, clips in present.items()}
-    checkpoints = {model: 1 + sum(1 for m, *_ in jobs if m == model) for model in models}
-    rows += _finetuning(finetuning or {}, clips_of, checkpoints, conditions, device, precision, per_step)
+    rows += _finetuning(finetuning or {}, clips_of, checkpoints_of, conditions, device, precision, per_step)
     return rows, missing, per_step
 
 
